@@ -1,0 +1,98 @@
+# numamalloc — the only place compiler and linker flags live.
+#
+#   make            build/libnumamalloc.so (+ the white-box archive for the unit tests)
+#   make test       install missing Debian packages, build, run every test suite
+#   make bench      benchmarks side by side with glibc, jemalloc, tcmalloc, mimalloc
+#   make check      exported-symbol check only
+#   make install PREFIX=/usr/local DESTDIR=
+#   make clean
+
+CC       ?= gcc
+CXX      ?= g++
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+MANDIR   ?= $(PREFIX)/share/man
+B        := build
+VERSION  := $(shell cat VERSION)
+
+# Plain x86-64: the library also runs inside the TCG NUMA VM (no AVX-512 there).
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+CFLAGS_LIB := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-exec \
+              -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
+              -fno-stack-protector -fno-plt -fno-semantic-interposition \
+              $(WARN) -Iinclude -I$(B) -D_GNU_SOURCE -DNM_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
+LDLIBS_LIB := -lmimalloc -lunwind -lpthread -lm -ldl
+
+SRCS := $(wildcard src/*.c)
+OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS))
+TOBJS := $(patsubst src/%.c,$(B)/tobj/%.o,$(SRCS))
+PRELOAD_OBJS := $(B)/obj/interpose.o
+HDRS := $(wildcard include/*.h include/numamalloc/*.h) $(B)/sizeclass_table.h
+
+LIB  := $(B)/libnumamalloc.so
+TLIB := $(B)/libnumamalloc_test.a
+
+.PHONY: all test bench bench-quick check man clean install hotpath vm-test deps real-test unit-test api-test
+all: $(LIB) $(TLIB)
+
+# ---- generated size-class tables -------------------------------------------
+$(B)/gen_sizeclass: tools/gen_sizeclass.c include/numamalloc/config.h
+	@mkdir -p $(B)
+	$(CC) -std=gnu11 -O1 -Wall -Wextra -Werror -Iinclude -o $@ $<
+$(B)/sizeclass_table.h: $(B)/gen_sizeclass
+	$(B)/gen_sizeclass > $@.tmp && mv $@.tmp $@
+
+# ---- the library --------------------------------------------------------------
+$(B)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -c -o $@ $<
+$(B)/obj/interpose.o: preload/interpose.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -fexceptions -c -o $@ $<
+$(LIB): $(OBJS) $(PRELOAD_OBJS) preload/exports.map
+	$(CC) -shared -o $@ $(OBJS) $(PRELOAD_OBJS) -Wl,--version-script=preload/exports.map \
+	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,libnumamalloc.so $(LDLIBS_LIB)
+
+# White-box archive: the same sources built with -DNM_TESTING and without the
+# exported malloc family, so the unit tests run on the system malloc and call internals.
+$(B)/tobj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_LIB) -DNM_TESTING -c -o $@ $<
+$(TLIB): $(TOBJS)
+	rm -f $@ && ar rcs $@ $(TOBJS)
+
+# ---- tests -------------------------------------------------------------------
+include tests/tests.mk
+
+deps:
+	@scripts/deps.sh
+
+check: $(LIB)
+	scripts/check-exports.sh $(LIB)
+
+hotpath: $(LIB)
+	scripts/hotpath.sh
+
+bench: deps $(LIB)
+	bench/run.sh
+
+bench-quick: deps $(LIB)
+	bench/run.sh --quick
+
+man:
+	scripts/gen-man-env.sh --write
+
+# ---- install -----------------------------------------------------------------
+install: $(LIB)
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libnumamalloc.so
+	install -m 0644 include/numamalloc.h $(DESTDIR)$(INCDIR)/numamalloc.h
+	install -m 0644 man/numamalloc.3 $(DESTDIR)$(MANDIR)/man3/numamalloc.3
+	install -m 0644 man/numamalloc.7 $(DESTDIR)$(MANDIR)/man7/numamalloc.7
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' numamalloc.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/numamalloc.pc
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,41 @@
+/* numamalloc — attribute macros, small inline helpers and the lock type, included
+ * by every file. Cross-file prototypes are in internal.h. */
+#ifndef NM_BASE_H
+#define NM_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <pthread.h>
+
+#include "numamalloc/config.h"
+
+#define NM_LIKELY(x)     __builtin_expect(!!(x), 1)
+#define NM_UNLIKELY(x)   __builtin_expect(!!(x), 0)
+#define NM_NOINLINE      __attribute__((noinline))
+#define NM_INLINE        static inline __attribute__((always_inline))
+#define NM_COLD          __attribute__((cold, noinline))
+#define NM_TLS           __thread __attribute__((tls_model("initial-exec")))
+#define NM_EXPORT        __attribute__((visibility("default")))
+#define NM_ALIGNED(n)    __attribute__((aligned(n)))
+#define NM_PRINTF(f, a)  __attribute__((format(printf, f, a)))
+#define NM_ARRAY_LEN(a)  (sizeof(a) / sizeof((a)[0]))
+#define NM_MIN(a, b)     ((a) < (b) ? (a) : (b))
+#define NM_MAX(a, b)     ((a) > (b) ? (a) : (b))
+
+NM_INLINE uintptr_t nm_align_up(uintptr_t x, uintptr_t a)   { return (x + a - 1) & ~(a - 1); }
+NM_INLINE uintptr_t nm_align_down(uintptr_t x, uintptr_t a) { return x & ~(a - 1); }
+NM_INLINE bool nm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
+
+/* Locks are plain pthread mutexes: they never allocate, sleep instead of spinning
+ * when the holder is preempted (16 threads on 2 cores), and fork.c can take them
+ * all in one order. The order is written once, in src/fork.c. */
+typedef pthread_mutex_t nm_lock_t;
+#define NM_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+NM_INLINE void nm_lock(nm_lock_t *l)    { pthread_mutex_lock(l); }
+NM_INLINE void nm_unlock(nm_lock_t *l)  { pthread_mutex_unlock(l); }
+NM_INLINE bool nm_trylock(nm_lock_t *l) { return pthread_mutex_trylock(l) == 0; }
+NM_INLINE void nm_lock_reinit(nm_lock_t *l) { pthread_mutex_init(l, NULL); }
+
+#endif

@@ -1,0 +1,69 @@
+/* numamalloc — compile-time constants.
+ *
+ * Everything here is a build knob with a reason next to it. Runtime tuning lives in
+ * options.h (NUMAMALLOC_* environment variables); nothing in this file is read from
+ * the environment.
+ */
+#ifndef NM_CONFIG_H
+#define NM_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ---- page map ----------------------------------------------------------------
+ * One entry per 64 KiB granule of the 48-bit user address space: 32 index bits,
+ * split 16 (root, a static array) + 16 (leaves of 512 KiB mapped on demand, each
+ * covering 4 GiB). 64 KiB is the smallest alignment every origin we register
+ * guarantees: slabs are 64 KiB multiples inside 4 MiB-aligned segments, large
+ * mappings are at least 64 KiB long (so no two start in the same granule), and
+ * fallback-arena chunks are 32 MiB aligned. */
+#define NM_GRANULE_SHIFT   16
+#define NM_GRANULE         ((uintptr_t)1 << NM_GRANULE_SHIFT)
+#define NM_VA_BITS         48
+#define NM_PM_LEAF_BITS    16
+#define NM_PM_ROOT_BITS    (NM_VA_BITS - NM_GRANULE_SHIFT - NM_PM_LEAF_BITS)
+#define NM_PM_ROOT_LEN     ((uintptr_t)1 << NM_PM_ROOT_BITS)
+#define NM_PM_LEAF_LEN     ((uintptr_t)1 << NM_PM_LEAF_BITS)
+
+/* ---- segments and slabs -----------------------------------------------------
+ * A segment is 4 MiB, aligned to 4 MiB, bound to one NUMA domain, and split into
+ * 64 pages of 64 KiB (one bit each in a 64-bit mask). A slab is 1..8 consecutive
+ * pages holding blocks of one size class. */
+#define NM_SEGMENT_SHIFT   22
+#define NM_SEGMENT_SIZE    ((uintptr_t)1 << NM_SEGMENT_SHIFT)
+#define NM_SEG_PAGES       (NM_SEGMENT_SIZE >> NM_GRANULE_SHIFT)   /* 64 */
+#define NM_SLAB_MAX_PAGES  8
+
+/* ---- size classes -----------------------------------------------------------
+ * 16-byte steps up to 128, then four classes per doubling up to 32 KiB: 40 classes.
+ * 32 KiB is where jemalloc's tcache and tcmalloc's per-CPU caches stop too: above
+ * it, a per-thread cache of whole blocks costs more memory than it saves time, and
+ * mimalloc (the fallback arena) serves 32 KiB..LARGE_THRESHOLD with its own pages.
+ * Worst-case internal waste per class is (size - previous size - 1) / size: 46.9 %
+ * for 32 (a 17-byte request, forced by 16-byte alignment), 19.4 % for 160 and every
+ * later first-of-doubling class, below 20 % from 144 bytes up. */
+#define NM_SMALL_MAX       32768
+#define NM_NUM_CLASSES     40
+#define NM_QUANTUM_SHIFT   4
+#define NM_MAG_MAX_CAP     64        /* rounds in a magazine for the smallest classes */
+#define NM_MAG_BYTES       32768     /* a magazine caches about this many bytes ... */
+#define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
+
+/* ---- NUMA -------------------------------------------------------------------
+ * Node ids go up to what the system reports (nodeN under /sys); the page-map tag
+ * has 12 bits for the domain, Linux allows at most 1024 nodes (NODES_SHIFT 10). */
+#define NM_MAX_DOMAINS     4096
+#define NM_DOMAIN_BITS     12
+
+/* ---- large blocks -------------------------------------------------------------- */
+#define NM_PAGE_2M         ((size_t)2 << 20)
+#define NM_PAGE_1G         ((size_t)1 << 30)
+#define NM_ARENA_ALIGN     ((size_t)32 << 20)   /* mimalloc 2.0.9 segment/arena block size */
+
+/* ---- debug ------------------------------------------------------------------- */
+#ifndef NM_DEBUG
+#define NM_DEBUG 0
+#endif
+static const bool nm_config_debug = NM_DEBUG;
+
+#endif

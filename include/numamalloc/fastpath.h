@@ -1,0 +1,50 @@
+/* numamalloc — THE HOT PATH. Everything a small malloc or free does when it hits
+ * the thread's loaded magazine: no lock, no atomic read-modify-write, no system
+ * call, no option read. Anything else is one call to a _slow function.
+ *
+ * It is a header so that every exported entry point (malloc, free, operator new,
+ * operator delete, ... in preload/interpose.c) gets it inlined, without a jump.
+ *
+ * Uninitialised looks empty: a thread's cache is zero until its first slow path,
+ * so cur == base (malloc) and cur == end (free) fail the one test and divert there.
+ * The budget counts allocations down; it reaching zero diverts one allocation to
+ * the slow path, which accounts the batch (stats) or samples it (profiler): the
+ * decrement is the only cost either feature adds here. */
+#ifndef NM_FASTPATH_H
+#define NM_FASTPATH_H
+
+#include "numamalloc/internal.h"
+
+NM_INLINE void *nm_malloc_fast(size_t n)
+{
+    if (NM_LIKELY(n <= NM_SMALL_MAX)) {
+        nm_bin_t *b = &nm_tc.bins[nm_size_class(n)];
+        void **c = b->cur;
+        if (NM_LIKELY(c != b->base) && NM_LIKELY(--b->budget != 0)) {
+            b->cur = --c;
+            return *c;
+        }
+    }
+    return nm_malloc_slow(n);
+}
+
+/* The page-map tag (domain, kind) must equal this thread's: a slab block of the
+ * thread's own domain. Other domains (origin-aware free), large, arena, NULL and
+ * unknown pointers all go to nm_free_slow. */
+NM_INLINE void nm_free_fast(void *p)
+{
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    if (NM_LIKELY((uint16_t)(e >> NM_PME_TAG_SHIFT) == nm_tc.free_tag)) {
+        nm_bin_t *b = &nm_tc.bins[nm_pme_class(e)];
+        void **c = b->cur;
+        if (NM_LIKELY(c != b->end)) {
+            *c = p;
+            b->cur = c + 1;
+            b->nfree++;
+            return;
+        }
+    }
+    nm_free_slow(p, e);
+}
+
+#endif

@@ -1,0 +1,193 @@
+/* numamalloc — cross-file prototypes, grouped under the file that owns them, and
+ * the process-wide state every file may read. Include this, nothing else. */
+#ifndef NM_INTERNAL_H
+#define NM_INTERNAL_H
+
+#include "numamalloc/base.h"
+#include "numamalloc/types.h"
+#include "numamalloc/pagemap.h"
+#include "numamalloc/sizeclass.h"
+#include "numamalloc/options.h"
+#include "numamalloc/out.h"
+#include "numamalloc/os.h"
+#include "numamalloc/gstats.h"
+#include "numamalloc/topology.h"
+
+/* thread cache (defined in src/tcache.c); initial-exec TLS, all zero = "new" */
+extern NM_TLS nm_tcache_t nm_tc;
+
+/* ---- init.c ---------------------------------------------------------------------- */
+enum nm_pstate { NM_P_UNINIT = 0, NM_P_BOOTING = 1, NM_P_READY = 2 };
+extern int nm_pstate;
+extern nm_lock_t nm_init_lock;
+extern nm_lock_t nm_threads_lock;
+extern nm_tcache_t *nm_threads;            /* live thread caches */
+/* make the process ready; false while another (or this) thread is booting it */
+bool nm_process_init(void);
+/* make tc an active thread cache; false if the process cannot be made ready yet */
+bool nm_thread_start(nm_tcache_t *tc);
+/* a thread's exit, run by the pthread key destructor (also used by tests) */
+void nm_thread_exit(nm_tcache_t *tc);
+/* allocations while booting: served by mimalloc, counted */
+void *nm_bootstrap_alloc(size_t n, size_t align, bool zero);
+bool nm_is_boot_thread(void);
+uint64_t nm_start_ms(void);
+
+/* ---- meta.c ---------------------------------------------------------------------- */
+extern nm_lock_t nm_meta_lock;
+void *nm_meta_alloc(size_t size);          /* zeroed, 64-byte aligned */
+void  nm_meta_free(void *p, size_t size);
+
+/* ---- pagemap.c ------------------------------------------------------------------- */
+extern nm_lock_t nm_pm_lock;
+bool nm_pagemap_set_range(uintptr_t start, size_t len, nm_pme_t e);
+bool nm_pagemap_set(uintptr_t a, nm_pme_t e);
+void nm_pagemap_clear_range(uintptr_t start, size_t len);
+
+/* ---- segment.c ------------------------------------------------------------------- */
+/* a slab of npages pages in domain d (seg_lock taken inside); NULL when out of memory */
+nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages);
+void nm_segment_free_slab(uint32_t d, nm_slab_t *s);
+/* purge free pages idle since before cutoff_ms (all if cutoff_ms == UINT64_MAX);
+ * returns bytes returned to the OS */
+size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms);
+NM_INLINE nm_segment_t *nm_slab_segment(nm_slab_t *s)
+{
+    return (nm_segment_t *)(void *)(s - s->page);
+}
+
+/* ---- slab.c (depot lock held) ---------------------------------------------------- */
+unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n);
+void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n);
+/* NUMAMALLOC_CHECK=1: validate p against its slab and free it; returns NULL, or
+ * why p cannot be freed (nothing changed then) */
+const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p);
+/* release the spare slab if idle since before cutoff */
+void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms);
+
+/* ---- depot.c --------------------------------------------------------------------- */
+NM_INLINE nm_depot_t *nm_depot(uint32_t dom, unsigned cls) { return &nm_domains[dom].depots[cls]; }
+nm_mag_t *nm_mag_new(unsigned cls);
+void nm_mag_delete(nm_mag_t *m);
+nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d);
+void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m);
+/* hand a full magazine to d; returns an empty one from d (or NULL) */
+nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full);
+/* return magazine m (any fill) to d: full -> full list, else rounds back to slabs */
+void nm_depot_return(nm_depot_t *d, nm_mag_t *m);
+/* decay: release what stayed unused for a whole interval */
+void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all);
+
+/* ---- tcache.c -------------------------------------------------------------------- */
+void *nm_malloc_slow(size_t n);
+void  nm_free_slow(void *p, nm_pme_t e);
+/* small block of class cls for tc (slow path: reconcile, refill, sample) */
+void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample);
+/* small block of class cls straight from domain dom's slabs (no thread cache) */
+void *nm_small_alloc_direct(uint32_t dom, unsigned cls);
+void  nm_small_free_direct(void *p, nm_pme_t e);
+void  nm_tcache_flush_all(nm_tcache_t *tc);
+void  nm_tcache_tick(nm_tcache_t *tc);
+void  nm_bin_reconcile_all(nm_tcache_t *tc);
+/* add v to domain counter id of tc (atomically to the global copy if tc has none) */
+void  nm_count_domain(nm_tcache_t *tc, uint32_t dom, int id, uint64_t v);
+void  nm_count_thread(nm_tcache_t *tc, int id, uint64_t v);
+/* run decay now if due (or forced) */
+void  nm_decay(bool force);
+extern nm_lock_t nm_decay_lock;
+
+/* ---- alloc.c --------------------------------------------------------------------- */
+void  *nm_malloc(size_t n);
+void   nm_free(void *p);
+void  *nm_calloc(size_t n, size_t m);
+void  *nm_realloc(void *p, size_t n);
+void  *nm_reallocarray(void *p, size_t n, size_t m);
+size_t nm_usable_size(const void *p);
+/* any size: small, medium (fallback arena) or large; align <= 16 means none */
+void  *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero);
+/* report misuse of pointer p by function fn; aborts under NUMAMALLOC_CHECK=1 */
+void   nm_invalid_pointer(const char *fn, const void *p, const char *why);
+
+/* ---- aligned.c ------------------------------------------------------------------- */
+void *nm_memalign(size_t align, size_t n);
+int   nm_posix_memalign(void **out, size_t align, size_t n);
+void *nm_aligned_alloc(size_t align, size_t n);
+void *nm_valloc(size_t n);
+void *nm_pvalloc(size_t n);
+
+/* ---- large.c --------------------------------------------------------------------- */
+/* own mapping for n bytes in domain dom (or interleaved) aligned to align */
+void  *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero);
+void   nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p);
+void  *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
+size_t nm_large_usable(const nm_large_t *L);
+void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
+void   nm_large_init(void);
+extern uint64_t nm_large_backing_count[NM_BACK_COUNT];   /* live blocks per backing */
+extern uint64_t nm_large_backing_bytes[NM_BACK_COUNT];   /* live mapped bytes per backing */
+extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* blocks ever mapped per backing */
+extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */
+
+/* ---- fallback.c (the only file that includes mimalloc.h) ------------------------- */
+bool   nm_fallback_init(void);
+void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
+void   nm_fallback_free(nm_tcache_t *tc, void *p);
+void  *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n);
+size_t nm_fallback_usable(const void *p);
+bool   nm_fallback_owns(const void *p);        /* mimalloc memory, registered or not */
+void   nm_fallback_collect(bool force);
+void  *nm_fallback_raw_alloc(size_t n, size_t align, bool zero);   /* bootstrap */
+void   nm_fallback_raw_free(void *p);
+uint64_t nm_fallback_reserved_bytes(void);
+unsigned nm_fallback_arena_count(void);
+
+/* ---- stats.c --------------------------------------------------------------------- */
+extern nm_lock_t nm_stats_dump_lock;
+void nm_stats_start_triggers(void);
+void nm_stats_merge_thread(nm_tcache_t *tc);
+void nm_stats_init(void);
+/* write a dump (mode text or json) to fd, without allocating or blocking */
+void nm_stats_dump_fd(int fd, int mode, const char *why);
+/* dump to the configured destination (NUMAMALLOC_STATS_FILE or stderr) */
+void nm_stats_dump(const char *why);
+size_t nm_stats_print(char *buf, size_t len, int mode);
+void nm_verbose_print(void);
+
+/* ---- profile.c ------------------------------------------------------------------- */
+extern bool nm_prof_on;
+extern nm_lock_t nm_prof_lock;
+void    nm_prof_dump_exit(void);
+void    nm_prof_init(void);
+void    nm_prof_prime(void);
+int64_t nm_prof_next_blocks(nm_tcache_t *tc, unsigned cls);   /* budget for a bin */
+/* medium/large: subtract n from the byte countdown; true if this one is sampled */
+bool    nm_prof_tick_bytes(nm_tcache_t *tc, size_t n);
+void    nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight);
+bool    nm_prof_forget(void *p);           /* on free of a possibly sampled block */
+size_t  nm_prof_weight_small(unsigned cls);
+size_t  nm_prof_weight_bytes(size_t n);
+void    nm_prof_report(nm_buf_t *b, int mode, bool from_signal);
+
+/* ---- fork.c ---------------------------------------------------------------------- */
+void nm_fork_init(void);
+
+/* ---- api.c ----------------------------------------------------------------------- */
+struct numamalloc_block_info;
+struct mallinfo;
+struct mallinfo2;
+int  nm_malloc_trim(size_t pad);
+struct mallinfo2 nm_mallinfo2(void);
+struct mallinfo nm_mallinfo(void);
+int  nm_mallopt(int param, int value);
+void nm_malloc_stats(void);
+int  nm_malloc_info(int options, void *fp);
+const char *nm_api_version(void);
+void *nm_api_alloc_onnode(size_t size, int node);
+void *nm_api_alloc_interleaved(size_t size);
+int   nm_api_node_of(const void *p);
+int   nm_api_block_info(const void *p, struct numamalloc_block_info *info);
+size_t nm_api_stats_print(char *buf, size_t len);
+size_t nm_api_stats_json(char *buf, size_t len);
+const char *nm_api_option_get(const char *name);
+
+#endif

@@ -1,0 +1,43 @@
+/* numamalloc — the OS contract (src/os.c). Every system call the allocator makes
+ * goes through here, is counted (stats: mmap_calls, mbind_fail, ...) and keeps its
+ * last errno. Raw syscall(2), not the libc wrappers: a program that interposes
+ * mmap (and calls dlsym, which allocates) must not be able to re-enter us. */
+#ifndef NM_OS_H
+#define NM_OS_H
+
+#include "numamalloc/base.h"
+
+enum nm_os_call { NM_OS_MMAP, NM_OS_MUNMAP, NM_OS_MADVISE, NM_OS_MBIND, NM_OS_MREMAP, NM_OS_CALLS };
+extern int nm_os_last_errno[NM_OS_CALLS];
+extern size_t nm_os_page;            /* base page size (4096 here) */
+
+/* anonymous private read-write mapping; NULL on failure (errno set) */
+void *nm_os_map(size_t size, int extra_flags);
+/* like nm_os_map, aligned to align (a power of two >= page); trims the excess */
+void *nm_os_map_aligned(size_t size, size_t align, int extra_flags);
+/* PROT_NONE reservation (not charged under strict overcommit) */
+void *nm_os_reserve(size_t size, size_t align);
+bool  nm_os_unmap(void *p, size_t size);
+bool  nm_os_advise(void *p, size_t size, int advice);
+bool  nm_os_protect(void *p, size_t size, int prot);
+void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr);
+/* mbind(2) with a node mask of nbits bits; counts failures, keeps errno */
+bool  nm_os_mbind(void *p, size_t size, int mode, const unsigned long *mask, unsigned long nbits);
+/* bind [p, p+size) to one node (mode MPOL_BIND / MPOL_PREFERRED) */
+bool  nm_os_mbind_node(void *p, size_t size, int mode, int node);
+/* read a small file without stdio or malloc; returns bytes read (NUL-terminated) or -1 */
+long  nm_os_read_file(const char *path, char *buf, size_t cap);
+/* read a file holding one unsigned number; returns false if absent or unparsable */
+bool  nm_os_read_u64(const char *path, uint64_t *out);
+uint64_t nm_os_now_ms(void);
+uint64_t nm_os_now_ns(void);
+/* CPU the thread runs on: rseq area (glibc >= 2.35 registers it) or getcpu(2) */
+int   nm_os_cpu(void);
+/* node of the page holding p as the kernel sees it (get_mempolicy), -1 if unknown */
+int   nm_os_page_node(const void *p);
+/* resident set size of this process in bytes (/proc/self/statm), 0 if unknown */
+uint64_t nm_os_rss(void);
+/* pid without libc's cache (correct in a child after fork via raw clone) */
+int   nm_os_getpid(void);
+
+#endif

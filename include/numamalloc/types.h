@@ -1,0 +1,175 @@
+/* numamalloc — every core structure, with a comment per field.
+ *
+ * SYNCHRONIZATION (the whole allocator, in one place)
+ *  - nm_tcache_t (thread cache) is thread-local and touched without locks by its owner.
+ *    Other threads read its counters racily (stats dumps) while holding the thread-list
+ *    lock, which keeps the tcache from being unlinked and its TLS freed under them.
+ *  - nm_depot_t (one per domain and size class) has its own lock, protecting its full
+ *    and empty magazine lists, its slab lists, and every nm_slab_t of that class and
+ *    domain (free list, counts, checkmap).
+ *  - nm_domain_t.seg_lock protects the domain's segment list and each segment's page
+ *    masks. It nests inside a depot lock (depot -> segment), never the other way.
+ *  - nm_domain_t.large_lock protects the domain's cache of freed large mappings.
+ *  - The page map is written under the lock of whoever owns the range (depot/segment
+ *    for slabs, nobody else can see a fresh large mapping) and read without locks;
+ *    see src/pagemap.c for the memory-order argument.
+ *  - Global counters are relaxed atomics, added on slow paths only.
+ *  - Lock order for fork (src/fork.c): init -> meta -> threads -> for each domain:
+ *    depots in class order -> seg_lock -> large_lock -> profiler -> stats output.
+ */
+#ifndef NM_TYPES_H
+#define NM_TYPES_H
+
+#include "numamalloc/base.h"
+#include "numamalloc/stats.h"
+
+/* ---- page-map entry ------------------------------------------------------------
+ * 64 bits: [63..52] domain, [51..48] kind, [47..6] descriptor address (64-byte
+ * aligned, below 2^48), [5..0] size class. The free fast path compares the top 16
+ * bits (domain and kind) with one per-thread value. */
+typedef uint64_t nm_pme_t;
+
+enum nm_kind {
+    NM_KIND_NONE  = 0,   /* not ours (or no longer ours) */
+    NM_KIND_SLAB  = 1,   /* small block in a slab; descriptor = nm_slab_t */
+    NM_KIND_LARGE = 2,   /* own mapping on 4 KiB or transparent huge pages; nm_large_t */
+    NM_KIND_HUGE  = 3,   /* own mapping on hugetlb pages; nm_large_t */
+    NM_KIND_ARENA = 4,   /* fallback arena (mimalloc) chunk; descriptor = NULL */
+};
+
+/* how a large block's pages are backed */
+enum nm_backing {
+    NM_BACK_NORMAL = 0,  /* 4 KiB pages */
+    NM_BACK_THP,         /* 2 MiB aligned, madvise(MADV_HUGEPAGE) */
+    NM_BACK_HUGETLB_2M,  /* MAP_HUGETLB, 2 MiB pages */
+    NM_BACK_HUGETLB_1G,  /* MAP_HUGETLB, 1 GiB pages */
+    NM_BACK_COUNT
+};
+
+/* ---- magazine ---------------------------------------------------------------------
+ * Bonwick's magazine: a stack of free blocks ("rounds") of one class. While loaded
+ * in a bin, the bin's cur/base/end describe it and `count` is stale. */
+typedef struct nm_mag {
+    struct nm_mag *next;     /* link in a depot list or a free pool */
+    uint32_t count;          /* rounds held, when not loaded */
+    uint32_t cap;            /* capacity in rounds */
+    void *rounds[];
+} nm_mag_t;
+
+/* ---- thread-cache bin (one per class, 64 bytes, the whole fast path) ---------- */
+typedef struct nm_bin {
+    void   **cur;            /* next free slot; rounds are base[0 .. cur-base) */
+    void   **base;           /* first round of the loaded magazine (NULL: none) */
+    void   **end;            /* base + capacity */
+    int64_t  budget;         /* allocations left before the slow path accounts them
+                                (stats) or samples one (profiler) */
+    int64_t  period;         /* budget at the last reconciliation */
+    uint64_t nfree;          /* fast-path frees since the last reconciliation */
+    nm_mag_t *loaded;        /* magazine behind base (NULL: none) */
+    nm_mag_t *prev;          /* Bonwick's previous magazine (full, empty or NULL) */
+} nm_bin_t;
+
+/* ---- slab (64 bytes; lives in its segment descriptor) ---------------------------- */
+typedef struct nm_slab {
+    void     *free;          /* blocks returned to this slab, linked through word 0 */
+    char     *start;         /* first block (the slab's first page) */
+    struct nm_slab *next;    /* depot partial list */
+    struct nm_slab *prev;
+    uint64_t *checkmap;      /* NUMAMALLOC_CHECK=1: bit per block, set while out */
+    uint32_t  inuse;         /* blocks out of the slab (in use or in a magazine) */
+    uint16_t  nblocks;       /* blocks in the slab */
+    uint16_t  fresh;         /* never-used blocks left at the tail (bump allocation) */
+    uint8_t   cls;           /* size class */
+    uint8_t   npages;        /* 64 KiB pages in the slab */
+    uint8_t   page;          /* index of its first page in the segment (0 = unused) */
+    uint8_t   on_partial;    /* 1 while on the depot's partial list */
+    uint32_t  pad_;
+} NM_ALIGNED(64) nm_slab_t;
+
+/* ---- segment (4 MiB of slab pages; descriptor kept off the data pages) ---------- */
+typedef struct nm_segment {
+    nm_slab_t slabs[NM_SEG_PAGES];   /* slabs[i] describes a slab starting at page i */
+    struct nm_segment *next;         /* domain segment list */
+    struct nm_segment *prev;
+    char     *base;                  /* NM_SEGMENT_SIZE aligned */
+    uint64_t  free_mask;             /* bit i: page i belongs to no slab */
+    uint64_t  dirty_mask;            /* bit i: free page i may still be resident */
+    uint64_t  empty_since_ms;        /* when the last slab left (0: not empty) */
+    uint64_t  freed_ms[NM_SEG_PAGES];/* when each free page was released by its slab */
+    uint32_t  domain;
+} NM_ALIGNED(64) nm_segment_t;
+
+/* ---- depot (one per domain and class) -------------------------------------------- */
+typedef struct nm_depot {
+    nm_lock_t lock;
+    nm_mag_t *full;          /* full magazines */
+    nm_mag_t *empty;         /* empty magazines */
+    uint32_t  nfull, nempty;
+    uint32_t  nfull_min;     /* fewest full magazines seen since the last decay tick */
+    uint32_t  nempty_min;    /* fewest empty magazines seen since the last decay tick */
+    nm_slab_t *partial;      /* slabs with free blocks (doubly linked) */
+    nm_slab_t *spare;        /* one completely free slab kept against thrashing */
+    uint64_t  spare_since_ms;
+    uint64_t  nslabs;        /* slabs of this class in this domain */
+    uint64_t  held;          /* blocks out of slabs: in use or cached in magazines */
+    uint64_t  held_peak;     /* peak of held */
+    uint64_t  exchanges;     /* magazine exchanges with threads */
+    uint32_t  cls;
+    uint32_t  domain;
+} NM_ALIGNED(64) nm_depot_t;
+
+/* ---- large block descriptor ----------------------------------------------------- */
+typedef struct nm_large {
+    struct nm_large *next;   /* domain cache list, most recently freed first */
+    struct nm_large *prev;
+    char     *map;           /* mapping start */
+    size_t    map_len;       /* mapping length */
+    char     *user;          /* pointer handed out (map, or aligned inside it) */
+    size_t    req;           /* bytes requested (stats) */
+    uint64_t  freed_ms;      /* when it entered the cache */
+    uint32_t  domain;
+    uint8_t   backing;       /* enum nm_backing */
+    uint8_t   zeroed;        /* 1 while its pages are known to read as zero */
+    uint8_t   sampled;       /* profiler sampled this block */
+    uint8_t   pad_;
+} NM_ALIGNED(64) nm_large_t;
+
+/* ---- domain (a NUMA node, or the interleaved pseudo-node) ------------------------ */
+typedef struct nm_domain {
+    nm_depot_t depots[NM_NUM_CLASSES];
+    nm_lock_t  seg_lock;
+    nm_segment_t *segs;      /* segments with at least one free page */
+    nm_segment_t *full_segs; /* segments with no free page */
+    uint64_t   nsegments;
+    uint64_t   slab_pages;   /* 64 KiB pages in slabs */
+    uint64_t   dirty_pages;  /* free pages that may still be resident (not yet purged) */
+    nm_lock_t  large_lock;
+    nm_large_t *cache;       /* freed large mappings, newest first */
+    nm_large_t *cache_tail;
+    size_t     cache_bytes;
+    int        node;         /* NUMA node id, or -1 for the interleaved domain */
+    int        mpol_mode;    /* MPOL_* used to bind this domain's memory */
+    bool       bind;         /* mbind at all (false on one-node machines) */
+} nm_domain_t;
+
+/* ---- thread cache ----------------------------------------------------------------- */
+enum nm_tstate { NM_T_NEW = 0, NM_T_ACTIVE = 1, NM_T_DEAD = 2 };
+
+typedef struct nm_tcache {
+    nm_bin_t  bins[NM_NUM_CLASSES];  /* first: the fast path indexes these */
+    uint16_t  free_tag;      /* page-map tag (domain << 4 | SLAB) of blocks this thread may cache */
+    uint8_t   state;         /* enum nm_tstate */
+    uint8_t   busy;          /* >0 while inside the allocator's own calls out (profiler, init) */
+    uint32_t  domain;        /* domain serving this thread's small blocks */
+    int32_t   cpu_node;      /* node of the CPU seen at the last check */
+    uint32_t  slow_ticks;    /* slow-path events since the last decay check */
+    int64_t   prof_left;     /* profiler: bytes until the next medium/large sample */
+    uint64_t  rng;           /* profiler: xorshift state */
+    int64_t   fp_pending;    /* arena bytes not yet added to the global footprint */
+    nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
+    struct nm_tcache *next;  /* thread list */
+    struct nm_tcache *prev;
+    nm_counters_t ctr;       /* plain per-thread counters */
+} nm_tcache_t;
+
+#endif

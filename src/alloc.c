@@ -1,0 +1,158 @@
+/* numamalloc — malloc, free, calloc, realloc and malloc_usable_size.
+ *
+ * The small-block fast paths are include/numamalloc/fastpath.h (inlined into every
+ * exported entry point); this file routes everything else by size and by the page
+ * map's answer for a pointer:
+ *   size <= 32 KiB            slab blocks through the thread cache (tcache.c)
+ *   32 KiB .. threshold       the fallback arena (mimalloc on NUMA-bound arenas)
+ *   >= LARGE_THRESHOLD        own NUMA-bound mapping, huge pages when possible
+ * and a pointer's origin is never guessed: the page map says slab, large, huge or
+ * arena; anything else is either a block mimalloc served while we were booting, or
+ * not ours, in which case it is counted and left alone (NUMAMALLOC_CHECK=1 aborts
+ * with a message instead). No locks here. */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "numamalloc/internal.h"
+#include "numamalloc/fastpath.h"
+
+void *nm_malloc(size_t n) { return nm_malloc_fast(n); }
+void nm_free(void *p) { nm_free_fast(p); }
+
+void nm_invalid_pointer(const char *fn, const void *p, const char *why)
+{
+    nm_gstat_add(NM_C_invalid_free, 1);
+    if (nm_opt.check)
+        nm_fatal("%s(): invalid pointer %p: %s (NUMAMALLOC_CHECK=1: aborting)", fn, p, why);
+}
+
+static nm_tcache_t *ready_tcache(void)
+{
+    nm_tcache_t *tc = &nm_tc;
+    if (NM_LIKELY(tc->state == NM_T_ACTIVE)) return tc;
+    if (nm_thread_start(tc) || tc->state == NM_T_DEAD) return tc;
+    return NULL;                                   /* booting: use the bootstrap path */
+}
+
+void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
+{
+    if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
+    if (align <= 16) align = 0;
+    if (n <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
+        unsigned cls = align ? nm_size_class_aligned(n, align) : nm_size_class(n);
+        if (cls < NM_NUM_CLASSES) {
+            void *p = nm_small_alloc(tc, cls, align == 0);
+            if (p && zero) memset(p, 0, n);
+            return p;
+        }
+    }
+    bool sample = nm_prof_on && align == 0 && !tc->busy && tc->state == NM_T_ACTIVE && nm_prof_tick_bytes(tc, n);
+    void *p = NULL;
+    if (n < nm_opt.large_threshold) {
+        if (align <= NM_SMALL_MAX) {
+            p = nm_fallback_alloc(tc, n, align, zero);
+            if (p == NULL) nm_fallback_count(NM_FB_ARENA_FULL, errno);
+        } else {
+            nm_fallback_count(NM_FB_LARGE_ALIGN, 0);
+        }
+    }
+    if (p == NULL) p = nm_large_alloc(tc, tc->domain, n, align, zero);
+    if (p && sample) nm_prof_record(tc, p, n, nm_prof_weight_bytes(n));
+    return p;
+}
+
+void *nm_calloc(size_t n, size_t m)
+{
+    size_t total;
+    if (NM_UNLIKELY(__builtin_mul_overflow(n, m, &total) || total > PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (total <= NM_SMALL_MAX) {
+        void *p = nm_malloc_fast(total);
+        if (p) memset(p, 0, total);
+        return p;
+    }
+    nm_tcache_t *tc = ready_tcache();
+    if (tc == NULL) return nm_bootstrap_alloc(total, 0, true);
+    return nm_alloc_any(tc, total, 0, true);
+}
+
+/* move p (usable bytes `old`) to a new block of n bytes */
+static void *realloc_move(nm_tcache_t *tc, void *p, size_t old, size_t n)
+{
+    void *q = tc ? nm_alloc_any(tc, n, 0, false) : nm_bootstrap_alloc(n, 0, false);
+    if (q == NULL) return NULL;                    /* p is untouched, as C requires */
+    memcpy(q, p, NM_MIN(old, n));
+    nm_free_fast(p);
+    if (tc) nm_count_thread(tc, NM_C_realloc_move, 1);
+    return q;
+}
+
+void *nm_realloc(void *p, size_t n)
+{
+    if (p == NULL) return nm_malloc_fast(n);
+    if (n == 0) { nm_free_fast(p); return NULL; } /* glibc: realloc(p, 0) frees, returns NULL */
+    if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
+    nm_tcache_t *tc = ready_tcache();
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    switch (nm_pme_kind(e)) {
+    case NM_KIND_SLAB: {
+        size_t size = nm_class_size[nm_pme_class(e)];
+        /* keep it when it still fits and would not waste more than half */
+        if (n <= size && (n > size / 2 || size <= 16)) {
+            if (tc) nm_count_thread(tc, NM_C_realloc_inplace, 1);
+            return p;
+        }
+        return realloc_move(tc, p, size, n);
+    }
+    case NM_KIND_LARGE:
+    case NM_KIND_HUGE: {
+        nm_large_t *L = nm_pme_desc(e);
+        if (p != L->user) { nm_invalid_pointer("realloc", p, "interior pointer into a large block"); errno = EINVAL; return NULL; }
+        if (tc && n >= nm_opt.large_threshold) return nm_large_realloc(tc, L, p, n);
+        return realloc_move(tc, p, nm_large_usable(L), n);
+    }
+    case NM_KIND_ARENA:
+        if (tc) return nm_fallback_realloc(tc, p, n);
+        return realloc_move(tc, p, nm_fallback_usable(p), n);
+    default:
+        if (nm_fallback_owns(p)) {
+            if (tc) return nm_fallback_realloc(tc, p, n);
+            return realloc_move(tc, p, nm_fallback_usable(p), n);
+        }
+        nm_invalid_pointer("realloc", p, "not allocated by numamalloc");
+        nm_warn("realloc(%p, %lu): pointer not allocated by numamalloc; returning NULL and leaving it alone",
+                p, (unsigned long)n);
+        errno = EINVAL;
+        return NULL;
+    }
+}
+
+void *nm_reallocarray(void *p, size_t n, size_t m)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, m, &total) || total > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    return nm_realloc(p, total);
+}
+
+size_t nm_usable_size(const void *p)
+{
+    if (p == NULL) return 0;
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    switch (nm_pme_kind(e)) {
+    case NM_KIND_SLAB:  return nm_class_size[nm_pme_class(e)];
+    case NM_KIND_LARGE:
+    case NM_KIND_HUGE: {
+        const nm_large_t *L = nm_pme_desc(e);
+        if (p != L->user) { nm_invalid_pointer("malloc_usable_size", p, "interior pointer into a large block"); return 0; }
+        return nm_large_usable(L);
+    }
+    case NM_KIND_ARENA: return nm_fallback_usable(p);
+    default:
+        if (nm_fallback_owns(p)) return nm_fallback_usable(p);
+        nm_invalid_pointer("malloc_usable_size", p, "not allocated by numamalloc");
+        return 0;
+    }
+}

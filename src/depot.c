@@ -1,0 +1,113 @@
+/* numamalloc — the depot: per domain and size class, Bonwick's lists of full and
+ * empty magazines between the thread caches and the slabs.
+ *
+ * Threads exchange whole magazines with the depot (one lock round trip per
+ * magazine of rounds, not per block), so a producer thread and a consumer thread
+ * meet here: the consumer's full magazines become the producer's supply. Blocks freed
+ * on the wrong node come back here too, as full magazines, to their own domain.
+ * Working set (Bonwick 2001, section 3.4): the depot remembers the fewest full and
+ * empty magazines it held since the last decay tick; those were never needed during
+ * the interval, so decay returns their rounds to the slabs and frees the magazines.
+ *
+ * Lock: nm_depot_t.lock guards the lists, counters and the class's slabs in this
+ * domain (src/slab.c runs under it). */
+#include "numamalloc/internal.h"
+
+static size_t mag_bytes(unsigned cap) { return sizeof(nm_mag_t) + (size_t)cap * sizeof(void *); }
+
+nm_mag_t *nm_mag_new(unsigned cls)
+{
+    unsigned cap = nm_class_mag_cap[cls];
+    nm_mag_t *m = nm_meta_alloc(mag_bytes(cap));
+    if (m) m->cap = cap;
+    return m;
+}
+
+void nm_mag_delete(nm_mag_t *m)
+{
+    if (m) nm_meta_free(m, mag_bytes(m->cap));
+}
+
+void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)
+{
+    m->count = 0;
+    m->next = d->empty;
+    d->empty = m;
+    d->nempty++;
+}
+
+nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d)
+{
+    nm_mag_t *m = d->full;
+    if (m == NULL) return NULL;
+    d->full = m->next;
+    d->nfull--;
+    if (d->nfull < d->nfull_min) d->nfull_min = d->nfull;
+    d->exchanges++;
+    return m;
+}
+
+nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full)
+{
+    nm_lock(&d->lock);
+    full->next = d->full;
+    d->full = full;
+    d->nfull++;
+    d->exchanges++;
+    nm_mag_t *e = d->empty;
+    if (e) {
+        d->empty = e->next;
+        d->nempty--;
+        if (d->nempty < d->nempty_min) d->nempty_min = d->nempty;
+    }
+    nm_unlock(&d->lock);
+    return e;
+}
+
+void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
+{
+    if (m == NULL) return;
+    nm_lock(&d->lock);
+    if (m->count == m->cap) {
+        m->next = d->full;
+        d->full = m;
+        d->nfull++;
+    } else {
+        if (m->count) nm_slab_free_batch_locked(d, m->rounds, m->count);
+        nm_depot_push_empty_locked(d, m);
+    }
+    nm_unlock(&d->lock);
+}
+
+void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
+{
+    nm_mag_t *drop = NULL;
+    nm_lock(&d->lock);
+    uint32_t nf = all ? d->nfull : NM_MIN(d->nfull_min, d->nfull);
+    for (uint32_t i = 0; i < nf; i++) {
+        nm_mag_t *m = d->full;
+        d->full = m->next;
+        d->nfull--;
+        nm_slab_free_batch_locked(d, m->rounds, m->count);
+        m->count = 0;
+        m->next = drop;
+        drop = m;
+    }
+    uint32_t ne = all ? d->nempty : NM_MIN(d->nempty_min, d->nempty);
+    for (uint32_t i = 0; i < ne; i++) {
+        nm_mag_t *m = d->empty;
+        d->empty = m->next;
+        d->nempty--;
+        m->next = drop;
+        drop = m;
+    }
+    d->nfull_min = d->nfull;
+    d->nempty_min = d->nempty;
+    nm_slab_release_spare_locked(d, all ? UINT64_MAX : cutoff_ms);
+    nm_unlock(&d->lock);
+    while (drop) {
+        nm_mag_t *m = drop;
+        drop = m->next;
+        nm_mag_delete(m);
+    }
+}

@@ -1,0 +1,255 @@
+/* numamalloc — the fallback arena: mimalloc 2.0.9 (Debian's libmimalloc2.0) on
+ * memory we reserve and bind. The only file that includes mimalloc.h.
+ *
+ * What it serves: medium blocks (32 KiB < size < NUMAMALLOC_LARGE_THRESHOLD), the
+ * profiler's sampled small blocks, and every allocation made while the allocator is
+ * booting (mimalloc works before its own constructor and ours).
+ *
+ * NUMA: at start-up we reserve, per node with memory, address space equal to the
+ * node's memory (PROT_NONE, so nothing is charged until mimalloc commits it with
+ * mprotect, which keeps the binding), mbind it to the node, and hand it to mimalloc
+ * with mi_manage_os_memory_ex(..., numa_node = N, exclusive = false). mimalloc then
+ * takes its 32 MiB segments from the arena of the node the allocating thread runs
+ * on (it asks getcpu), and decommits with MADV_DONTNEED (which keeps the binding).
+ * Non-exclusive arenas keep mimalloc's own thread-exit and abandoned-segment
+ * reclaiming intact (exclusive arenas in 2.0.9 are never reclaimed by a thread's
+ * default heap, so short-lived threads would leak them). For interleave, bind:N and
+ * preferred:N a single arena tagged "any node" is bound with that policy.
+ * If the arenas are full, mimalloc maps OS memory: counted as arena_outside.
+ *
+ * Page map: when mimalloc hands us a block in one of our arenas, the 32 MiB chunk
+ * around it is registered (kind ARENA, once per chunk), so free() knows it in O(1).
+ * Blocks outside the arenas (bootstrap, arena full) are recognised on free by
+ * mi_is_in_heap_region: correct, a little slower.
+ *
+ * MIMALLOC_* variables: mimalloc read them while it loaded (before us). At start-up
+ * we pin every option that changes behaviour to our value with mi_option_set, and
+ * warn once naming any MIMALLOC_* variable set in the environment. Options acted on
+ * during mimalloc's own load (MIMALLOC_RESERVE_*) may already have taken effect.
+ * No locks of ours here; mimalloc is thread-safe. */
+#include <errno.h>
+#include <mimalloc.h>
+#include <string.h>
+
+#include "numamalloc/internal.h"
+
+#define MAX_ARENAS 63                      /* mimalloc 2.0.9: MI_MAX_ARENAS 64 */
+
+typedef struct nm_arena {
+    char    *start;
+    size_t   size;
+    uint32_t domain;
+    int      mi_id;
+} nm_arena_t;
+
+static nm_arena_t arenas[MAX_ARENAS];
+static unsigned narenas;
+extern char **environ;
+
+unsigned nm_fallback_arena_count(void) { return narenas; }
+
+uint64_t nm_fallback_reserved_bytes(void)
+{
+    uint64_t t = 0;
+    for (unsigned i = 0; i < narenas; i++) t += arenas[i].size;
+    return t;
+}
+
+static void pin_options(void)
+{
+    int nodes = nm_topo.max_node + 1;
+    mi_option_set(mi_option_show_errors, 0);
+    mi_option_set(mi_option_show_stats, 0);
+    mi_option_set(mi_option_verbose, 0);
+    mi_option_set(mi_option_eager_commit, 1);
+    mi_option_set(mi_option_large_os_pages, 0);
+    mi_option_set(mi_option_reserve_huge_os_pages, 0);
+    mi_option_set(mi_option_reserve_huge_os_pages_at, -1);
+    mi_option_set(mi_option_reserve_os_memory, 0);
+    mi_option_set(mi_option_page_reset, 0);
+    mi_option_set(mi_option_abandoned_page_decommit, 0);
+    mi_option_set(mi_option_eager_commit_delay, 1);
+    mi_option_set(mi_option_decommit_delay, 25);
+    mi_option_set(mi_option_use_numa_nodes, nodes);
+    mi_option_set(mi_option_limit_os_alloc, 0);
+    mi_option_set(mi_option_allow_decommit, 1);
+    mi_option_set(mi_option_segment_decommit_delay, 500);
+    mi_option_set(mi_option_decommit_extend_delay, 1);
+    mi_option_set(mi_option_destroy_on_exit, 0);
+
+    char names[256];
+    nm_buf_t b;
+    nm_buf_init(&b, names, sizeof names, -1);
+    unsigned found = 0;
+    for (char **e = environ; e && *e; e++) {
+        if (nm_strncmp(*e, "MIMALLOC_", 9) != 0) continue;
+        const char *eq = *e;
+        while (*eq && *eq != '=') eq++;
+        if (found++) nm_buf_puts(&b, ", ");
+        nm_buf_put(&b, *e, (size_t)(eq - *e));
+    }
+    nm_buf_finish(&b);
+    if (found)
+        nm_warn("%s ignored: numamalloc pins the options of its fallback arena (mimalloc); "
+                "MIMALLOC_RESERVE_* may have acted while mimalloc loaded", names);
+}
+
+static bool arena_add(uint32_t dom, int mi_node, size_t size)
+{
+    if (narenas >= MAX_ARENAS) return false;
+    size = nm_align_up(size, NM_ARENA_ALIGN);
+    char *p = nm_os_reserve(size, NM_ARENA_ALIGN);
+    if (p == NULL) return false;
+    nm_policy_bind(dom, p, size);                 /* before mimalloc commits or touches it */
+    mi_arena_id_t id;
+    if (!mi_manage_os_memory_ex(p, size, false, false, true, mi_node, false, &id)) {
+        nm_os_unmap(p, size);
+        return false;
+    }
+    arenas[narenas] = (nm_arena_t){ .start = p, .size = size, .domain = dom, .mi_id = id };
+    narenas++;
+    return true;
+}
+
+static size_t reserve_for(int node)
+{
+    if (nm_opt.arena_reserve) return nm_opt.arena_reserve;
+    uint64_t m = node >= 0 ? nm_topo.node[node].mem_total : nm_topo.total_mem;
+    if (m < ((uint64_t)256 << 20)) m = (uint64_t)256 << 20;
+    return (size_t)m;
+}
+
+bool nm_fallback_init(void)
+{
+    pin_options();
+    bool multi = nm_topo.nmem > 1;
+    if (!multi) return arena_add(nm_policy_domain_for(0), -1, reserve_for(-1));
+    switch (nm_opt.policy) {
+    case NM_POL_LOCAL:
+    case NM_POL_BIND:
+        for (int n = 0; n <= nm_topo.max_node; n++) {
+            if (!nm_topo_has_memory(n)) continue;
+            if (nm_opt.policy == NM_POL_BIND && nm_policy_domain_for(n) != (uint32_t)n) continue;
+            arena_add((uint32_t)n, n, reserve_for(n));
+        }
+        return narenas > 0;
+    case NM_POL_PREFERRED:
+        return arena_add(nm_opt.policy_nodes[0], -1, reserve_for(nm_opt.policy_nodes[0]));
+    default:
+        return arena_add(nm_dom_interleave, -1, reserve_for(-1));
+    }
+}
+
+static const nm_arena_t *arena_of(const void *p)
+{
+    for (unsigned i = 0; i < narenas; i++)
+        if ((const char *)p >= arenas[i].start && (const char *)p < arenas[i].start + arenas[i].size) return &arenas[i];
+    return NULL;
+}
+
+/* record the 32 MiB chunk holding p in the page map; returns its domain, or -1 if p
+ * is outside our arenas */
+static int note_block(const void *p)
+{
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    if (nm_pme_kind(e) == NM_KIND_ARENA) return (int)nm_pme_domain(e);
+    const nm_arena_t *a = arena_of(p);
+    if (a == NULL) { nm_fallback_count(NM_FB_ARENA_OUTSIDE, 0); return -1; }
+    uintptr_t chunk = nm_align_down((uintptr_t)p, NM_ARENA_ALIGN);
+    nm_pagemap_set_range(chunk, NM_ARENA_ALIGN, nm_pme_make(NM_KIND_ARENA, a->domain, 0, NULL));
+    return (int)a->domain;
+}
+
+void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
+{
+    if (align <= 16) return zero ? mi_zalloc(n) : mi_malloc(n);
+    /* microsoft/mimalloc#700: size == alignment misaligns for 256, 512, 1024 */
+    size_t ask = n == align ? n + 1 : n;
+    void *p = zero ? mi_zalloc_aligned(ask, align) : mi_malloc_aligned(ask, align);
+    if (p && ((uintptr_t)p & (align - 1)) != 0) { mi_free(p); errno = ENOMEM; return NULL; }
+    return p;
+}
+
+void nm_fallback_raw_free(void *p) { mi_free(p); }
+
+/* arena bytes reach the global footprint in batches of 1 MiB per thread: an atomic
+ * add per medium allocation would bounce one cache line between all threads */
+static void footprint(nm_tcache_t *tc, int64_t v)
+{
+    if (tc && tc->state == NM_T_ACTIVE) {
+        tc->fp_pending += v;
+        if (tc->fp_pending < ((int64_t)1 << 20) && tc->fp_pending > -((int64_t)1 << 20)) return;
+        v = tc->fp_pending;
+        tc->fp_pending = 0;
+    }
+    nm_footprint_add(v);
+}
+
+static void count_alloc(nm_tcache_t *tc, int dom, size_t usable)
+{
+    footprint(tc, (int64_t)usable);
+    nm_count_thread(tc, NM_C_arena_alloc, 1);
+    nm_count_thread(tc, NM_C_arena_alloc_bytes, usable);
+    if (dom < 0) return;
+    nm_count_domain(tc, (uint32_t)dom, NM_C_alloc_count, 1);
+    nm_count_domain(tc, (uint32_t)dom, NM_C_alloc_bytes, usable);
+    if (tc && (uint32_t)dom != nm_dom_interleave && dom != tc->cpu_node)
+        nm_count_domain(tc, (uint32_t)dom, NM_C_remote_alloc, 1);
+}
+
+static void count_free(nm_tcache_t *tc, const void *p, size_t usable)
+{
+    footprint(tc, -(int64_t)usable);
+    nm_count_thread(tc, NM_C_arena_free, 1);
+    nm_count_thread(tc, NM_C_arena_free_bytes, usable);
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    if (nm_pme_kind(e) != NM_KIND_ARENA) return;
+    uint32_t dom = nm_pme_domain(e);
+    nm_count_domain(tc, dom, NM_C_free_count, 1);
+    nm_count_domain(tc, dom, NM_C_free_bytes, usable);
+    if (tc && (int)dom != tc->cpu_node && dom != nm_dom_interleave) nm_count_domain(tc, dom, NM_C_remote_free, 1);
+}
+
+void *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero)
+{
+    void *p = nm_fallback_raw_alloc(n, align, zero);
+    if (p == NULL) return NULL;
+    count_alloc(tc, note_block(p), mi_usable_size(p));
+    return p;
+}
+
+void nm_fallback_free(nm_tcache_t *tc, void *p)
+{
+    if (nm_prof_on) nm_prof_forget(p);
+    count_free(tc, p, mi_usable_size(p));
+    mi_free(p);
+}
+
+void *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n)
+{
+    size_t old = mi_usable_size(p);
+    if (nm_prof_on) nm_prof_forget(p);
+    if (n > NM_SMALL_MAX && n < nm_opt.large_threshold) {
+        count_free(tc, p, old);
+        void *q = mi_realloc(p, n);
+        if (q == NULL) {                         /* p still valid and still counted */
+            count_alloc(tc, note_block(p), old);
+            return NULL;
+        }
+        count_alloc(tc, note_block(q), mi_usable_size(q));
+        nm_count_thread(tc, q == p ? NM_C_realloc_inplace : NM_C_realloc_move, 1);
+        return q;
+    }
+    void *q = nm_alloc_any(tc, n, 0, false);
+    if (q == NULL) return NULL;
+    memcpy(q, p, NM_MIN(old, n));
+    nm_fallback_free(tc, p);
+    nm_count_thread(tc, NM_C_realloc_move, 1);
+    return q;
+}
+
+size_t nm_fallback_usable(const void *p) { return mi_usable_size(p); }
+
+bool nm_fallback_owns(const void *p) { return mi_is_in_heap_region(p); }
+
+void nm_fallback_collect(bool force) { mi_collect(force); }

@@ -1,0 +1,72 @@
+/* numamalloc — fork(2) safety.
+ *
+ * pthread_atfork handlers take every allocator lock before fork and release them in
+ * both processes after it, so the child never inherits a lock held by a thread that
+ * does not exist there. THE LOCK ORDER (every nesting in the allocator follows it):
+ *
+ *   init -> dump -> decay -> threads -> depot[d][c] for every domain d, class c
+ *        -> seg_lock[d] for every d -> large_lock[d] for every d -> meta -> pagemap
+ *        -> profiler
+ *
+ * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
+ * decay -> depot/seg/large of its pass; dump -> threads/profiler of a dump.)
+ * In the child, the thread list is cut down to the forking thread: the other
+ * threads' cached blocks are lost to the child (as in every allocator), the heap
+ * itself is intact. The handlers are registered while booting, before any thread
+ * can allocate from our slabs. */
+#include <pthread.h>
+
+#include "numamalloc/internal.h"
+
+
+static void for_each_lock(void (*op)(nm_lock_t *))
+{
+    op(&nm_init_lock);
+    op(&nm_stats_dump_lock);
+    op(&nm_decay_lock);
+    op(&nm_threads_lock);
+    for (uint32_t d = 0; d < nm_ndomains; d++)
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) op(&nm_domains[d].depots[c].lock);
+    for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].seg_lock);
+    for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].large_lock);
+    op(&nm_meta_lock);
+    op(&nm_pm_lock);
+    op(&nm_prof_lock);
+}
+
+static void unlock_reverse(void)
+{
+    nm_unlock(&nm_prof_lock);
+    nm_unlock(&nm_pm_lock);
+    nm_unlock(&nm_meta_lock);
+    for (uint32_t d = nm_ndomains; d-- > 0;) nm_unlock(&nm_domains[d].large_lock);
+    for (uint32_t d = nm_ndomains; d-- > 0;) nm_unlock(&nm_domains[d].seg_lock);
+    for (uint32_t d = nm_ndomains; d-- > 0;)
+        for (unsigned c = NM_NUM_CLASSES; c-- > 0;) nm_unlock(&nm_domains[d].depots[c].lock);
+    nm_unlock(&nm_threads_lock);
+    nm_unlock(&nm_decay_lock);
+    nm_unlock(&nm_stats_dump_lock);
+    nm_unlock(&nm_init_lock);
+}
+
+static void prepare(void) { for_each_lock(nm_lock); }
+static void parent(void) { unlock_reverse(); }
+
+static void child(void)
+{
+    for_each_lock(nm_lock_reinit);
+    /* only the forking thread exists now */
+    nm_tcache_t *self = &nm_tc;
+    nm_threads = NULL;
+    if (self->state == NM_T_ACTIVE) {
+        self->next = self->prev = NULL;
+        nm_threads = self;
+    }
+    __atomic_store_n(&nm_gctr[NM_C_threads_live], self->state == NM_T_ACTIVE ? 1 : 0, __ATOMIC_RELAXED);
+}
+
+void nm_fork_init(void)
+{
+    if (pthread_atfork(prepare, parent, child) != 0)
+        nm_warn("pthread_atfork failed: a child forked while other threads allocate may deadlock");
+}

@@ -1,0 +1,183 @@
+/* numamalloc — bootstrap, process start and exit, thread start and exit.
+ *
+ * Process state machine: UNINIT -> BOOTING -> READY, by compare-and-swap on the
+ * first malloc of any thread (which may come before our constructor: libnuma's and
+ * other libraries' constructors allocate). Booting reads the environment (environ
+ * scan, src/options.c), sysfs (src/topology.c), sets up domains, the fallback arena,
+ * the thread-exit key and the fork handlers. Nothing on this path calls getenv,
+ * fopen, dlsym or libnuma. While booting, any allocation (the booting thread's own
+ * re-entrant ones: pthread_atfork allocates; or another thread's) is served by
+ * mimalloc, which works before any constructor, and counted as bootstrap_allocs;
+ * free() recognises those blocks later through mi_is_in_heap_region.
+ *
+ * Thread state (nm_tcache_t.state): NEW (all zero TLS) -> ACTIVE on the first slow
+ * path -> DEAD in the pthread key destructor, which flushes the thread's magazines
+ * to the depots and merges its counters. A DEAD thread still allocates and frees
+ * (later key destructors, glibc's own thread cleanup), straight from the slabs.
+ *
+ * Exit: the library destructor prints the stats dump and the profile (once per
+ * process, forked children included) and keeps everything working for code that
+ * runs after it. Locks: nm_init_lock (boot), nm_threads_lock (thread list). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "numamalloc/internal.h"
+
+int nm_pstate;
+nm_lock_t nm_init_lock = NM_LOCK_INIT;
+nm_lock_t nm_threads_lock = NM_LOCK_INIT;
+nm_tcache_t *nm_threads;
+static uintptr_t boot_thread;
+static pthread_key_t thread_key;
+static uint64_t start_ms;
+extern uint64_t *nm_gdom;
+
+uint64_t nm_start_ms(void) { return start_ms; }
+
+static uintptr_t self_id(void) { return (uintptr_t)&nm_tc; }
+
+bool nm_is_boot_thread(void) { return __atomic_load_n(&boot_thread, __ATOMIC_RELAXED) == self_id(); }
+
+static void key_destructor(void *arg)
+{
+    (void)arg;
+    nm_thread_exit(&nm_tc);
+}
+
+static void boot(void)
+{
+    unsigned long pg = getauxval(AT_PAGESZ);
+    if (pg) nm_os_page = pg;
+    start_ms = nm_os_now_ms();
+    int fd = fcntl(2, F_DUPFD_CLOEXEC, 64);
+    if (fd >= 0) nm_stderr_fd = fd;
+    nm_options_init(NULL, getauxval(AT_SECURE) != 0);
+    if (!nm_topo_init("")) nm_fatal("cannot read the NUMA topology (out of memory)");
+    if (!nm_policy_init()) nm_fatal("cannot set up NUMA domains (out of memory)");
+    nm_gdom = nm_meta_alloc((size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+    nm_large_init();
+    nm_stats_init();
+    if (!nm_fallback_init()) nm_warn("fallback arena could not reserve its memory; medium blocks use unbound memory");
+    nm_prof_init();
+    if (pthread_key_create(&thread_key, key_destructor) != 0)
+        nm_warn("pthread_key_create failed: thread caches are not flushed at thread exit");
+    nm_fork_init();
+}
+
+bool nm_process_init(void)
+{
+    int s = __atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE);
+    if (NM_LIKELY(s == NM_P_READY)) return true;
+    if (s == NM_P_BOOTING) return false;
+    nm_lock(&nm_init_lock);
+    if (__atomic_load_n(&nm_pstate, __ATOMIC_RELAXED) != NM_P_UNINIT) {
+        nm_unlock(&nm_init_lock);
+        return __atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) == NM_P_READY;
+    }
+    __atomic_store_n(&boot_thread, self_id(), __ATOMIC_RELAXED);
+    __atomic_store_n(&nm_pstate, NM_P_BOOTING, __ATOMIC_RELEASE);
+    nm_unlock(&nm_init_lock);
+    int saved = errno;
+    boot();
+    errno = saved;
+    __atomic_store_n(&boot_thread, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&nm_pstate, NM_P_READY, __ATOMIC_RELEASE);
+    if (nm_opt.verbose) nm_verbose_print();
+    return true;
+}
+
+void *nm_bootstrap_alloc(size_t n, size_t align, bool zero)
+{
+    if (n > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    nm_gstat_add(NM_C_bootstrap_allocs, 1);
+    void *p = nm_fallback_raw_alloc(n, align, zero);
+    if (p == NULL) errno = ENOMEM;
+    return p;
+}
+
+bool nm_thread_start(nm_tcache_t *tc)
+{
+    if (tc->state == NM_T_ACTIVE) return true;
+    if (tc->state == NM_T_DEAD) return false;
+    if (!nm_process_init()) return false;
+    if (tc->busy) return false;
+    tc->busy = 1;
+    int saved = errno;
+    tc->ctr.dom = nm_meta_alloc((size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+    tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
+    tc->domain = nm_policy_domain_for(tc->cpu_node);
+    tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
+    tc->state = NM_T_ACTIVE;
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        nm_bin_t *b = &tc->bins[c];
+        b->budget = b->period = nm_prof_on ? nm_prof_next_blocks(tc, c) : ((int64_t)1 << 62);
+    }
+    tc->prof_left = 0;
+    if (nm_prof_on) nm_prof_tick_bytes(tc, 0);
+    nm_lock(&nm_threads_lock);
+    tc->prev = NULL;
+    tc->next = nm_threads;
+    if (nm_threads) nm_threads->prev = tc;
+    nm_threads = tc;
+    nm_unlock(&nm_threads_lock);
+    nm_gstat_add(NM_C_threads_seen, 1);
+    nm_gstat_add(NM_C_threads_live, 1);
+    /* only now: the free fast path may cache this thread's domain's blocks */
+    tc->free_tag = nm_pme_tag_make(tc->domain, NM_KIND_SLAB);
+    /* may allocate (keys past the first 32): the cache is active, that is fine */
+    pthread_setspecific(thread_key, tc);
+    tc->busy = 0;
+    errno = saved;
+    return true;
+}
+
+void nm_thread_exit(nm_tcache_t *tc)
+{
+    if (tc->state != NM_T_ACTIVE) return;
+    tc->busy = 1;
+    nm_tcache_flush_all(tc);
+    nm_stats_merge_thread(tc);
+    nm_lock(&nm_threads_lock);
+    if (tc->prev) tc->prev->next = tc->next; else nm_threads = tc->next;
+    if (tc->next) tc->next->prev = tc->prev;
+    tc->next = tc->prev = NULL;
+    nm_unlock(&nm_threads_lock);
+    tc->free_tag = 0;
+    tc->state = NM_T_DEAD;
+    if (tc->remote) {
+        nm_meta_free(tc->remote, (size_t)nm_ndomains * NM_NUM_CLASSES * sizeof(nm_mag_t *));
+        tc->remote = NULL;
+    }
+    if (tc->ctr.dom) {
+        nm_meta_free(tc->ctr.dom, (size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+        tc->ctr.dom = NULL;
+    }
+    nm_gstat_sub(NM_C_threads_live, 1);
+    tc->busy = 0;
+}
+
+/* ---- process constructor and destructor -------------------------------------------- */
+
+static int dumped_pid;
+
+__attribute__((constructor)) static void nm_constructor(void)
+{
+    nm_process_init();
+    nm_tcache_t *tc = &nm_tc;
+    if (tc->state == NM_T_NEW) nm_thread_start(tc);
+    nm_stats_start_triggers();
+    if (nm_prof_on) nm_prof_prime();
+}
+
+__attribute__((destructor)) static void nm_destructor(void)
+{
+    if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY) return;
+    int pid = nm_os_getpid();
+    if (__atomic_exchange_n(&dumped_pid, pid, __ATOMIC_ACQ_REL) == pid) return;
+    if (nm_opt.stats != NM_STATS_OFF) nm_stats_dump("exit");
+    else if (nm_prof_on) nm_prof_dump_exit();
+}

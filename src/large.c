@@ -1,0 +1,383 @@
+/* numamalloc — large blocks: one NUMA-bound mapping each, on huge pages when we can.
+ *
+ * A request of at least NUMAMALLOC_LARGE_THRESHOLD (default 1 MiB: below it the
+ * fallback arena packs blocks without per-block system calls; at it, a mapping of
+ * its own lets the block sit on its node and be released whole) gets, in order:
+ *   1. MAP_HUGETLB pages (1 GiB with NUMAMALLOC_HUGEPAGES=1g when the size allows,
+ *      else 2 MiB) if the target node's free_hugepages covers it. Reservations are
+ *      global, so a mapping bound to a node without free pages would mmap fine and
+ *      SIGBUS on first touch; we check the node, mbind before touching, and fault
+ *      the pages in with MADV_POPULATE_WRITE, which returns an error instead of a
+ *      signal. No SIGBUS, ever: a failure unmaps and falls through.
+ *   2. a 2 MiB-aligned mapping with madvise(MADV_HUGEPAGE) (THP in madvise mode);
+ *   3. normal 4 KiB pages.
+ * Sizes under 2 MiB, or whose rounding to 2 MiB would waste more than 1/8, stay on
+ * normal pages. Every step down is counted by reason (stats.h NM_FALLBACK_REASONS).
+ *
+ * Freed mappings wait in a per-domain cache (NUMAMALLOC_LARGE_CACHE bytes, newest
+ * first) for reuse, and are unmapped after NUMAMALLOC_DECAY_MS idle. realloc of a
+ * 4 KiB or THP-backed block uses mremap (no copy; the binding moves with the VMA).
+ * Descriptors (nm_large_t) are metadata; the page map holds the granule of the
+ * pointer handed out.
+ *
+ * Lock: nm_domain_t.large_lock guards the domain's cache list and cache_bytes. */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "numamalloc/internal.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+#ifndef MAP_HUGE_SHIFT
+#define MAP_HUGE_SHIFT 26
+#endif
+#define NM_MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
+#define NM_MAP_HUGE_1GB (30 << MAP_HUGE_SHIFT)
+
+uint64_t nm_large_backing_count[NM_BACK_COUNT];
+uint64_t nm_large_backing_bytes[NM_BACK_COUNT];
+uint64_t nm_large_backing_total[NM_BACK_COUNT];
+int nm_thp_mode = 1;
+
+static long pool_2m = -1, pool_1g = -1;         /* global hugetlb pool sizes, refreshed */
+static uint64_t pool_checked_ms;
+
+void nm_large_init(void)
+{
+    char buf[128];
+    nm_thp_mode = 1;
+    if (nm_os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
+        if (nm_strstr(buf, "[never]")) nm_thp_mode = 0;
+        else if (nm_strstr(buf, "[always]")) nm_thp_mode = 2;
+    } else {
+        nm_thp_mode = 0;                         /* no THP support in this kernel */
+    }
+}
+
+/* pool sizes change rarely (an administrator writes nr_hugepages): re-read them at
+ * most once a second, and at once when they were 0 and a test or admin raised them */
+static void refresh_pools(void)
+{
+    uint64_t now = nm_os_now_ms();
+    if (pool_2m >= 0 && now - __atomic_load_n(&pool_checked_ms, __ATOMIC_RELAXED) < 1000) return;
+    __atomic_store_n(&pool_2m, nm_topo_nr_hugepages(-1, 2048), __ATOMIC_RELAXED);
+    __atomic_store_n(&pool_1g, nm_topo_nr_hugepages(-1, 1048576), __ATOMIC_RELAXED);
+    __atomic_store_n(&pool_checked_ms, now, __ATOMIC_RELAXED);
+}
+
+static void backing_add(int backing, size_t len, int sign)
+{
+    if (sign > 0) {
+        __atomic_fetch_add(&nm_large_backing_count[backing], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&nm_large_backing_bytes[backing], len, __ATOMIC_RELAXED);
+    } else {
+        __atomic_fetch_sub(&nm_large_backing_count[backing], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_sub(&nm_large_backing_bytes[backing], len, __ATOMIC_RELAXED);
+    }
+}
+
+/* does domain dom have `pages` free hugetlb pages of size_kb? */
+static bool node_has_free_huge(uint32_t dom, size_t pages, unsigned long size_kb)
+{
+    int node = nm_domain_node(dom);
+    if (node >= 0 || !nm_topo.sysfs) {
+        long f = nm_topo_free_hugepages(nm_topo.sysfs ? node : -1, size_kb);
+        return f >= 0 && (size_t)f >= pages;
+    }
+    /* interleaved: every node with memory must take its share */
+    size_t share = (pages + (size_t)nm_topo.nmem - 1) / (size_t)nm_topo.nmem;
+    for (int n = 0; n <= nm_topo.max_node; n++) {
+        if (!nm_topo_has_memory(n)) continue;
+        long f = nm_topo_free_hugepages(n, size_kb);
+        if (f < 0 || (size_t)f < share) return false;
+    }
+    return true;
+}
+
+/* 1.: hugetlb. Returns the mapping or NULL with *reason set. */
+static char *map_hugetlb(uint32_t dom, size_t len, size_t page, int *reason, int *err)
+{
+    unsigned long kb = (unsigned long)(page >> 10);
+    if (!node_has_free_huge(dom, len / page, kb)) {
+        *reason = page == NM_PAGE_1G ? NM_FB_NO_1G_POOL : NM_FB_NO_FREE_HUGETLB;
+        return NULL;
+    }
+    char *p = nm_os_map(len, MAP_HUGETLB | (page == NM_PAGE_1G ? NM_MAP_HUGE_1GB : NM_MAP_HUGE_2MB));
+    if (p == NULL) { *reason = NM_FB_HUGETLB_MMAP; *err = nm_os_last_errno[NM_OS_MMAP]; return NULL; }
+    if (!nm_policy_bind(dom, p, len)) {
+        *reason = NM_FB_HUGETLB_MBIND; *err = nm_os_last_errno[NM_OS_MBIND];
+        nm_os_unmap(p, len);
+        return NULL;
+    }
+    if (!nm_os_advise(p, len, MADV_POPULATE_WRITE)) {
+        *reason = NM_FB_HUGETLB_POPULATE; *err = nm_os_last_errno[NM_OS_MADVISE];
+        nm_os_unmap(p, len);
+        return NULL;
+    }
+    return p;
+}
+
+static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int *backing)
+{
+    size_t len = nm_align_up(n, nm_os_page);
+    size_t len2m = nm_align_up(n, NM_PAGE_2M);
+    bool huge_sized = len >= NM_PAGE_2M && (len2m - len) <= len / 8;
+    int mode = nm_opt.hugepages;
+    char *p = NULL;
+
+    if (mode == NM_HUGE_OFF) {
+        if (huge_sized) nm_fallback_count(NM_FB_HUGE_OFF, 0);
+    } else if (!huge_sized) {
+        nm_fallback_count(NM_FB_SIZE_TOO_SMALL, 0);
+    } else {
+        if (mode != NM_HUGE_THP && align <= NM_PAGE_2M) {
+            int reason = -1, err = 0;
+            refresh_pools();
+            if (mode == NM_HUGE_1G && len >= NM_PAGE_1G) {
+                size_t len1g = nm_align_up(n, NM_PAGE_1G);
+                if (len1g - len <= len / 8) {
+                    if (pool_1g > 0) p = map_hugetlb(dom, len1g, NM_PAGE_1G, &reason, &err);
+                    else reason = NM_FB_NO_1G_POOL;
+                    if (p) { *len_out = len1g; *backing = NM_BACK_HUGETLB_1G; return p; }
+                    nm_fallback_count(reason, err);
+                }
+            }
+            if (pool_2m <= 0) {
+                /* re-read a pool that was empty: it may have been filled since */
+                __atomic_store_n(&pool_checked_ms, 0, __ATOMIC_RELAXED);
+                reason = NM_FB_NO_HUGETLB_POOL;
+            } else {
+                p = map_hugetlb(dom, len2m, NM_PAGE_2M, &reason, &err);
+                if (p) { *len_out = len2m; *backing = NM_BACK_HUGETLB_2M; return p; }
+            }
+            nm_fallback_count(reason, err);
+        }
+        if (mode == NM_HUGE_AUTO || mode == NM_HUGE_THP || mode == NM_HUGE_1G) {
+            if (nm_thp_mode == 0) {
+                nm_fallback_count(NM_FB_THP_DISABLED, 0);
+            } else {
+                p = nm_os_map_aligned(len2m, NM_MAX(align, NM_PAGE_2M), MAP_NORESERVE);
+                if (p == NULL) return NULL;
+                nm_policy_bind(dom, p, len2m);
+                *len_out = len2m;
+                if (nm_os_advise(p, len2m, MADV_HUGEPAGE)) { *backing = NM_BACK_THP; return p; }
+                nm_fallback_count(NM_FB_THP_MADVISE, nm_os_last_errno[NM_OS_MADVISE]);
+                *backing = NM_BACK_NORMAL;
+                return p;
+            }
+        }
+    }
+    p = nm_os_map_aligned(len, NM_MAX(align, nm_os_page), MAP_NORESERVE);
+    if (p == NULL) return NULL;
+    nm_policy_bind(dom, p, len);
+    *len_out = len;
+    *backing = NM_BACK_NORMAL;
+    return p;
+}
+
+/* take a cached mapping of domain dom that fits len (wasting at most a quarter) */
+static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
+{
+    nm_domain_t *dm = &nm_domains[dom];
+    if (__atomic_load_n(&dm->cache, __ATOMIC_RELAXED) == NULL) return NULL;
+    nm_lock(&dm->large_lock);
+    nm_large_t *L = dm->cache;
+    for (; L; L = L->next) {
+        if (L->map_len >= len && L->map_len - len <= len / 4 && ((uintptr_t)L->map & (align - 1)) == 0) break;
+    }
+    if (L) {
+        if (L->prev) L->prev->next = L->next; else dm->cache = L->next;
+        if (L->next) L->next->prev = L->prev; else dm->cache_tail = L->prev;
+        L->next = L->prev = NULL;
+        dm->cache_bytes -= L->map_len;
+    }
+    nm_unlock(&dm->large_lock);
+    return L;
+}
+
+static void register_block(nm_tcache_t *tc, nm_large_t *L)
+{
+    nm_gstat_add(NM_C_large_alloc, 1);
+    nm_gstat_add(NM_C_large_alloc_bytes, L->map_len);
+    nm_gstat_add(NM_C_large_live_bytes, L->map_len);
+    nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
+    nm_footprint_add((int64_t)L->map_len);
+    backing_add(L->backing, L->map_len, +1);
+    nm_count_domain(tc, L->domain, NM_C_alloc_count, 1);
+    nm_count_domain(tc, L->domain, NM_C_alloc_bytes, L->map_len);
+    if (tc && L->domain != nm_dom_interleave && (int)L->domain != tc->cpu_node)
+        nm_count_domain(tc, L->domain, NM_C_remote_alloc, 1);
+}
+
+void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero)
+{
+    if (align < nm_os_page) align = nm_os_page;
+    size_t len = nm_align_up(n ? n : 1, nm_os_page);
+    if (len < n || n > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+
+    nm_large_t *L = cache_take(dom, len, align);
+    if (L) {
+        nm_gstat_add(NM_C_large_cache_hit, 1);
+        if (zero && !L->zeroed) memset(L->map, 0, n);
+    } else {
+        nm_gstat_add(NM_C_large_cache_miss, 1);
+        size_t map_len = 0;
+        int backing = NM_BACK_NORMAL;
+        char *p = map_new(dom, n, align, &map_len, &backing);
+        if (p == NULL) { errno = ENOMEM; return NULL; }
+        if (nm_opt.prefault && backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G)
+            nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
+        L = nm_meta_alloc(sizeof *L);
+        if (L == NULL) { nm_os_unmap(p, map_len); errno = ENOMEM; return NULL; }
+        L->map = p;
+        L->map_len = map_len;
+        L->domain = dom;
+        L->backing = (uint8_t)backing;
+        __atomic_fetch_add(&nm_large_backing_total[backing], 1, __ATOMIC_RELAXED);
+    }
+    L->user = L->map;
+    L->req = n;
+    L->zeroed = 0;
+    L->sampled = 0;
+    unsigned kind = (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) ? NM_KIND_HUGE : NM_KIND_LARGE;
+    if (!nm_pagemap_set((uintptr_t)L->user, nm_pme_make(kind, L->domain, 0, L))) {
+        nm_os_unmap(L->map, L->map_len);
+        nm_meta_free(L, sizeof *L);
+        errno = ENOMEM;
+        return NULL;
+    }
+    register_block(tc, L);
+    return L->user;
+}
+
+size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_len - L->user); }
+
+static void unmap_block(nm_large_t *L)
+{
+    nm_os_unmap(L->map, L->map_len);
+    nm_meta_free(L, sizeof *L);
+}
+
+static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
+{
+    nm_pagemap_set((uintptr_t)L->user, 0);
+    nm_gstat_add(NM_C_large_free, 1);
+    nm_gstat_add(NM_C_large_free_bytes, L->map_len);
+    nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
+    nm_footprint_add(-(int64_t)L->map_len);
+    backing_add(L->backing, L->map_len, -1);
+    nm_count_domain(tc, L->domain, NM_C_free_count, 1);
+    nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
+}
+
+void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
+{
+    if (p != L->user) { nm_invalid_pointer("free", p, "interior pointer into a large block"); return; }
+    if (L->sampled) nm_prof_forget(p);
+    unregister_block(tc, L);
+    nm_domain_t *dm = &nm_domains[L->domain];
+    if (L->map_len > nm_opt.large_cache || nm_opt.decay_ms == 0) { unmap_block(L); return; }
+    L->freed_ms = nm_os_now_ms();
+    L->zeroed = 0;
+    nm_large_t *evict = NULL;
+    nm_lock(&dm->large_lock);
+    L->prev = NULL;
+    L->next = dm->cache;
+    if (dm->cache) dm->cache->prev = L; else dm->cache_tail = L;
+    dm->cache = L;
+    dm->cache_bytes += L->map_len;
+    while (dm->cache_bytes > nm_opt.large_cache && dm->cache_tail) {
+        nm_large_t *t = dm->cache_tail;
+        dm->cache_tail = t->prev;
+        if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
+        dm->cache_bytes -= t->map_len;
+        t->next = evict;
+        evict = t;
+    }
+    nm_unlock(&dm->large_lock);
+    while (evict) {
+        nm_large_t *t = evict;
+        evict = t->next;
+        nm_gstat_add(NM_C_large_cache_evict, 1);
+        unmap_block(t);
+    }
+}
+
+void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)
+{
+    nm_domain_t *dm = &nm_domains[dom];
+    nm_large_t *evict = NULL;
+    nm_lock(&dm->large_lock);
+    while (dm->cache_tail && (cutoff_ms == UINT64_MAX || dm->cache_tail->freed_ms <= cutoff_ms)) {
+        nm_large_t *t = dm->cache_tail;
+        dm->cache_tail = t->prev;
+        if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
+        dm->cache_bytes -= t->map_len;
+        t->next = evict;
+        evict = t;
+    }
+    nm_unlock(&dm->large_lock);
+    while (evict) {
+        nm_large_t *t = evict;
+        evict = t->next;
+        nm_gstat_add(NM_C_large_cache_evict, 1);
+        unmap_block(t);
+    }
+}
+
+void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
+{
+    size_t len = nm_align_up(n, nm_os_page);
+    if (len < n) { errno = ENOMEM; return NULL; }
+    size_t usable = nm_large_usable(L);
+    if (n <= usable && len >= L->map_len / 2) {          /* fits, and wastes under half */
+        L->req = n;
+        nm_count_thread(tc, NM_C_realloc_inplace, 1);
+        return p;
+    }
+    bool can_remap = L->user == L->map && (L->backing == NM_BACK_NORMAL || L->backing == NM_BACK_THP);
+    if (can_remap) {
+        size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
+        char *q = nm_os_remap(L->map, L->map_len, new_len, MREMAP_MAYMOVE, NULL);
+        if (q != NULL) {
+            if (q != L->map) {
+                nm_pagemap_set((uintptr_t)L->user, 0);
+                if (!nm_pagemap_set((uintptr_t)q, nm_pme_make(NM_KIND_LARGE, L->domain, 0, L))) {
+                    /* cannot register the new place: move it back where it was known */
+                    char *back = nm_os_remap(q, new_len, L->map_len, MREMAP_MAYMOVE | MREMAP_FIXED, L->map);
+                    if (back != L->map) nm_fatal("mremap could not restore a block it moved");
+                    nm_pagemap_set((uintptr_t)L->user, nm_pme_make(NM_KIND_LARGE, L->domain, 0, L));
+                    errno = ENOMEM;
+                    return NULL;
+                }
+            }
+            nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
+            nm_gstat_add(NM_C_large_free_bytes, L->map_len);
+            nm_gstat_add(NM_C_large_alloc_bytes, new_len);
+            nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
+            nm_count_domain(tc, L->domain, NM_C_alloc_bytes, new_len);
+            if (new_len > L->map_len) {
+                nm_gstat_add(NM_C_large_live_bytes, new_len - L->map_len);
+                nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
+                __atomic_fetch_add(&nm_large_backing_bytes[L->backing], new_len - L->map_len, __ATOMIC_RELAXED);
+            } else {
+                nm_gstat_sub(NM_C_large_live_bytes, L->map_len - new_len);
+                __atomic_fetch_sub(&nm_large_backing_bytes[L->backing], L->map_len - new_len, __ATOMIC_RELAXED);
+            }
+            L->map = L->user = q;
+            L->map_len = new_len;
+            L->req = n;
+            nm_gstat_add(NM_C_large_mremap, 1);
+            nm_count_thread(tc, NM_C_realloc_inplace, 1);
+            return q;
+        }
+    }
+    void *q = nm_large_alloc(tc, L->domain, n, 0, false);
+    if (q == NULL) return NULL;
+    memcpy(q, p, NM_MIN(usable, n));
+    nm_large_free(tc, L, p);
+    nm_count_thread(tc, NM_C_realloc_move, 1);
+    return q;
+}

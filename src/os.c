@@ -1,0 +1,194 @@
+/* numamalloc — raw system calls.
+ *
+ * Owns every mmap, munmap, madvise, mprotect, mremap, mbind, get_mempolicy and getcpu
+ * the allocator makes, the counters of each (calls, failures, last errno), and small
+ * allocation-free readers for /sys and /proc. Callers decide policy; this file only
+ * does the call and the bookkeeping. No locks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mempolicy.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "numamalloc/os.h"
+#include "numamalloc/out.h"
+#include "numamalloc/gstats.h"
+
+int nm_os_last_errno[NM_OS_CALLS];
+size_t nm_os_page = 4096;
+
+static void fail(int call, int ctr)
+{
+    nm_os_last_errno[call] = errno;
+    nm_gstat_add(ctr, 1);
+}
+
+void *nm_os_map(size_t size, int extra_flags)
+{
+    nm_gstat_add(NM_C_mmap_calls, 1);
+    long r = syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1, 0);
+    if (r == -1) { fail(NM_OS_MMAP, NM_C_mmap_fail); return NULL; }
+    return (void *)r;
+}
+
+bool nm_os_unmap(void *p, size_t size)
+{
+    nm_gstat_add(NM_C_munmap_calls, 1);
+    if (syscall(SYS_munmap, p, size) != 0) { fail(NM_OS_MUNMAP, NM_C_munmap_fail); return false; }
+    return true;
+}
+
+static void *trim_to_align(char *raw, size_t size, size_t align, size_t raw_size)
+{
+    char *p = (char *)nm_align_up((uintptr_t)raw, align);
+    size_t pre = (size_t)(p - raw), post = raw_size - pre - size;
+    if (pre) nm_os_unmap(raw, pre);
+    if (post) nm_os_unmap(p + size, post);
+    return p;
+}
+
+void *nm_os_map_aligned(size_t size, size_t align, int extra_flags)
+{
+    if (align <= nm_os_page) return nm_os_map(size, extra_flags);
+    /* first try exactly size: mmap often hands out aligned addresses */
+    char *p = nm_os_map(size, extra_flags);
+    if (p == NULL) return NULL;
+    if (((uintptr_t)p & (align - 1)) == 0) return p;
+    nm_os_unmap(p, size);
+    size_t raw_size = size + align;
+    if (raw_size < size) { errno = ENOMEM; return NULL; }
+    char *raw = nm_os_map(raw_size, extra_flags);
+    if (raw == NULL) return NULL;
+    return trim_to_align(raw, size, align, raw_size);
+}
+
+void *nm_os_reserve(size_t size, size_t align)
+{
+    nm_gstat_add(NM_C_mmap_calls, 1);
+    size_t raw_size = size + align;
+    long r = syscall(SYS_mmap, NULL, raw_size, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == -1) { fail(NM_OS_MMAP, NM_C_mmap_fail); return NULL; }
+    return trim_to_align((char *)r, size, align, raw_size);
+}
+
+bool nm_os_advise(void *p, size_t size, int advice)
+{
+    nm_gstat_add(NM_C_madvise_calls, 1);
+    if (syscall(SYS_madvise, p, size, advice) != 0) { fail(NM_OS_MADVISE, NM_C_madvise_fail); return false; }
+    return true;
+}
+
+bool nm_os_protect(void *p, size_t size, int prot)
+{
+    return syscall(SYS_mprotect, p, size, prot) == 0;
+}
+
+void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr)
+{
+    nm_gstat_add(NM_C_mremap_calls, 1);
+    long r = syscall(SYS_mremap, p, old_size, new_size, flags, new_addr);
+    if (r == -1) { fail(NM_OS_MREMAP, NM_C_mremap_fail); return NULL; }
+    return (void *)r;
+}
+
+bool nm_os_mbind(void *p, size_t size, int mode, const unsigned long *mask, unsigned long nbits)
+{
+    nm_gstat_add(NM_C_mbind_calls, 1);
+    /* the kernel reads maxnode - 1 bits (libnuma passes size + 1 too) */
+    if (syscall(SYS_mbind, p, size, mode, mask, mask ? nbits + 1 : 0, 0) != 0) {
+        fail(NM_OS_MBIND, NM_C_mbind_fail);
+        return false;
+    }
+    return true;
+}
+
+bool nm_os_mbind_node(void *p, size_t size, int mode, int node)
+{
+    unsigned long mask[NM_MAX_DOMAINS / (8 * sizeof(unsigned long))] = { 0 };
+    if (node < 0 || node >= NM_MAX_DOMAINS) { errno = EINVAL; fail(NM_OS_MBIND, NM_C_mbind_fail); return false; }
+    mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
+    unsigned long nbits = ((unsigned long)node / 64 + 1) * 64;
+    return nm_os_mbind(p, size, mode, mask, nbits);
+}
+
+long nm_os_read_file(const char *path, char *buf, size_t cap)
+{
+    int saved = errno;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) { errno = saved; return -1; }
+    size_t n = 0;
+    while (n + 1 < cap) {
+        long r = syscall(SYS_read, fd, buf + n, cap - 1 - n);
+        if (r < 0) { if (errno == EINTR) continue; break; }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    syscall(SYS_close, fd);
+    buf[n] = '\0';
+    errno = saved;
+    return (long)n;
+}
+
+bool nm_os_read_u64(const char *path, uint64_t *out)
+{
+    char buf[64];
+    if (nm_os_read_file(path, buf, sizeof buf) <= 0) return false;
+    const char *p = buf;
+    while (*p == ' ' || *p == '\t') p++;
+    return nm_parse_u64(p, NULL, out);
+}
+
+uint64_t nm_os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t nm_os_now_ms(void) { return nm_os_now_ns() / 1000000u; }
+
+/* glibc >= 2.35 registers an rseq area per thread and exports where it is */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern const unsigned int __rseq_size __attribute__((weak));
+
+struct nm_rseq_area { uint32_t cpu_id_start; int32_t cpu_id; };
+
+int nm_os_cpu(void)
+{
+    if (&__rseq_size != NULL && __rseq_size >= 8) {
+        const struct nm_rseq_area *rs =
+            (const struct nm_rseq_area *)((char *)__builtin_thread_pointer() + __rseq_offset);
+        int32_t c = __atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
+        if (c >= 0) return c;
+    }
+    unsigned cpu = 0, node = 0;
+    int saved = errno;
+    if (syscall(SYS_getcpu, &cpu, &node, NULL) != 0) { errno = saved; return 0; }
+    return (int)cpu;
+}
+
+int nm_os_page_node(const void *p)
+{
+    int node = -1, saved = errno;
+    if (syscall(SYS_get_mempolicy, &node, NULL, 0, p, MPOL_F_NODE | MPOL_F_ADDR) != 0) node = -1;
+    errno = saved;
+    return node;
+}
+
+uint64_t nm_os_rss(void)
+{
+    char buf[128];
+    if (nm_os_read_file("/proc/self/statm", buf, sizeof buf) <= 0) return 0;
+    const char *p = buf;
+    uint64_t size = 0, rss = 0;
+    if (!nm_parse_u64(p, &p, &size)) return 0;
+    while (*p == ' ') p++;
+    if (!nm_parse_u64(p, &p, &rss)) return 0;
+    return rss * nm_os_page;
+}
+
+int nm_os_getpid(void) { return (int)syscall(SYS_getpid); }

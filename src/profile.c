@@ -1,0 +1,373 @@
+/* numamalloc — sampling heap profiler (NUMAMALLOC_PROF=1).
+ *
+ * Sampling is by bytes, Poisson (exponential gaps, mean NUMAMALLOC_PROF_SAMPLE,
+ * default 512 KiB, as jemalloc's lg_prof_sample 19 and tcmalloc): every allocated
+ * byte has the same chance to be the sample point, so an allocation of n bytes is
+ * sampled with probability 1 - exp(-n/mean) and stands for n / that many bytes.
+ *  - Small blocks: the stream of each size class is its own Poisson process (the
+ *    union of independent per-byte processes with one rate is the same process), so
+ *    each bin's budget is a geometric number of blocks until its next sample. The
+ *    fast path already counts that budget down: profiling costs it nothing more.
+ *    A sampled small block is served by the fallback arena, so its free takes the
+ *    slow path, where the sample is forgotten.
+ *  - Medium and large blocks (already slow paths) use a per-thread byte countdown.
+ * A sample records the call stack with libunwind's unw_backtrace, outside every
+ * allocator lock, with the thread's busy flag set so that allocations made by
+ * libunwind itself are served normally but never sampled (libunwind may allocate;
+ * anchors 12.8). libunwind is primed once at start-up.
+ *
+ * Tables (metadata memory, fixed size, no malloc): sites keyed by stack hash, and
+ * live samples keyed by address with tombstones (entries never move, so a free can
+ * look its pointer up without the lock and only locks on a hit). Full tables drop
+ * samples and count them. Report: top sites by live and by allocated bytes with
+ * dladdr names, and the leak estimate (sampled blocks alive at exit, scaled).
+ * Lock: nm_prof_lock, a leaf (nothing else is taken under it). */
+#define UNW_LOCAL_ONLY
+#include <dlfcn.h>
+#include <link.h>
+#include <libunwind.h>
+#include <math.h>
+
+#include "numamalloc/internal.h"
+#include "numamalloc/emit.h"
+
+#define PROF_DEPTH      24
+#define PROF_SKIP_MAX   8
+#define SITE_BITS       12
+#define SITES           (1u << SITE_BITS)
+#define LIVE_BITS       16
+#define LIVE_SLOTS      (1u << LIVE_BITS)
+#define TOMBSTONE       ((uintptr_t)1)
+
+typedef struct prof_site {
+    uint64_t hash;
+    uint32_t depth;
+    uint32_t used;
+    uint64_t alloc_bytes, alloc_blocks;   /* estimates (weights summed) */
+    uint64_t live_bytes, live_blocks;     /* estimates */
+    uint64_t samples, live_samples;
+    void    *pc[PROF_DEPTH];
+} prof_site_t;
+
+typedef struct prof_live {
+    uintptr_t ptr;                        /* 0 empty, 1 tombstone */
+    uint32_t  site;
+    uint32_t  pad_;
+    uint64_t  weight_bytes;
+    uint64_t  weight_blocks;
+} prof_live_t;
+
+bool nm_prof_on;
+nm_lock_t nm_prof_lock = NM_LOCK_INIT;
+static prof_site_t *sites;
+static prof_live_t *live;
+static uint64_t samples, dropped;
+static double mean;
+static double class_log1mp[NM_NUM_CLASSES];   /* log(1 - p) per class */
+static uintptr_t self_lo, self_hi;            /* our own text, skipped in stacks */
+
+/* ---- random numbers ----------------------------------------------------------------- */
+
+static double uniform01(nm_tcache_t *tc)        /* in (0, 1] */
+{
+    uint64_t x = tc->rng ? tc->rng : 0x853c49e6748fea9bull;
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    tc->rng = x;
+    return ((double)(x >> 11) + 1.0) / 9007199254740992.0;
+}
+
+int64_t nm_prof_next_blocks(nm_tcache_t *tc, unsigned cls)
+{
+    double l = class_log1mp[cls];
+    if (l >= 0) return (int64_t)1 << 62;
+    double k = ceil(log(uniform01(tc)) / l);
+    if (k < 1) k = 1;
+    if (k > 1e15) k = 1e15;
+    return (int64_t)k;
+}
+
+bool nm_prof_tick_bytes(nm_tcache_t *tc, size_t n)
+{
+    tc->prof_left -= (int64_t)NM_MIN(n, (size_t)INT64_MAX / 2);
+    if (tc->prof_left > 0) return false;
+    double gap = -log(uniform01(tc)) * mean;
+    tc->prof_left = (int64_t)(gap < 1 ? 1 : gap);
+    return n > 0;
+}
+
+size_t nm_prof_weight_small(unsigned cls)
+{
+    double p = -expm1(class_log1mp[cls]);
+    return (size_t)((double)nm_class_size[cls] / (p > 0 ? p : 1));
+}
+
+size_t nm_prof_weight_bytes(size_t n)
+{
+    double p = -expm1(-(double)n / mean);
+    return (size_t)((double)n / (p > 0 ? p : 1));
+}
+
+/* ---- set-up --------------------------------------------------------------------------- */
+
+static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    uintptr_t me = (uintptr_t)arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+        if (me >= lo && me < hi) { self_lo = lo; self_hi = hi; return 1; }
+    }
+    return 0;
+}
+
+void nm_prof_init(void)
+{
+    if (!nm_opt.prof) return;
+    mean = (double)nm_opt.prof_sample;
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) class_log1mp[c] = -(double)nm_class_size[c] / mean;
+    sites = nm_meta_alloc(sizeof(prof_site_t) * SITES);
+    live = nm_meta_alloc(sizeof(prof_live_t) * LIVE_SLOTS);
+    if (!sites || !live) { nm_warn("NUMAMALLOC_PROF=1: no memory for the profiler tables; profiling off"); return; }
+    nm_prof_on = true;
+}
+
+void nm_prof_prime(void)
+{
+    /* outside malloc: dl_iterate_phdr and libunwind's first use may allocate */
+    dl_iterate_phdr(find_self, (void *)(uintptr_t)&nm_prof_init);
+    void *pcs[4];
+    unw_backtrace(pcs, 4);
+}
+
+/* ---- recording -------------------------------------------------------------------------- */
+
+static uint64_t hash_stack(void *const *pc, int n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < n; i++) { h ^= (uintptr_t)pc[i]; h *= 1099511628211ull; h ^= h >> 29; }
+    return h | 1;
+}
+
+static size_t live_slot(uintptr_t p) { return (size_t)((p >> 4) * 0x9e3779b97f4a7c15ull >> (64 - LIVE_BITS)); }
+
+void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
+{
+    if (!nm_prof_on || p == NULL) return;
+    (void)n;
+    void *raw[PROF_DEPTH + PROF_SKIP_MAX];
+    tc->busy++;
+    int got = unw_backtrace(raw, (int)NM_ARRAY_LEN(raw));
+    tc->busy--;
+    int skip = 0;
+    while (skip < got && skip < PROF_SKIP_MAX && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi) skip++;
+    int depth = NM_MIN(got - skip, PROF_DEPTH);
+    if (depth < 0) depth = 0;
+    void **pc = raw + skip;
+    uint64_t h = hash_stack(pc, depth);
+    uint64_t wblocks = n ? (weight + n / 2) / n : 1;
+    if (wblocks == 0) wblocks = 1;
+
+    nm_lock(&nm_prof_lock);
+    samples++;
+    nm_gstat_add(NM_C_prof_samples, 1);
+    size_t si = (size_t)(h & (SITES - 1)), tries = 0;
+    while (sites[si].used && sites[si].hash != h && tries < SITES) { si = (si + 1) & (SITES - 1); tries++; }
+    if (tries == SITES) { dropped++; nm_unlock(&nm_prof_lock); return; }
+    prof_site_t *s = &sites[si];
+    if (!s->used) {
+        s->used = 1;
+        s->hash = h;
+        s->depth = (uint32_t)depth;
+        for (int i = 0; i < depth; i++) s->pc[i] = pc[i];
+    }
+    s->samples++;
+    s->alloc_bytes += weight;
+    s->alloc_blocks += wblocks;
+    /* remember the block so its free can subtract it */
+    size_t li = live_slot((uintptr_t)p);
+    for (tries = 0; tries < LIVE_SLOTS; tries++, li = (li + 1) & (LIVE_SLOTS - 1)) {
+        if (live[li].ptr == 0 || live[li].ptr == TOMBSTONE) break;
+    }
+    if (tries == LIVE_SLOTS || tries > 64) {
+        dropped++;                                 /* too crowded: count it, keep going */
+    } else {
+        live[li].site = (uint32_t)si;
+        live[li].weight_bytes = weight;
+        live[li].weight_blocks = wblocks;
+        __atomic_store_n(&live[li].ptr, (uintptr_t)p, __ATOMIC_RELEASE);
+        s->live_bytes += weight;
+        s->live_blocks += wblocks;
+        s->live_samples++;
+    }
+    nm_unlock(&nm_prof_lock);
+}
+
+bool nm_prof_forget(void *p)
+{
+    if (!nm_prof_on) return false;
+    /* lock-free look first: entries never move, and p's own insert happened before
+     * the program could free it */
+    size_t li = live_slot((uintptr_t)p);
+    size_t tries = 0;
+    for (; tries <= 64; tries++, li = (li + 1) & (LIVE_SLOTS - 1)) {
+        uintptr_t v = __atomic_load_n(&live[li].ptr, __ATOMIC_ACQUIRE);
+        if (v == (uintptr_t)p) break;
+        if (v == 0) return false;
+    }
+    if (tries > 64) return false;
+    nm_lock(&nm_prof_lock);
+    if (live[li].ptr == (uintptr_t)p) {
+        prof_site_t *s = &sites[live[li].site];
+        s->live_bytes -= NM_MIN(s->live_bytes, live[li].weight_bytes);
+        s->live_blocks -= NM_MIN(s->live_blocks, live[li].weight_blocks);
+        if (s->live_samples) s->live_samples--;
+        __atomic_store_n(&live[li].ptr, TOMBSTONE, __ATOMIC_RELEASE);
+    }
+    nm_unlock(&nm_prof_lock);
+    return true;
+}
+
+/* ---- report ----------------------------------------------------------------------------- */
+
+#define TOP_N 10
+
+/* indices of the top sites by the given field, largest first */
+static int top_sites(uint32_t *out, bool by_live)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < SITES; i++) {
+        if (!sites[i].used) continue;
+        uint64_t v = by_live ? sites[i].live_bytes : sites[i].alloc_bytes;
+        if (v == 0) continue;
+        int at = n < TOP_N ? n : TOP_N;
+        while (at > 0) {
+            const prof_site_t *o = &sites[out[at - 1]];
+            if ((by_live ? o->live_bytes : o->alloc_bytes) >= v) break;
+            if (at < TOP_N) out[at] = out[at - 1];
+            at--;
+        }
+        if (at < TOP_N) { out[at] = i; if (n < TOP_N) n++; }
+    }
+    return n;
+}
+
+static void frame_text(nm_buf_t *b, void *pc, bool symbolize)
+{
+    Dl_info info;
+    if (symbolize && dladdr(pc, &info) && info.dli_fname) {
+        const char *obj = info.dli_fname, *slash = obj;
+        for (const char *q = obj; *q; q++) if (*q == '/') slash = q + 1;
+        if (info.dli_sname)
+            nm_buf_printf(b, "%s+0x%lx (%s)", info.dli_sname,
+                          (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_saddr), slash);
+        else
+            nm_buf_printf(b, "%p (%s+0x%lx)", pc, slash, (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_fbase));
+    } else {
+        nm_buf_printf(b, "%p", pc);
+    }
+}
+
+static void frame_json(nm_buf_t *b, void *pc, bool symbolize)
+{
+    Dl_info info;
+    nm_buf_printf(b, "{\"addr\":\"%p\"", pc);
+    if (symbolize && dladdr(pc, &info) && info.dli_fname) {
+        nm_buf_puts(b, ",\"object\":");
+        nm_buf_json_str(b, info.dli_fname);
+        if (info.dli_sname) {
+            nm_buf_puts(b, ",\"symbol\":");
+            nm_buf_json_str(b, info.dli_sname);
+            nm_buf_printf(b, ",\"offset\":%lu", (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_saddr));
+        }
+    }
+    nm_buf_puts(b, "}");
+}
+
+static void report_list(nm_buf_t *b, int mode, bool by_live, bool symbolize)
+{
+    uint32_t top[TOP_N];
+    int n = top_sites(top, by_live);
+    if (mode == NM_EM_JSON) {
+        nm_buf_puts(b, "[");
+        for (int i = 0; i < n; i++) {
+            const prof_site_t *s = &sites[top[i]];
+            nm_buf_printf(b, "%s{\"live_bytes\":%lu,\"live_blocks\":%lu,\"alloc_bytes\":%lu,\"alloc_blocks\":%lu,\"samples\":%lu,\"frames\":[",
+                          i ? "," : "", (unsigned long)s->live_bytes, (unsigned long)s->live_blocks,
+                          (unsigned long)s->alloc_bytes, (unsigned long)s->alloc_blocks, (unsigned long)s->samples);
+            for (uint32_t f = 0; f < s->depth; f++) { if (f) nm_buf_puts(b, ","); frame_json(b, s->pc[f], symbolize); }
+            nm_buf_puts(b, "]}");
+        }
+        nm_buf_puts(b, "]");
+        return;
+    }
+    nm_buf_printf(b, "  top sites by %s:\n", by_live ? "live bytes" : "allocated bytes");
+    if (n == 0) nm_buf_puts(b, "    (none)\n");
+    for (int i = 0; i < n; i++) {
+        const prof_site_t *s = &sites[top[i]];
+        nm_buf_printf(b, "    #%d  ", i + 1);
+        nm_buf_size(b, by_live ? s->live_bytes : s->alloc_bytes);
+        nm_buf_printf(b, " %s in ~%lu blocks (%lu samples); %s ", by_live ? "live" : "allocated",
+                      (unsigned long)(by_live ? s->live_blocks : s->alloc_blocks), (unsigned long)s->samples,
+                      by_live ? "allocated" : "live");
+        nm_buf_size(b, by_live ? s->alloc_bytes : s->live_bytes);
+        nm_buf_puts(b, "\n");
+        uint32_t shown = NM_MIN(s->depth, 8u);
+        for (uint32_t f = 0; f < shown; f++) {
+            nm_buf_puts(b, f == 0 ? "        at " : "           ");
+            frame_text(b, s->pc[f], symbolize);
+            nm_buf_puts(b, "\n");
+        }
+        if (s->depth > shown) nm_buf_printf(b, "           ... %u more frames\n", s->depth - shown);
+    }
+}
+
+void nm_prof_report(nm_buf_t *b, int mode, bool from_signal)
+{
+    if (!nm_prof_on) {
+        if (mode == NM_EM_JSON) nm_buf_puts(b, "{\"enabled\":false}");
+        else nm_buf_puts(b, "heap profile: n/a (NUMAMALLOC_PROF=0)\n");
+        return;
+    }
+    /* never wait for the profiler lock from a signal handler; never call dladdr
+     * (it takes the loader lock) from one either */
+    bool locked = from_signal ? nm_trylock(&nm_prof_lock) : (nm_lock(&nm_prof_lock), true);
+    if (!locked) {
+        if (mode == NM_EM_JSON) nm_buf_puts(b, "{\"enabled\":true,\"busy\":true}");
+        else nm_buf_puts(b, "heap profile: busy, skipped in this dump\n");
+        return;
+    }
+    uint64_t leak_bytes = 0, leak_blocks = 0, leak_sites = 0;
+    for (uint32_t i = 0; i < SITES; i++)
+        if (sites[i].used && sites[i].live_bytes) { leak_bytes += sites[i].live_bytes; leak_blocks += sites[i].live_blocks; leak_sites++; }
+    bool sym = !from_signal;
+    if (mode == NM_EM_JSON) {
+        nm_buf_printf(b, "{\"enabled\":true,\"sample_bytes\":%lu,\"samples\":%lu,\"dropped\":%lu,\"live_bytes\":%lu,\"live_blocks\":%lu,\"live_sites\":%lu,\"top_live\":",
+                      (unsigned long)nm_opt.prof_sample, (unsigned long)samples, (unsigned long)dropped,
+                      (unsigned long)leak_bytes, (unsigned long)leak_blocks, (unsigned long)leak_sites);
+        report_list(b, mode, true, sym);
+        nm_buf_puts(b, ",\"top_alloc\":");
+        report_list(b, mode, false, sym);
+        nm_buf_puts(b, "}");
+    } else {
+        nm_buf_puts(b, "heap profile (estimates from sampling, one sample per ~");
+        nm_buf_size(b, nm_opt.prof_sample);
+        nm_buf_printf(b, " allocated; %lu samples, %lu dropped):\n", (unsigned long)samples, (unsigned long)dropped);
+        report_list(b, mode, true, sym);
+        report_list(b, mode, false, sym);
+        nm_buf_puts(b, "  still live (leaks, if this is the exit dump): ~");
+        nm_buf_size(b, leak_bytes);
+        nm_buf_printf(b, " in ~%lu blocks from %lu sites\n", (unsigned long)leak_blocks, (unsigned long)leak_sites);
+    }
+    nm_unlock(&nm_prof_lock);
+}
+
+void nm_prof_dump_exit(void)
+{
+    char space[4096];
+    nm_buf_t b;
+    nm_buf_init(&b, space, sizeof space, 2);
+    nm_prof_report(&b, NM_EM_TEXT, false);
+    nm_buf_flush(&b);
+}

@@ -1,0 +1,181 @@
+/* numamalloc — segments: 4 MiB of slab pages bound to one domain.
+ *
+ * A segment is mapped 4 MiB-aligned, mbind'ed to its domain before anything touches
+ * it (src/policy.c decides the mode), and split into 64 pages of 64 KiB tracked by
+ * two masks: free_mask (page in no slab) and dirty_mask (free page that may still be
+ * resident). A slab takes 1..8 consecutive free pages, dirty ones first so that
+ * memory already faulted in is reused before clean pages are touched. Freed pages
+ * stay dirty until decay: after NUMAMALLOC_DECAY_MS idle they get MADV_DONTNEED
+ * (the binding survives it), and a segment that stayed wholly free and clean that
+ * long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
+ * metadata memory, off the data pages.
+ *
+ * Lock: nm_domain_t.seg_lock guards the domain's segment lists and each segment's
+ * masks and timestamps. Callers may hold a depot lock (depot -> seg_lock). */
+#include <sys/mman.h>
+
+#include "numamalloc/internal.h"
+
+#define ALL_PAGES (~(uint64_t)0)
+
+static void list_remove(nm_segment_t **head, nm_segment_t *s)
+{
+    if (s->prev) s->prev->next = s->next; else *head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+static void list_push(nm_segment_t **head, nm_segment_t *s)
+{
+    s->prev = NULL;
+    s->next = *head;
+    if (*head) (*head)->prev = s;
+    *head = s;
+}
+
+static uint64_t run_mask(unsigned first, unsigned n)
+{
+    return (n >= 64 ? ALL_PAGES : (((uint64_t)1 << n) - 1)) << first;
+}
+
+/* first index of a run of n set bits in m, or -1 */
+static int find_run(uint64_t m, unsigned n)
+{
+    uint64_t want = run_mask(0, n);
+    while (m) {
+        int i = __builtin_ctzll(m);
+        if ((unsigned)i + n > 64) return -1;
+        if (((m >> i) & want) == want) return i;
+        /* skip past the first hole after i */
+        uint64_t rest = ~(m >> i);
+        int hole = rest ? __builtin_ctzll(rest) : 64 - i;
+        int next = i + hole;
+        if (next >= 64) return -1;
+        m &= ~(((uint64_t)1 << next) - 1);
+    }
+    return -1;
+}
+
+static nm_segment_t *segment_new(uint32_t d)
+{
+    char *base = nm_os_map_aligned(NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
+    if (base == NULL) return NULL;
+    nm_policy_bind(d, base, NM_SEGMENT_SIZE);       /* before first touch; failures counted */
+    nm_segment_t *s = nm_meta_alloc(sizeof *s);
+    if (s == NULL) { nm_os_unmap(base, NM_SEGMENT_SIZE); return NULL; }
+    s->base = base;
+    s->free_mask = ALL_PAGES;
+    s->dirty_mask = 0;
+    s->domain = d;
+    s->empty_since_ms = nm_os_now_ms();
+    for (unsigned i = 0; i < NM_SEG_PAGES; i++) s->slabs[i].page = (uint8_t)i;
+    nm_gstat_add(NM_C_segments, 1);
+    nm_gstat_max(NM_C_segments_peak, nm_gstat_get(NM_C_segments));
+    return s;
+}
+
+nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
+{
+    nm_domain_t *dm = &nm_domains[d];
+    nm_lock(&dm->seg_lock);
+    nm_segment_t *seg = NULL;
+    int at = -1;
+    /* pass 1: a run of dirty free pages (already resident); pass 2: any free run */
+    for (int pass = 0; pass < 2 && at < 0; pass++) {
+        for (nm_segment_t *s = dm->segs; s; s = s->next) {
+            uint64_t m = pass == 0 ? (s->free_mask & s->dirty_mask) : s->free_mask;
+            at = find_run(m, npages);
+            if (at >= 0) { seg = s; break; }
+        }
+    }
+    if (at < 0) {
+        seg = segment_new(d);
+        if (seg == NULL) { nm_unlock(&dm->seg_lock); return NULL; }
+        list_push(&dm->segs, seg);
+        dm->nsegments++;
+        at = 0;
+    }
+    uint64_t bits = run_mask((unsigned)at, npages);
+    dm->slab_pages += npages;
+    dm->dirty_pages -= (uint64_t)__builtin_popcountll(seg->dirty_mask & bits);
+    seg->free_mask &= ~bits;
+    seg->dirty_mask &= ~bits;
+    seg->empty_since_ms = 0;
+    if (seg->free_mask == 0) { list_remove(&dm->segs, seg); list_push(&dm->full_segs, seg); }
+    nm_unlock(&dm->seg_lock);
+
+    nm_slab_t *sl = &seg->slabs[at];
+    sl->start = seg->base + ((uintptr_t)at << NM_GRANULE_SHIFT);
+    sl->npages = (uint8_t)npages;
+    return sl;
+}
+
+void nm_segment_free_slab(uint32_t d, nm_slab_t *sl)
+{
+    nm_domain_t *dm = &nm_domains[d];
+    nm_segment_t *seg = nm_slab_segment(sl);
+    uint64_t now = nm_os_now_ms();
+    nm_lock(&dm->seg_lock);
+    uint64_t bits = run_mask(sl->page, sl->npages);
+    bool was_full = seg->free_mask == 0;
+    seg->free_mask |= bits;
+    seg->dirty_mask |= bits;
+    dm->slab_pages -= sl->npages;
+    dm->dirty_pages += sl->npages;
+    for (unsigned i = sl->page; i < (unsigned)sl->page + sl->npages; i++) seg->freed_ms[i] = now;
+    if (was_full) { list_remove(&dm->full_segs, seg); list_push(&dm->segs, seg); }
+    if (seg->free_mask == ALL_PAGES) seg->empty_since_ms = now;
+    nm_unlock(&dm->seg_lock);
+}
+
+size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
+{
+    nm_domain_t *dm = &nm_domains[d];
+    size_t purged = 0;
+    nm_segment_t *unmap_list = NULL;
+    nm_lock(&dm->seg_lock);
+    for (nm_segment_t *s = dm->segs, *next; s; s = next) {
+        next = s->next;
+        uint64_t idle = s->free_mask & s->dirty_mask;
+        uint64_t old = 0;
+        for (uint64_t m = idle; m; m &= m - 1) {
+            int i = __builtin_ctzll(m);
+            if (cutoff_ms == UINT64_MAX || s->freed_ms[i] <= cutoff_ms) old |= (uint64_t)1 << i;
+        }
+        if (s->free_mask == ALL_PAGES && s->empty_since_ms &&
+            (cutoff_ms == UINT64_MAX || s->empty_since_ms <= cutoff_ms) && (idle & ~old) == 0) {
+            /* wholly free, and every dirty page idle long enough: give it all back */
+            list_remove(&dm->segs, s);
+            dm->nsegments--;
+            dm->dirty_pages -= (uint64_t)__builtin_popcountll(s->dirty_mask);
+            s->next = unmap_list;
+            unmap_list = s;
+            continue;
+        }
+        /* MADV_DONTNEED each run of old pages */
+        while (old) {
+            int i = __builtin_ctzll(old);
+            uint64_t rest = ~(old >> i);
+            int n = rest ? __builtin_ctzll(rest) : 64 - i;
+            if (nm_os_advise(s->base + ((uintptr_t)i << NM_GRANULE_SHIFT), (size_t)n << NM_GRANULE_SHIFT, MADV_DONTNEED)) {
+                s->dirty_mask &= ~run_mask((unsigned)i, (unsigned)n);
+                dm->dirty_pages -= (uint64_t)n;
+                purged += (size_t)n << NM_GRANULE_SHIFT;
+                nm_gstat_add(NM_C_slab_pages_purged, (uint64_t)n);
+            }
+            old &= ~run_mask((unsigned)i, (unsigned)n);
+        }
+    }
+    nm_unlock(&dm->seg_lock);
+    while (unmap_list) {
+        nm_segment_t *s = unmap_list;
+        unmap_list = s->next;
+        purged += (size_t)__builtin_popcountll(s->dirty_mask) << NM_GRANULE_SHIFT;
+        if (nm_os_unmap(s->base, NM_SEGMENT_SIZE)) {
+            nm_gstat_sub(NM_C_segments, 1);
+            nm_gstat_add(NM_C_segments_unmapped, 1);
+            nm_meta_free(s, sizeof *s);
+        }
+    }
+    return purged;
+}

@@ -1,0 +1,154 @@
+/* numamalloc — slabs: blocks of one size class carved from segment pages.
+ *
+ * A slab hands out never-used blocks from its tail by bumping `fresh` down (so pages
+ * are touched only when blocks are really needed) and reuses returned blocks from an
+ * intrusive free list linked through each free block's first word. `inuse` counts
+ * blocks out of the slab: in the program's hands or cached in a magazine. A slab
+ * with free blocks sits on its depot's partial list; a slab that becomes wholly free
+ * becomes the depot's spare (one per depot, against alloc/free thrash at a slab
+ * boundary) or goes back to its segment, and its page-map entries are cleared so a
+ * stale free of one of its blocks is reported, not obeyed.
+ *
+ * Lock: every function here runs with the depot's lock held (the depot owns its
+ * slabs); segment calls take the domain's seg_lock inside it. */
+#include "numamalloc/internal.h"
+
+static void partial_push(nm_depot_t *d, nm_slab_t *s)
+{
+    s->prev = NULL;
+    s->next = d->partial;
+    if (d->partial) d->partial->prev = s;
+    d->partial = s;
+    s->on_partial = 1;
+}
+
+static void partial_remove(nm_depot_t *d, nm_slab_t *s)
+{
+    if (s->prev) s->prev->next = s->next; else d->partial = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+    s->on_partial = 0;
+}
+
+static nm_slab_t *slab_new(nm_depot_t *d)
+{
+    unsigned cls = d->cls;
+    nm_slab_t *s = nm_segment_alloc_slab(d->domain, nm_class_pages[cls]);
+    if (s == NULL) return NULL;
+    s->cls = (uint8_t)cls;
+    s->nblocks = nm_class_blocks[cls];
+    s->fresh = s->nblocks;
+    s->free = NULL;
+    s->inuse = 0;
+    s->checkmap = NULL;
+    if (nm_opt.check) {
+        s->checkmap = nm_meta_alloc(((size_t)s->nblocks + 63) / 64 * 8);
+        if (s->checkmap == NULL) { nm_segment_free_slab(d->domain, s); return NULL; }
+    }
+    nm_pme_t e = nm_pme_make(NM_KIND_SLAB, d->domain, cls, s);
+    if (!nm_pagemap_set_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT, e)) {
+        if (s->checkmap) nm_meta_free(s->checkmap, ((size_t)s->nblocks + 63) / 64 * 8);
+        nm_segment_free_slab(d->domain, s);
+        return NULL;
+    }
+    d->nslabs++;
+    return s;
+}
+
+static void slab_release(nm_depot_t *d, nm_slab_t *s)
+{
+    nm_pagemap_clear_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT);
+    if (s->checkmap) { nm_meta_free(s->checkmap, ((size_t)s->nblocks + 63) / 64 * 8); s->checkmap = NULL; }
+    d->nslabs--;
+    nm_segment_free_slab(d->domain, s);
+}
+
+unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
+{
+    const size_t size = nm_class_size[d->cls];
+    unsigned got = 0;
+    while (got < n) {
+        nm_slab_t *s = d->partial;
+        if (s == NULL) {
+            if (d->spare) { s = d->spare; d->spare = NULL; }
+            else if ((s = slab_new(d)) == NULL) break;
+            partial_push(d, s);
+        }
+        unsigned start = got;
+        while (got < n && s->free) {
+            void *b = s->free;
+            s->free = *(void **)b;
+            out[got++] = b;
+        }
+        if (got < n && s->fresh) {
+            unsigned k = NM_MIN(n - got, (unsigned)s->fresh);
+            char *b = s->start + (size_t)(s->nblocks - s->fresh) * size;
+            for (unsigned i = 0; i < k; i++, b += size) out[got++] = b;
+            s->fresh = (uint16_t)(s->fresh - k);
+        }
+        s->inuse += got - start;
+        if (s->free == NULL && s->fresh == 0) partial_remove(d, s);
+        if (NM_UNLIKELY(s->checkmap != NULL)) {
+            for (unsigned i = start; i < got; i++) {
+                size_t idx = (size_t)((char *)out[i] - s->start) / size;
+                s->checkmap[idx / 64] |= (uint64_t)1 << (idx % 64);
+            }
+        }
+    }
+    d->held += got;
+    if (d->held > d->held_peak) d->held_peak = d->held;
+    if (got) nm_footprint_add((int64_t)got * (int64_t)size);
+    return got;
+}
+
+static void free_one(nm_depot_t *d, nm_slab_t *s, void *p)
+{
+    *(void **)p = s->free;
+    s->free = p;
+    s->inuse--;
+    if (!s->on_partial) partial_push(d, s);
+    if (s->inuse == 0) {
+        partial_remove(d, s);
+        if (d->spare == NULL) { d->spare = s; d->spare_since_ms = nm_os_now_ms(); }
+        else slab_release(d, s);
+    }
+}
+
+void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        void *p = blocks[i];
+        nm_slab_t *s = nm_pme_desc(nm_pagemap_get((uintptr_t)p));
+        free_one(d, s, p);
+    }
+    d->held -= n;
+    nm_footprint_add(-(int64_t)n * (int64_t)nm_class_size[d->cls]);
+}
+
+const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
+{
+    size_t size = nm_class_size[s->cls];
+    size_t off = (size_t)((char *)p - s->start);
+    if (off >= (size_t)s->nblocks * size || off % size != 0)
+        return "not the start of a block (interior pointer)";
+    size_t idx = off / size;
+    uint64_t bit = (uint64_t)1 << (idx % 64);
+    if (!(s->checkmap[idx / 64] & bit))
+        return "block is not allocated (double free?)";
+    s->checkmap[idx / 64] &= ~bit;
+    /* poison freed memory so a use after free reads garbage, not stale data */
+    for (size_t i = sizeof(void *); i < size; i++) ((unsigned char *)p)[i] = 0x5a;
+    free_one(d, s, p);
+    d->held--;
+    nm_footprint_add(-(int64_t)size);
+    return NULL;
+}
+
+void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms)
+{
+    if (d->spare && (cutoff_ms == UINT64_MAX || d->spare_since_ms <= cutoff_ms)) {
+        nm_slab_t *s = d->spare;
+        d->spare = NULL;
+        slab_release(d, s);
+    }
+}

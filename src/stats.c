@@ -1,0 +1,624 @@
+/* numamalloc — counters, their merge, and the statistics dump.
+ *
+ * Counters: per-thread plain counters (nm_counters_t in each thread cache, plus the
+ * bins' pending fast-path counts) are merged into global relaxed atomics when a
+ * thread exits (nm_stats_merge_thread); global-only counters are added on slow
+ * paths (stats.h lists them all). A dump takes a snapshot: the globals plus every
+ * live thread's counters, read racily under the thread-list lock (which keeps a
+ * thread's cache from disappearing while we read it). Numbers of a running process
+ * are therefore a consistent-enough picture, not an atomic one; at exit they are
+ * exact for the exiting thread and for every thread that exited before.
+ *
+ * Dumping never allocates (stack buffer, write(2)), never takes a lock that the
+ * interrupted code may hold (thread list and profiler locks are only tried), and
+ * is serialised by nm_stats_dump_lock (tried too: a dump that finds another in progress
+ * writes one line saying so). Text and JSON come from the same walk (src/emit.c);
+ * the JSON schema is documented in man/numamalloc.7 and versioned below.
+ *
+ * Triggers: NUMAMALLOC_STATS at exit (src/init.c), NUMAMALLOC_STATS_SIGNAL from a
+ * signal handler, NUMAMALLOC_STATS_INTERVAL from a thread started by our
+ * constructor, numamalloc_stats_print() on demand. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "numamalloc/internal.h"
+#include "numamalloc/emit.h"
+#include "numamalloc.h"
+
+#define NM_JSON_SCHEMA 1
+
+uint64_t nm_gctr[NM_GLOBAL_CTR_N];
+uint64_t nm_fallback[NM_FB_N];
+int nm_fallback_errno[NM_FB_N];
+extern uint64_t *nm_gdom;
+extern uint64_t nm_gcls[NM_NUM_CLASSES][NM_CLASS_CTR_N];
+extern uint64_t nm_gthr[NM_THREAD_CTR_N];
+
+nm_lock_t nm_stats_dump_lock = NM_LOCK_INIT;
+static uint64_t *snap_dom;              /* [ndomains][NM_DOMAIN_CTR_N], used under nm_stats_dump_lock */
+
+typedef struct snapshot {
+    uint64_t cls[NM_NUM_CLASSES][NM_CLASS_CTR_N];
+    uint64_t thr[NM_THREAD_CTR_N];
+    uint64_t *dom;
+    bool     threads_read;              /* live threads' counters included */
+    uint64_t threads;
+} snapshot_t;
+
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+void nm_stats_init(void)
+{
+    snap_dom = nm_meta_alloc((size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+}
+
+void nm_stats_merge_thread(nm_tcache_t *tc)
+{
+    nm_bin_reconcile_all(tc);
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
+        for (int i = 0; i < NM_CLASS_CTR_N; i++) {
+            if (tc->ctr.cls[c][i]) __atomic_fetch_add(&nm_gcls[c][i], tc->ctr.cls[c][i], __ATOMIC_RELAXED);
+            tc->ctr.cls[c][i] = 0;
+        }
+    for (int i = 0; i < NM_THREAD_CTR_N; i++) {
+        if (tc->ctr.thr[i]) __atomic_fetch_add(&nm_gthr[i], tc->ctr.thr[i], __ATOMIC_RELAXED);
+        tc->ctr.thr[i] = 0;
+    }
+    if (tc->ctr.dom && nm_gdom) {
+        for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) {
+            if (tc->ctr.dom[i]) __atomic_fetch_add(&nm_gdom[i], tc->ctr.dom[i], __ATOMIC_RELAXED);
+            tc->ctr.dom[i] = 0;
+        }
+    }
+    if (tc->fp_pending) { nm_footprint_add(tc->fp_pending); tc->fp_pending = 0; }
+}
+
+/* ---- snapshot ------------------------------------------------------------------------ */
+
+static void add_thread(snapshot_t *s, nm_tcache_t *tc)
+{
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        for (int i = 0; i < NM_CLASS_CTR_N; i++) s->cls[c][i] += LD(tc->ctr.cls[c][i]);
+        nm_bin_t *b = &tc->bins[c];
+        int64_t period = LD(b->period), budget = LD(b->budget);
+        uint64_t frees = LD(b->nfree);
+        uint64_t fast = (period > 0 && budget <= period) ? (uint64_t)(period - budget) - (budget <= 0) : 0;
+        if (period > 0 && budget <= 0) fast = (uint64_t)period - 1;
+        s->cls[c][NM_C_alloc_fast] += fast;
+        s->cls[c][NM_C_free_fast] += frees;
+        uint32_t dom = LD(tc->domain);
+        if (dom < nm_ndomains) {
+            uint64_t *d = &s->dom[dom * NM_DOMAIN_CTR_N];
+            d[NM_C_alloc_count] += fast;
+            d[NM_C_alloc_bytes] += fast * nm_class_size[c];
+            d[NM_C_free_count] += frees;
+            d[NM_C_free_bytes] += frees * nm_class_size[c];
+            if (dom != nm_dom_interleave && (int)dom != LD(tc->cpu_node)) d[NM_C_remote_alloc] += fast;
+        }
+    }
+    for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] += LD(tc->ctr.thr[i]);
+    uint64_t *td = LD(tc->ctr.dom);
+    if (td)
+        for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] += LD(td[i]);
+}
+
+static void take_snapshot(snapshot_t *s, bool from_signal)
+{
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
+        for (int i = 0; i < NM_CLASS_CTR_N; i++) s->cls[c][i] = LD(nm_gcls[c][i]);
+    for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] = LD(nm_gthr[i]);
+    s->dom = snap_dom;
+    for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] = nm_gdom ? LD(nm_gdom[i]) : 0;
+    s->threads_read = false;
+    s->threads = 0;
+    /* the thread-list lock is only held for a few instructions; give it a moment,
+     * but never wait on it from a signal handler (the interrupted code may own it) */
+    bool locked = false;
+    for (int tries = 0; tries < (from_signal ? 1 : 2000) && !locked; tries++) {
+        locked = nm_trylock(&nm_threads_lock);
+        if (!locked && !from_signal) { struct timespec ts = { 0, 500000 }; nanosleep(&ts, NULL); }
+    }
+    if (!locked) return;
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) { add_thread(s, tc); s->threads++; }
+    nm_unlock(&nm_threads_lock);
+    s->threads_read = true;
+}
+
+/* ---- the dump -------------------------------------------------------------------------- */
+
+static const char *errno_name(int e)
+{
+    switch (e) {
+    case 0: return "-";
+    case EPERM: return "EPERM";   case ENOENT: return "ENOENT"; case EINTR: return "EINTR";
+    case EIO: return "EIO";       case EAGAIN: return "EAGAIN"; case ENOMEM: return "ENOMEM";
+    case EACCES: return "EACCES"; case EFAULT: return "EFAULT"; case EBUSY: return "EBUSY";
+    case EXDEV: return "EXDEV";   case ENODEV: return "ENODEV"; case EINVAL: return "EINVAL";
+    case ENOSPC: return "ENOSPC"; case ENOSYS: return "ENOSYS"; case EHWPOISON: return "EHWPOISON";
+    default: return "other";
+    }
+}
+
+typedef struct totals {
+    uint64_t small_allocs, small_frees, small_alloc_bytes, small_free_bytes;
+    uint64_t small_live_bytes, small_held_bytes, slab_bytes, dirty_bytes, cache_bytes;
+    uint64_t arena_allocs, arena_frees, arena_alloc_bytes, arena_free_bytes;
+    uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
+} totals_t;
+
+static void compute_totals(const snapshot_t *s, totals_t *t)
+{
+    *t = (totals_t){ 0 };
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        uint64_t a = s->cls[c][NM_C_alloc_fast] + s->cls[c][NM_C_alloc_slow];
+        uint64_t f = s->cls[c][NM_C_free_fast] + s->cls[c][NM_C_free_slow];
+        t->small_allocs += a;
+        t->small_frees += f;
+        t->small_alloc_bytes += a * nm_class_size[c];
+        t->small_free_bytes += f * nm_class_size[c];
+        for (uint32_t d = 0; d < nm_ndomains; d++) t->small_held_bytes += LD(nm_domains[d].depots[c].held) * nm_class_size[c];
+    }
+    t->small_live_bytes = t->small_alloc_bytes > t->small_free_bytes ? t->small_alloc_bytes - t->small_free_bytes : 0;
+    for (uint32_t d = 0; d < nm_ndomains; d++) {
+        t->slab_bytes += LD(nm_domains[d].slab_pages) << NM_GRANULE_SHIFT;
+        t->dirty_bytes += LD(nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT;
+        t->cache_bytes += LD(nm_domains[d].cache_bytes);
+    }
+    t->arena_allocs = s->thr[NM_C_arena_alloc];
+    t->arena_frees = s->thr[NM_C_arena_free];
+    t->arena_alloc_bytes = s->thr[NM_C_arena_alloc_bytes];
+    t->arena_free_bytes = s->thr[NM_C_arena_free_bytes];
+    t->large_allocs = nm_gstat_get(NM_C_large_alloc);
+    t->large_frees = nm_gstat_get(NM_C_large_free);
+    t->large_alloc_bytes = nm_gstat_get(NM_C_large_alloc_bytes);
+    t->large_free_bytes = nm_gstat_get(NM_C_large_free_bytes);
+}
+
+static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+static void emit_config(nm_emit_t *em)
+{
+    em_obj_begin(em, "config", "configuration (effective):");
+    for (int i = 0; i < NM_OPT_N; i++) {
+        char key[64], label[96];
+        const char *n = nm_option_table[i].name;
+        size_t k = 0;
+        for (; n[k] && k + 1 < sizeof key; k++) key[k] = (char)(n[k] >= 'A' && n[k] <= 'Z' ? n[k] + 32 : n[k]);
+        key[k] = '\0';
+        nm_snprintf(label, sizeof label, "NUMAMALLOC_%s", n);
+        if (em->mode == NM_EM_TEXT) {
+            char v[160];
+            nm_snprintf(v, sizeof v, "%s%s", nm_opt.raw[i][0] ? nm_opt.raw[i] : "(unset)",
+                        nm_opt.from_env[i] ? "" : "  (default)");
+            em_str(em, key, label, v);
+        } else {
+            em_str(em, key, label, nm_opt.raw[i]);
+        }
+    }
+    em_obj_end(em);
+}
+
+static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
+{
+    uint64_t allocs = t->small_allocs + t->arena_allocs + t->large_allocs;
+    uint64_t frees = t->small_frees + t->arena_frees + t->large_frees;
+    uint64_t ab = t->small_alloc_bytes + t->arena_alloc_bytes + t->large_alloc_bytes;
+    uint64_t fb = t->small_free_bytes + t->arena_free_bytes + t->large_free_bytes;
+    uint64_t live = sub0(ab, fb);
+    uint64_t rss = nm_os_rss();
+    uint64_t footprint = nm_gstat_get(NM_C_footprint);
+    /* memory we hold that the program is not using: slab space not live, purgeable
+     * free pages, cached large mappings (fallback-arena slack is mimalloc's own and
+     * not included) */
+    uint64_t held_free = sub0(t->slab_bytes, t->small_live_bytes) + t->dirty_bytes + t->cache_bytes;
+    em_obj_begin(em, "summary", "summary:");
+    em_u64(em, "allocs", "allocations", allocs);
+    em_u64(em, "frees", "frees", frees);
+    em_u64(em, "live", "live blocks", sub0(allocs, frees));
+    em_bytes(em, "allocated_bytes", "bytes allocated (usable)", ab);
+    em_bytes(em, "freed_bytes", "bytes freed", fb);
+    em_bytes(em, "live_bytes", "bytes live", live);
+    em_bytes(em, "heap_bytes", "heap now (live + cached)", footprint);
+    em_bytes(em, "heap_peak_bytes", "heap peak (live + cached)", nm_gstat_get(NM_C_footprint_peak));
+    if (rss) em_bytes(em, "rss_bytes", "process RSS", rss);
+    else em_na(em, "rss_bytes", "process RSS", "/proc unreadable");
+    em_bytes(em, "resident_free_bytes", "held but free (fragmentation)", held_free);
+    em_pct(em, "fragmentation", "fragmentation / (live + that)", held_free, live + held_free);
+    em_u64(em, "threads_seen", "threads seen", nm_gstat_get(NM_C_threads_seen));
+    em_u64(em, "threads_live", "threads alive", nm_gstat_get(NM_C_threads_live));
+    em_bool(em, "threads_read", "live threads' counters read", s->threads_read);
+    em_obj_end(em);
+}
+
+static const nm_col_t class_cols[] = {
+    { "class", "class", 5 }, { "size", "size", 6 }, { "allocs", "allocs", 12 }, { "frees", "frees", 12 },
+    { "live", "live", 10 }, { "live_bytes", "live bytes", 11 }, { "peak_held", "peak held", 10 },
+    { "hit_rate", "mag hit", 8 }, { "depot_get", "depot get", 10 }, { "depot_put", "depot put", 10 },
+    { "slab_fills", "slab fill", 10 }, { "slabs", "slabs", 7 },
+};
+
+static void emit_classes(nm_emit_t *em, const snapshot_t *s)
+{
+    em_table_begin(em, "classes", "size classes (allocations <= 32 KiB; hit = served by the loaded magazine):",
+                   class_cols, (int)NM_ARRAY_LEN(class_cols));
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        uint64_t fast = s->cls[c][NM_C_alloc_fast], a = fast + s->cls[c][NM_C_alloc_slow];
+        uint64_t f = s->cls[c][NM_C_free_fast] + s->cls[c][NM_C_free_slow];
+        uint64_t peak = 0, slabs = 0;
+        for (uint32_t d = 0; d < nm_ndomains; d++) {
+            peak += LD(nm_domains[d].depots[c].held_peak);
+            slabs += LD(nm_domains[d].depots[c].nslabs);
+        }
+        if (a == 0 && f == 0 && slabs == 0) continue;
+        uint64_t live = sub0(a, f);
+        em_row_begin(em);
+        em_cell_u64(em, c);
+        em_cell_u64(em, nm_class_size[c]);
+        em_cell_u64(em, a);
+        em_cell_u64(em, f);
+        em_cell_u64(em, live);
+        em_cell_bytes(em, live * nm_class_size[c]);
+        em_cell_u64(em, peak);
+        if (nm_opt.check) em_cell_na(em); else em_cell_pct(em, fast, a);
+        em_cell_u64(em, s->cls[c][NM_C_depot_get]);
+        em_cell_u64(em, s->cls[c][NM_C_depot_put]);
+        em_cell_u64(em, s->cls[c][NM_C_slab_fill]);
+        em_cell_u64(em, slabs);
+        em_row_end(em);
+    }
+    em_table_end(em);
+}
+
+static const nm_col_t node_cols[] = {
+    { "node", "node", -10 }, { "allocs", "allocs", 11 }, { "alloc_bytes", "allocated", 10 },
+    { "frees", "frees", 11 }, { "live_bytes", "live", 10 }, { "remote_allocs", "remote alloc", 12 },
+    { "remote_frees", "remote free", 11 }, { "local_ratio", "local", 7 }, { "segments", "segments", 8 },
+    { "slab_bytes", "slab mem", 9 }, { "large_cache_bytes", "lg cache", 9 },
+    { "hugetlb_free", "huge free", 9 }, { "hugetlb_total", "huge total", 10 },
+};
+
+static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
+{
+    bool multi = nm_topo.nmem > 1;
+    em_table_begin(em, "nodes", multi ? "nodes (local = allocations by threads running on the node):"
+                                      : "nodes (one node with memory: local/remote is n/a):",
+                   node_cols, (int)NM_ARRAY_LEN(node_cols));
+    for (uint32_t d = 0; d < nm_ndomains; d++) {
+        const uint64_t *c = &s->dom[d * NM_DOMAIN_CTR_N];
+        nm_domain_t *dm = &nm_domains[d];
+        bool is_node = d != nm_dom_interleave && nm_topo.node[d].online;
+        if (!is_node && c[NM_C_alloc_count] == 0) continue;
+        if (!nm_topo_has_memory((int)d) && c[NM_C_alloc_count] == 0 && LD(dm->nsegments) == 0) continue;
+        char name[16];
+        if (d == nm_dom_interleave) nm_copy_cstr(name, sizeof name, "interleave");
+        else nm_snprintf(name, sizeof name, "%u", d);
+        em_row_begin(em);
+        em_cell_str(em, name);
+        em_cell_u64(em, c[NM_C_alloc_count]);
+        em_cell_bytes(em, c[NM_C_alloc_bytes]);
+        em_cell_u64(em, c[NM_C_free_count]);
+        em_cell_bytes(em, sub0(c[NM_C_alloc_bytes], c[NM_C_free_bytes]));
+        if (multi) {
+            em_cell_u64(em, c[NM_C_remote_alloc]);
+            em_cell_u64(em, c[NM_C_remote_free]);
+            if (d == nm_dom_interleave) em_cell_na(em);
+            else em_cell_pct(em, sub0(c[NM_C_alloc_count], c[NM_C_remote_alloc]), c[NM_C_alloc_count]);
+        } else {
+            em_cell_na(em); em_cell_na(em); em_cell_na(em);
+        }
+        em_cell_u64(em, LD(dm->nsegments));
+        em_cell_bytes(em, LD(dm->slab_pages) << NM_GRANULE_SHIFT);
+        em_cell_bytes(em, LD(dm->cache_bytes));
+        long hf = d == nm_dom_interleave ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
+        long ht = d == nm_dom_interleave ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
+        if (hf >= 0) em_cell_u64(em, (uint64_t)hf); else em_cell_na(em);
+        if (ht >= 0) em_cell_u64(em, (uint64_t)ht); else em_cell_na(em);
+        em_row_end(em);
+    }
+    em_table_end(em);
+}
+
+static const nm_col_t backing_cols[] = {
+    { "backing", "backing", -12 }, { "live", "live", 8 }, { "live_bytes", "live bytes", 11 }, { "mapped_total", "ever mapped", 12 },
+};
+static const char *const backing_names[NM_BACK_COUNT] = { "4k", "thp", "hugetlb_2m", "hugetlb_1g" };
+
+static const nm_col_t fb_cols[] = {
+    { "reason", "reason", -24 }, { "count", "count", 9 }, { "last_errno", "errno", 9 }, { "meaning", "meaning", -1 },
+};
+
+#define NM_FB_ROW(id, key, desc) { key, desc },
+static const struct { const char *key, *desc; } fb_names[NM_FB_N] = { NM_FALLBACK_REASONS(NM_FB_ROW) };
+#undef NM_FB_ROW
+
+static void emit_large(nm_emit_t *em, const totals_t *t)
+{
+    em_obj_begin(em, "large", "large blocks (own mapping, >= NUMAMALLOC_LARGE_THRESHOLD):");
+    em_u64(em, "allocs", "allocations", t->large_allocs);
+    em_u64(em, "frees", "frees", t->large_frees);
+    em_bytes(em, "live_bytes", "live bytes (mapped)", nm_gstat_get(NM_C_large_live_bytes));
+    em_bytes(em, "peak_bytes", "peak live bytes", nm_gstat_get(NM_C_large_peak_bytes));
+    em_u64(em, "cache_hits", "mapping cache hits", nm_gstat_get(NM_C_large_cache_hit));
+    em_u64(em, "cache_misses", "mapping cache misses", nm_gstat_get(NM_C_large_cache_miss));
+    em_u64(em, "cache_evictions", "mapping cache releases", nm_gstat_get(NM_C_large_cache_evict));
+    em_bytes(em, "cache_bytes", "mapping cache now", t->cache_bytes);
+    em_u64(em, "mremaps", "reallocs by mremap", nm_gstat_get(NM_C_large_mremap));
+    em_str(em, "thp_mode", "transparent huge pages", nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");
+    uint64_t huge_bytes = LD(nm_large_backing_bytes[NM_BACK_HUGETLB_2M]) + LD(nm_large_backing_bytes[NM_BACK_HUGETLB_1G]) +
+                          LD(nm_large_backing_bytes[NM_BACK_THP]);
+    uint64_t all_bytes = huge_bytes + LD(nm_large_backing_bytes[NM_BACK_NORMAL]);
+    if (nm_opt.hugepages == NM_HUGE_OFF) em_na(em, "huge_coverage", "live bytes on huge pages", "NUMAMALLOC_HUGEPAGES=off");
+    else em_pct(em, "huge_coverage", "live bytes on huge pages", huge_bytes, all_bytes);
+    em_table_begin(em, "backing", "by backing:", backing_cols, (int)NM_ARRAY_LEN(backing_cols));
+    for (int b = 0; b < NM_BACK_COUNT; b++) {
+        em_row_begin(em);
+        em_cell_str(em, backing_names[b]);
+        em_cell_u64(em, LD(nm_large_backing_count[b]));
+        em_cell_bytes(em, LD(nm_large_backing_bytes[b]));
+        em_cell_u64(em, LD(nm_large_backing_total[b]));
+        em_row_end(em);
+    }
+    em_table_end(em);
+    em_obj_end(em);
+
+    em_table_begin(em, "fallbacks", "fallbacks (a request that did not get what the policy asked for):",
+                   fb_cols, (int)NM_ARRAY_LEN(fb_cols));
+    for (int r = 0; r < NM_FB_N; r++) {
+        uint64_t n = LD(nm_fallback[r]);
+        if (n == 0 && em->mode == NM_EM_TEXT) continue;
+        em_row_begin(em);
+        em_cell_str(em, fb_names[r].key);
+        em_cell_u64(em, n);
+        em_cell_str(em, errno_name(LD(nm_fallback_errno[r])));
+        em_cell_str(em, fb_names[r].desc);
+        em_row_end(em);
+    }
+    em_table_end(em);
+}
+
+static void emit_arena(nm_emit_t *em, const totals_t *t)
+{
+    em_obj_begin(em, "arena", "fallback arena (mimalloc; 32 KiB < size < threshold, samples, bootstrap):");
+    em_u64(em, "arenas", "bound arenas", nm_fallback_arena_count());
+    em_bytes(em, "reserved_bytes", "address space reserved", nm_fallback_reserved_bytes());
+    em_u64(em, "allocs", "allocations", t->arena_allocs);
+    em_u64(em, "frees", "frees", t->arena_frees);
+    em_bytes(em, "live_bytes", "live bytes", sub0(t->arena_alloc_bytes, t->arena_free_bytes));
+    em_u64(em, "bootstrap_allocs", "served while booting", nm_gstat_get(NM_C_bootstrap_allocs));
+    em_obj_end(em);
+}
+
+static void emit_syscalls(nm_emit_t *em)
+{
+    static const struct { const char *name; int calls, fails, os; } rows[] = {
+        { "mmap", NM_C_mmap_calls, NM_C_mmap_fail, NM_OS_MMAP },
+        { "munmap", NM_C_munmap_calls, NM_C_munmap_fail, NM_OS_MUNMAP },
+        { "madvise", NM_C_madvise_calls, NM_C_madvise_fail, NM_OS_MADVISE },
+        { "mbind", NM_C_mbind_calls, NM_C_mbind_fail, NM_OS_MBIND },
+        { "mremap", NM_C_mremap_calls, NM_C_mremap_fail, NM_OS_MREMAP },
+    };
+    static const nm_col_t cols[] = { { "call", "call", -8 }, { "calls", "calls", 10 }, { "failures", "failures", 9 }, { "last_errno", "errno", 9 } };
+    em_table_begin(em, "syscalls", "system calls:", cols, 4);
+    for (unsigned i = 0; i < NM_ARRAY_LEN(rows); i++) {
+        em_row_begin(em);
+        em_cell_str(em, rows[i].name);
+        em_cell_u64(em, nm_gstat_get(rows[i].calls));
+        em_cell_u64(em, nm_gstat_get(rows[i].fails));
+        em_cell_str(em, errno_name(LD(nm_os_last_errno[rows[i].os])));
+        em_row_end(em);
+    }
+    em_table_end(em);
+}
+
+static void emit_meta(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
+{
+    em_obj_begin(em, "metadata", "metadata and housekeeping:");
+    em_bytes(em, "pagemap_bytes", "page map (mapped)", nm_gstat_get(NM_C_pagemap_bytes));
+    em_bytes(em, "meta_bytes", "descriptors and magazines", nm_gstat_get(NM_C_meta_bytes));
+    em_u64(em, "segments", "slab segments now", nm_gstat_get(NM_C_segments));
+    em_u64(em, "segments_peak", "slab segments peak", nm_gstat_get(NM_C_segments_peak));
+    em_bytes(em, "slab_bytes", "slab pages in use", t->slab_bytes);
+    em_bytes(em, "cached_small_bytes", "small blocks cached (not live)", sub0(t->small_held_bytes, t->small_live_bytes));
+    em_bytes(em, "purgeable_bytes", "free slab pages not yet purged", t->dirty_bytes);
+    em_u64(em, "pages_purged", "slab pages purged (64 KiB)", nm_gstat_get(NM_C_slab_pages_purged));
+    em_u64(em, "segments_unmapped", "segments unmapped", nm_gstat_get(NM_C_segments_unmapped));
+    em_u64(em, "decay_runs", "decay passes", nm_gstat_get(NM_C_decay_runs));
+    em_u64(em, "trim_calls", "malloc_trim calls", nm_gstat_get(NM_C_trim_calls));
+    em_u64(em, "node_moves", "threads seen moving node", s->thr[NM_C_node_moves]);
+    em_u64(em, "realloc_inplace", "reallocs in place", s->thr[NM_C_realloc_inplace]);
+    em_u64(em, "realloc_moved", "reallocs that moved", s->thr[NM_C_realloc_move]);
+    em_obj_end(em);
+    em_obj_begin(em, "misuse", "misuse (NUMAMALLOC_CHECK=1 aborts on the first):");
+    em_u64(em, "invalid_pointers", "invalid pointers passed", nm_gstat_get(NM_C_invalid_free));
+    em_u64(em, "foreign_frees", "frees of foreign pointers", s->thr[NM_C_foreign_free]);
+    em_obj_end(em);
+}
+
+static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal)
+{
+    snapshot_t s;
+    take_snapshot(&s, from_signal);
+    totals_t t;
+    compute_totals(&s, &t);
+    nm_emit_t em;
+    em_begin(&em, b, mode == NM_STATS_JSON ? NM_EM_JSON : NM_EM_TEXT);
+    uint64_t up = nm_os_now_ms() - nm_start_ms();
+    if (mode == NM_STATS_JSON) {
+        em_u64(&em, "schema_version", "schema", NM_JSON_SCHEMA);
+        em_str(&em, "allocator", "allocator", "numamalloc");
+        em_str(&em, "version", "version", NM_VERSION);
+        em_u64(&em, "pid", "pid", (uint64_t)nm_os_getpid());
+        em_str(&em, "reason", "reason", why);
+        em_u64(&em, "uptime_ms", "uptime", up);
+        em_u64(&em, "nodes_with_memory", "nodes", (uint64_t)nm_topo.nmem);
+    } else {
+        nm_buf_printf(b, "=== numamalloc %s statistics (%s) pid %d, %lu.%03lu s after start, %d node(s) with memory ===\n",
+                      NM_VERSION, why, nm_os_getpid(), (unsigned long)(up / 1000), (unsigned long)(up % 1000), nm_topo.nmem);
+    }
+    emit_config(&em);
+    emit_summary(&em, &s, &t);
+    emit_classes(&em, &s);
+    emit_nodes(&em, &s);
+    emit_large(&em, &t);
+    emit_arena(&em, &t);
+    emit_syscalls(&em);
+    emit_meta(&em, &s, &t);
+    if (em.mode == NM_EM_JSON) { nm_buf_puts(b, ",\"profile\":"); nm_prof_report(b, NM_EM_JSON, from_signal); }
+    else nm_prof_report(b, NM_EM_TEXT, from_signal);
+    if (mode != NM_STATS_JSON) nm_buf_puts(b, "=== end of numamalloc statistics ===\n");
+    em_end(&em);
+}
+
+/* ---- destinations --------------------------------------------------------------------- */
+
+static int open_dest(void)
+{
+    if (nm_opt.stats_file[0] == '\0') return 2;
+    char path[1024];
+    nm_buf_t b;
+    nm_buf_init(&b, path, sizeof path, -1);
+    for (const char *p = nm_opt.stats_file; *p; p++) {
+        if (p[0] == '%' && p[1] == 'p') { nm_buf_printf(&b, "%d", nm_os_getpid()); p++; }
+        else if (p[0] == '%' && p[1] == 't') {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            nm_buf_printf(&b, "%lu", (unsigned long)ts.tv_sec);
+            p++;
+        }
+        else if (p[0] == '%' && p[1] == '%') { nm_buf_put(&b, "%", 1); p++; }
+        else nm_buf_put(&b, p, 1);
+    }
+    nm_buf_finish(&b);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        nm_warn("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
+        return 2;
+    }
+    return fd;
+}
+
+static void dump_to(int fd, int mode, const char *why, bool from_signal)
+{
+    char space[4096];
+    nm_buf_t b;
+    nm_buf_init(&b, space, sizeof space, fd);
+    emit_all(&b, mode, why, from_signal);
+    nm_buf_flush(&b);
+}
+
+static void dump(const char *why, bool from_signal)
+{
+    if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY || snap_dom == NULL) return;
+    int saved = errno;
+    if (!nm_trylock(&nm_stats_dump_lock)) {
+        static const char msg[] = "numamalloc: statistics dump skipped: another dump is in progress\n";
+        nm_write_all(2, msg, sizeof msg - 1);
+        errno = saved;
+        return;
+    }
+    nm_tcache_t *tc = &nm_tc;
+    uint8_t busy = tc->busy;
+    tc->busy = 1;                   /* nothing we call may sample or re-enter */
+    int fd = open_dest();
+    int mode = nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats;
+    dump_to(fd, mode, why, from_signal);
+    if (fd != 2) syscall(SYS_close, fd);
+    tc->busy = busy;
+    nm_unlock(&nm_stats_dump_lock);
+    errno = saved;
+}
+
+void nm_stats_dump(const char *why) { dump(why, false); }
+
+void nm_stats_dump_fd(int fd, int mode, const char *why)
+{
+    if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY || snap_dom == NULL) return;
+    nm_lock(&nm_stats_dump_lock);
+    dump_to(fd, mode, why, false);
+    nm_unlock(&nm_stats_dump_lock);
+}
+
+size_t nm_stats_print(char *buf, size_t len, int mode)
+{
+    if (!nm_process_init() || snap_dom == NULL) { if (len) buf[0] = '\0'; return 0; }
+    nm_buf_t b;
+    nm_buf_init(&b, buf, len, -1);
+    nm_lock(&nm_stats_dump_lock);
+    emit_all(&b, mode, "api", false);
+    nm_unlock(&nm_stats_dump_lock);
+    return nm_buf_finish(&b);
+}
+
+/* ---- signal and interval triggers ------------------------------------------------------ */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    dump("signal", true);
+}
+
+static void *interval_thread(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        struct timespec ts = { (time_t)nm_opt.stats_interval, 0 };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        dump("interval", false);
+    }
+    return NULL;
+}
+
+void nm_stats_start_triggers(void)
+{
+    if (nm_opt.stats_signal) {
+        struct sigaction sa = { 0 };
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(nm_opt.stats_signal, &sa, NULL) != 0)
+            nm_warn("NUMAMALLOC_STATS_SIGNAL: sigaction failed (errno %d): no dumps on signal", errno);
+    }
+    if (nm_opt.stats_interval) {
+        pthread_t t;
+        pthread_attr_t a;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 64 << 10);
+        if (pthread_create(&t, &a, interval_thread, NULL) != 0)
+            nm_warn("NUMAMALLOC_STATS_INTERVAL: cannot start the dump thread: no periodic dumps");
+        pthread_attr_destroy(&a);
+    }
+}
+
+/* ---- NUMAMALLOC_VERBOSE=1 --------------------------------------------------------------- */
+
+void nm_verbose_print(void)
+{
+    char space[2048];
+    nm_buf_t b;
+    nm_buf_init(&b, space, sizeof space, 2);
+    nm_buf_printf(&b, "numamalloc %s: %d node(s) online, %d with memory, %d CPU(s), NUMA sysfs %s\n",
+                  NM_VERSION, nm_topo.nnodes, nm_topo.nmem, nm_topo.max_cpu + 1, nm_topo.sysfs ? "present" : "absent");
+    for (int n = 0; n <= nm_topo.max_node; n++) {
+        if (!nm_topo.node[n].online) continue;
+        long hf = nm_topo_free_hugepages(nm_topo.sysfs ? n : -1, 2048);
+        long ht = nm_topo_nr_hugepages(nm_topo.sysfs ? n : -1, 2048);
+        nm_buf_printf(&b, "numamalloc:   node %d: %u CPU(s), ", n, nm_topo.node[n].ncpus);
+        nm_buf_size(&b, nm_topo.node[n].mem_total);
+        nm_buf_printf(&b, ", hugetlb 2M free %ld of %ld, distances", hf, ht);
+        for (int m = 0; m <= nm_topo.max_node; m++)
+            if (nm_topo.node[m].online) nm_buf_printf(&b, " %d", nm_topo_distance(n, m));
+        nm_buf_puts(&b, "\n");
+    }
+    nm_buf_printf(&b, "numamalloc:   transparent huge pages: %s; fallback arenas: %u\n",
+                  nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always", nm_fallback_arena_count());
+    for (int i = 0; i < NM_OPT_N; i++)
+        nm_buf_printf(&b, "numamalloc:   NUMAMALLOC_%s=%s%s\n", nm_option_table[i].name, nm_opt.raw[i],
+                      nm_opt.from_env[i] ? "" : " (default)");
+    nm_buf_flush(&b);
+}
