@@ -31,6 +31,7 @@ TOBJS := $(patsubst src/%.c,$(B)/tobj/%.o,$(SRCS))
 PRELOAD_OBJS := $(B)/obj/interpose.o
 HDRS := $(wildcard include/*.h include/numamalloc/*.h) $(B)/sizeclass_table.h
 
+Q    ?= @
 LIB  := $(B)/libnumamalloc.so
 TLIB := $(B)/libnumamalloc_test.a
 
@@ -40,28 +41,33 @@ all: $(LIB) $(TLIB)
 # ---- generated size-class tables -------------------------------------------
 $(B)/gen_sizeclass: tools/gen_sizeclass.c include/numamalloc/config.h
 	@mkdir -p $(B)
-	$(CC) -std=gnu11 -O1 -Wall -Wextra -Werror -Iinclude -o $@ $<
+	$(Q)$(CC) -std=gnu11 -O1 -Wall -Wextra -Werror -Iinclude -o $@ $<
 $(B)/sizeclass_table.h: $(B)/gen_sizeclass
-	$(B)/gen_sizeclass > $@.tmp && mv $@.tmp $@
+	$(Q)$(B)/gen_sizeclass > $@.tmp && mv $@.tmp $@
 
 # ---- the library --------------------------------------------------------------
 $(B)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_LIB) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_LIB) -c -o $@ $<
 $(B)/obj/interpose.o: preload/interpose.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_LIB) -fexceptions -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_LIB) -fexceptions -c -o $@ $<
 $(LIB): $(OBJS) $(PRELOAD_OBJS) preload/exports.map
-	$(CC) -shared -o $@ $(OBJS) $(PRELOAD_OBJS) -Wl,--version-script=preload/exports.map \
+	@echo "  LD      $@"
+	$(Q)$(CC) -shared -o $@ $(OBJS) $(PRELOAD_OBJS) -Wl,--version-script=preload/exports.map \
 	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,libnumamalloc.so $(LDLIBS_LIB)
 
 # White-box archive: the same sources built with -DNM_TESTING and without the
 # exported malloc family, so the unit tests run on the system malloc and call internals.
 $(B)/tobj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_LIB) -DNM_TESTING -c -o $@ $<
+	@echo "  CC      $< (white-box)"
+	$(Q)$(CC) $(CFLAGS_LIB) -DNM_TESTING -c -o $@ $<
 $(TLIB): $(TOBJS)
-	rm -f $@ && ar rcs $@ $(TOBJS)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $(TOBJS)
 
 # ---- tests -------------------------------------------------------------------
 include tests/tests.mk

@@ -22,7 +22,7 @@ static void json_key(nm_emit_t *em, const char *key)
 
 static void text_label(nm_emit_t *em, const char *label)
 {
-    for (int i = 0; i < em->depth; i++) nm_buf_puts(em->b, "  ");
+    for (int i = 1; i < em->depth; i++) nm_buf_puts(em->b, "  ");
     nm_buf_printf(em->b, "%-30s ", label);
 }
 
@@ -121,7 +121,7 @@ void em_na(nm_emit_t *em, const char *key, const char *label, const char *why)
 void em_note(nm_emit_t *em, const char *text)
 {
     if (em->mode != NM_EM_TEXT) return;
-    for (int i = 0; i < em->depth; i++) nm_buf_puts(em->b, "  ");
+    for (int i = 1; i < em->depth; i++) nm_buf_puts(em->b, "  ");
     nm_buf_printf(em->b, "%s\n", text);
 }
 

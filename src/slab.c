@@ -52,6 +52,7 @@ static nm_slab_t *slab_new(nm_depot_t *d)
         return NULL;
     }
     d->nslabs++;
+    d->fresh += s->nblocks;
     return s;
 }
 
@@ -60,6 +61,7 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
     nm_pagemap_clear_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT);
     if (s->checkmap) { nm_meta_free(s->checkmap, ((size_t)s->nblocks + 63) / 64 * 8); s->checkmap = NULL; }
     d->nslabs--;
+    d->fresh -= s->fresh;
     nm_segment_free_slab(d->domain, s);
 }
 
@@ -85,6 +87,7 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
             char *b = s->start + (size_t)(s->nblocks - s->fresh) * size;
             for (unsigned i = 0; i < k; i++, b += size) out[got++] = b;
             s->fresh = (uint16_t)(s->fresh - k);
+            d->fresh -= k;
         }
         s->inuse += got - start;
         if (s->free == NULL && s->fresh == 0) partial_remove(d, s);

@@ -146,7 +146,7 @@ static const char *errno_name(int e)
 
 typedef struct totals {
     uint64_t small_allocs, small_frees, small_alloc_bytes, small_free_bytes;
-    uint64_t small_live_bytes, small_held_bytes, slab_bytes, dirty_bytes, cache_bytes;
+    uint64_t small_live_bytes, small_held_bytes, slab_bytes, fresh_bytes, dirty_bytes, cache_bytes;
     uint64_t arena_allocs, arena_frees, arena_alloc_bytes, arena_free_bytes;
     uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
 } totals_t;
@@ -161,7 +161,10 @@ static void compute_totals(const snapshot_t *s, totals_t *t)
         t->small_frees += f;
         t->small_alloc_bytes += a * nm_class_size[c];
         t->small_free_bytes += f * nm_class_size[c];
-        for (uint32_t d = 0; d < nm_ndomains; d++) t->small_held_bytes += LD(nm_domains[d].depots[c].held) * nm_class_size[c];
+        for (uint32_t d = 0; d < nm_ndomains; d++) {
+            t->small_held_bytes += LD(nm_domains[d].depots[c].held) * nm_class_size[c];
+            t->fresh_bytes += LD(nm_domains[d].depots[c].fresh) * nm_class_size[c];
+        }
     }
     t->small_live_bytes = t->small_alloc_bytes > t->small_free_bytes ? t->small_alloc_bytes - t->small_free_bytes : 0;
     for (uint32_t d = 0; d < nm_ndomains; d++) {
@@ -212,10 +215,10 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     uint64_t live = sub0(ab, fb);
     uint64_t rss = nm_os_rss();
     uint64_t footprint = nm_gstat_get(NM_C_footprint);
-    /* memory we hold that the program is not using: slab space not live, purgeable
-     * free pages, cached large mappings (fallback-arena slack is mimalloc's own and
-     * not included) */
-    uint64_t held_free = sub0(t->slab_bytes, t->small_live_bytes) + t->dirty_bytes + t->cache_bytes;
+    /* memory we hold that the program is not using and that has been touched: slab
+     * space that is neither live nor never-used, purgeable free pages, cached large
+     * mappings (fallback-arena slack is mimalloc's own and not included) */
+    uint64_t held_free = sub0(sub0(t->slab_bytes, t->fresh_bytes), t->small_live_bytes) + t->dirty_bytes + t->cache_bytes;
     em_obj_begin(em, "summary", "summary:");
     em_u64(em, "allocs", "allocations", allocs);
     em_u64(em, "frees", "frees", frees);

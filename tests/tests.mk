@@ -1,1 +1,30 @@
-# filled in below
+# tests/tests.mk — included by the Makefile.
+#
+# `make test` installs missing Debian packages (scripts/deps.sh), builds, and runs
+# every suite; each suite lives in its own fragment:
+#   tests/core.mk        unit (white-box), API conformance, misuse          (issue 2)
+#   tests/runtime.mk     preload: env, threads, fork, bootstrap; stress; real
+#                        programs compared with their unpreloaded runs     (issue 2)
+#   tests/numa/numa.mk   hugetlb/THP on this host, NUMA placement in QEMU VMs (issue 3)
+#   tests/obs.mk         stats dumps (text/JSON), profiler, report, man pages (issue 4)
+# Timings never gate a test: they belong to bench/.
+
+TB          := $(B)/tests
+TEST_CFLAGS := -std=gnu11 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude -I$(B) -Itests -D_GNU_SOURCE -pthread
+TEST_CXXFLAGS := -std=gnu++17 -O1 -g -Wall -Wextra -Werror -Wno-unused-parameter -Iinclude -pthread
+NM_LIB_ABS  := $(abspath $(LIB))
+export NM_LIB_ABS
+
+SUITES :=
+include tests/core.mk
+include tests/runtime.mk
+include tests/numa/numa.mk
+include tests/obs.mk
+
+.PHONY: test test-run
+test:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory test-run
+
+test-run: all check $(SUITES)
+	@echo "make test: all suites passed"

@@ -111,6 +111,7 @@ typedef struct nm_depot {
     nm_slab_t *spare;        /* one completely free slab kept against thrashing */
     uint64_t  spare_since_ms;
     uint64_t  nslabs;        /* slabs of this class in this domain */
+    uint64_t  fresh;         /* never-used blocks in those slabs (not yet touched) */
     uint64_t  held;          /* blocks out of slabs: in use or cached in magazines */
     uint64_t  held_peak;     /* peak of held */
     uint64_t  exchanges;     /* magazine exchanges with threads */
