@@ -58,7 +58,11 @@ void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
         }
     }
     if (p == NULL) p = nm_large_alloc(tc, tc->domain, n, align, zero);
-    if (p && sample) nm_prof_record(tc, p, n, nm_prof_weight_bytes(n));
+    if (p && sample) {
+        nm_prof_record(tc, p, n, nm_prof_weight_bytes(n));
+        nm_pme_t e = nm_pagemap_get((uintptr_t)p);       /* large frees forget only if marked */
+        if (nm_pme_kind(e) == NM_KIND_LARGE || nm_pme_kind(e) == NM_KIND_HUGE) ((nm_large_t *)nm_pme_desc(e))->sampled = 1;
+    }
     return p;
 }
 
@@ -111,6 +115,7 @@ void *nm_realloc(void *p, size_t n)
     case NM_KIND_HUGE: {
         nm_large_t *L = nm_pme_desc(e);
         if (p != L->user) { nm_invalid_pointer("realloc", p, "interior pointer into a large block"); errno = EINVAL; return NULL; }
+        if (L->sampled) { nm_prof_forget(p); L->sampled = 0; }   /* the block may move */
         if (tc && n >= nm_opt.large_threshold) return nm_large_realloc(tc, L, p, n);
         return realloc_move(tc, p, nm_large_usable(L), n);
     }

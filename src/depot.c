@@ -9,6 +9,13 @@
  * empty magazines it held since the last decay tick; those were never needed during
  * the interval, so decay returns their rounds to the slabs and frees the magazines.
  *
+ * Bound: unlike Bonwick's, our depot does not grow without limit: every cached block
+ * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
+ * frees everything at once would otherwise keep it all cached. A depot keeps at most
+ * threads + 2 full magazines (4..64) and at most 2 MiB of blocks in them; a full
+ * magazine beyond that is emptied into the slabs on the spot (the slabs then return
+ * whole pages to the OS after decay). Empty magazines are bounded the same way.
+ *
  * Lock: nm_depot_t.lock guards the lists, counters and the class's slabs in this
  * domain (src/slab.c runs under it). */
 #include "numamalloc/internal.h"
@@ -28,8 +35,19 @@ void nm_mag_delete(nm_mag_t *m)
     if (m) nm_meta_free(m, mag_bytes(m->cap));
 }
 
+static uint32_t depot_cap(const nm_depot_t *d)
+{
+    uint64_t threads = nm_gstat_get(NM_C_threads_live);
+    uint32_t cap = (uint32_t)NM_MIN(threads + 2, 64u);
+    if (cap < 4) cap = 4;
+    size_t bytes = (size_t)nm_class_mag_cap[d->cls] * nm_class_size[d->cls];
+    uint32_t by_bytes = (uint32_t)(((size_t)2 << 20) / bytes);
+    return NM_MIN(cap, NM_MAX(by_bytes, 2u));
+}
+
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)
 {
+    if (d->nempty >= depot_cap(d)) { nm_mag_delete(m); return; }
     m->count = 0;
     m->next = d->empty;
     d->empty = m;
@@ -50,6 +68,14 @@ nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d)
 nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full)
 {
     nm_lock(&d->lock);
+    if (d->nfull >= depot_cap(d)) {
+        /* enough supply cached already: these rounds go back to their slabs */
+        nm_slab_free_batch_locked(d, full->rounds, full->count);
+        full->count = 0;
+        d->drained++;
+        nm_unlock(&d->lock);
+        return full;
+    }
     full->next = d->full;
     d->full = full;
     d->nfull++;
@@ -68,7 +94,7 @@ void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
 {
     if (m == NULL) return;
     nm_lock(&d->lock);
-    if (m->count == m->cap) {
+    if (m->count == m->cap && d->nfull < depot_cap(d)) {
         m->next = d->full;
         d->full = m;
         d->nfull++;

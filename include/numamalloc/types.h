@@ -115,6 +115,7 @@ typedef struct nm_depot {
     uint64_t  held;          /* blocks out of slabs: in use or cached in magazines */
     uint64_t  held_peak;     /* peak of held */
     uint64_t  exchanges;     /* magazine exchanges with threads */
+    uint64_t  drained;       /* full magazines emptied into slabs (depot at its bound) */
     uint32_t  cls;
     uint32_t  domain;
 } NM_ALIGNED(64) nm_depot_t;

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# scripts/demo.sh — the main job: on a fresh Debian machine, install what is missing,
+# build build/libnumamalloc.so, and run a real program (python3 doing dict/str/json
+# work, 4 threads) under the preload with its statistics dump at exit.
+#   scripts/demo.sh              text dump on stderr
+#   scripts/demo.sh json         JSON dump into build/demo.<pid>.json, plus an HTML report
+# PYTHONMALLOC=malloc makes CPython use malloc for small objects too (pymalloc would
+# otherwise serve everything under 512 bytes from its own arenas).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+make -s all
+mode=${1:-text}
+work='
+import json, random, threading
+random.seed(7)
+def job(k):
+    d = {("k%d_%d" % (k, i)): [random.random() for _ in range(8)] for i in range(60000)}
+    s = json.dumps(d)
+    back = json.loads(s)
+    return len(s), sum(len(v) for v in back.values())
+res = [None] * 4
+ts = [threading.Thread(target=lambda k=k: res.__setitem__(k, job(k))) for k in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+print("json bytes per thread:", [r[0] for r in res], "values:", sum(r[1] for r in res))
+'
+lib=$PWD/build/libnumamalloc.so
+if [ "$mode" = json ]; then
+  rm -f build/demo.*.json
+  LD_PRELOAD=$lib PYTHONMALLOC=malloc NUMAMALLOC_STATS=json NUMAMALLOC_STATS_FILE=$PWD/build/demo.%p.json \
+    python3 -c "$work"
+  echo "dump: $(ls build/demo.*.json)"
+  if [ -x scripts/numamalloc-report ]; then
+    scripts/numamalloc-report build/demo.*.json -o build/demo-report.html && echo "report: build/demo-report.html"
+  fi
+else
+  LD_PRELOAD=$lib PYTHONMALLOC=malloc NUMAMALLOC_STATS=text python3 -c "$work"
+fi
