@@ -67,8 +67,11 @@ static void refresh_pools(void)
     __atomic_store_n(&pool_checked_ms, now, __ATOMIC_RELAXED);
 }
 
-static void backing_add(int backing, size_t len, int sign)
+static void backing_add(uint32_t dom, int backing, size_t len, int sign)
 {
+    uint64_t *db = &nm_domains[dom].large_bytes[backing];
+    if (sign > 0) __atomic_fetch_add(db, len, __ATOMIC_RELAXED);
+    else __atomic_fetch_sub(db, len, __ATOMIC_RELAXED);
     if (sign > 0) {
         __atomic_fetch_add(&nm_large_backing_count[backing], 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&nm_large_backing_bytes[backing], len, __ATOMIC_RELAXED);
@@ -204,7 +207,7 @@ static void register_block(nm_tcache_t *tc, nm_large_t *L)
     nm_gstat_add(NM_C_large_live_bytes, L->map_len);
     nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
     nm_footprint_add((int64_t)L->map_len);
-    backing_add(L->backing, L->map_len, +1);
+    backing_add(L->domain, L->backing, L->map_len, +1);
     nm_count_domain(tc, L->domain, NM_C_alloc_count, 1);
     nm_count_domain(tc, L->domain, NM_C_alloc_bytes, L->map_len);
     if (tc && L->domain != nm_dom_interleave && (int)L->domain != tc->cpu_node)
@@ -267,7 +270,7 @@ static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
     nm_gstat_add(NM_C_large_free_bytes, L->map_len);
     nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
     nm_footprint_add(-(int64_t)L->map_len);
-    backing_add(L->backing, L->map_len, -1);
+    backing_add(L->domain, L->backing, L->map_len, -1);
     nm_count_domain(tc, L->domain, NM_C_free_count, 1);
     nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
 }
@@ -362,9 +365,11 @@ void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
                 nm_gstat_add(NM_C_large_live_bytes, new_len - L->map_len);
                 nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
                 __atomic_fetch_add(&nm_large_backing_bytes[L->backing], new_len - L->map_len, __ATOMIC_RELAXED);
+                __atomic_fetch_add(&nm_domains[L->domain].large_bytes[L->backing], new_len - L->map_len, __ATOMIC_RELAXED);
             } else {
                 nm_gstat_sub(NM_C_large_live_bytes, L->map_len - new_len);
                 __atomic_fetch_sub(&nm_large_backing_bytes[L->backing], L->map_len - new_len, __ATOMIC_RELAXED);
+                __atomic_fetch_sub(&nm_domains[L->domain].large_bytes[L->backing], L->map_len - new_len, __ATOMIC_RELAXED);
             }
             L->map = L->user = q;
             L->map_len = new_len;

@@ -242,7 +242,7 @@ static const nm_col_t class_cols[] = {
     { "class", "class", 5 }, { "size", "size", 6 }, { "allocs", "allocs", 12 }, { "frees", "frees", 12 },
     { "live", "live", 10 }, { "live_bytes", "live bytes", 11 }, { "peak_held", "peak held", 10 },
     { "hit_rate", "mag hit", 8 }, { "depot_get", "depot get", 10 }, { "depot_put", "depot put", 10 },
-    { "slab_fills", "slab fill", 10 }, { "slabs", "slabs", 7 },
+    { "slab_fills", "slab fill", 10 }, { "depot_drained", "drained", 8 }, { "slabs", "slabs", 7 },
 };
 
 static void emit_classes(nm_emit_t *em, const snapshot_t *s)
@@ -252,10 +252,11 @@ static void emit_classes(nm_emit_t *em, const snapshot_t *s)
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
         uint64_t fast = s->cls[c][NM_C_alloc_fast], a = fast + s->cls[c][NM_C_alloc_slow];
         uint64_t f = s->cls[c][NM_C_free_fast] + s->cls[c][NM_C_free_slow];
-        uint64_t peak = 0, slabs = 0;
+        uint64_t peak = 0, slabs = 0, drained = 0;
         for (uint32_t d = 0; d < nm_ndomains; d++) {
             peak += LD(nm_domains[d].depots[c].held_peak);
             slabs += LD(nm_domains[d].depots[c].nslabs);
+            drained += LD(nm_domains[d].depots[c].drained);
         }
         if (a == 0 && f == 0 && slabs == 0) continue;
         uint64_t live = sub0(a, f);
@@ -271,6 +272,7 @@ static void emit_classes(nm_emit_t *em, const snapshot_t *s)
         em_cell_u64(em, s->cls[c][NM_C_depot_get]);
         em_cell_u64(em, s->cls[c][NM_C_depot_put]);
         em_cell_u64(em, s->cls[c][NM_C_slab_fill]);
+        em_cell_u64(em, drained);
         em_cell_u64(em, slabs);
         em_row_end(em);
     }
@@ -282,6 +284,7 @@ static const nm_col_t node_cols[] = {
     { "frees", "frees", 11 }, { "live_bytes", "live", 10 }, { "remote_allocs", "remote alloc", 12 },
     { "remote_frees", "remote free", 11 }, { "local_ratio", "local", 7 }, { "segments", "segments", 8 },
     { "slab_bytes", "slab mem", 9 }, { "large_cache_bytes", "lg cache", 9 },
+    { "hugetlb_bytes", "on hugetlb", 10 }, { "thp_bytes", "on thp", 9 },
     { "hugetlb_free", "huge free", 9 }, { "hugetlb_total", "huge total", 10 },
 };
 
@@ -317,6 +320,8 @@ static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
         em_cell_u64(em, LD(dm->nsegments));
         em_cell_bytes(em, LD(dm->slab_pages) << NM_GRANULE_SHIFT);
         em_cell_bytes(em, LD(dm->cache_bytes));
+        em_cell_bytes(em, LD(dm->large_bytes[NM_BACK_HUGETLB_2M]) + LD(dm->large_bytes[NM_BACK_HUGETLB_1G]));
+        em_cell_bytes(em, LD(dm->large_bytes[NM_BACK_THP]));
         long hf = d == nm_dom_interleave ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
         long ht = d == nm_dom_interleave ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
         if (hf >= 0) em_cell_u64(em, (uint64_t)hf); else em_cell_na(em);

@@ -61,6 +61,15 @@ size_t nm_count_lines(const char *s);
 /* the value after "key=" at the start of a line of s, as unsigned; false if absent */
 bool nm_kv_u64(const char *s, const char *key, uint64_t *out);
 
+/* ---- for the helper programs (which link this file and run preloaded) ---- */
+/* printf to a file descriptor through a stack buffer: no stdio, no malloc */
+void nm_say(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* numamalloc_stats_json() found with dlsym(RTLD_DEFAULT): the dump's length, 0 when
+ * the process is not preloaded (or the dump did not fit in len) */
+size_t nm_self_stats_json(char *buf, size_t len);
+/* resident set size from /proc/self/statm, in bytes (0 if unreadable) */
+uint64_t nm_self_rss(void);
+
 /* true if s[0..len) is exactly one JSON value (RFC 8259), surrounding whitespace allowed */
 bool nm_json_valid(const char *s, size_t len);
 /* the unsigned integer at a dotted path of objects ("summary.live") in JSON text */
