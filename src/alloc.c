@@ -104,8 +104,9 @@ void *nm_realloc(void *p, size_t n)
     switch (nm_pme_kind(e)) {
     case NM_KIND_SLAB: {
         size_t size = nm_class_size[nm_pme_class(e)];
-        /* keep it when it still fits and would not waste more than half */
-        if (n <= size && (n > size / 2 || size <= 16)) {
+        /* keep it when it still fits and would not waste more than half (under
+         * NUMAMALLOC_CHECK=1 always move: the free of the old block validates it) */
+        if (n <= size && (n > size / 2 || size <= 16) && !nm_opt.check) {
             if (tc) nm_count_thread(tc, NM_C_realloc_inplace, 1);
             return p;
         }

@@ -140,8 +140,10 @@ void nm_thread_exit(nm_tcache_t *tc)
     if (tc->state != NM_T_ACTIVE) return;
     tc->busy = 1;
     nm_tcache_flush_all(tc);
-    nm_stats_merge_thread(tc);
+    /* merge and unlink under the thread-list lock: a dump (which reads the globals
+     * and the live threads under it) sees this thread's counters exactly once */
     nm_lock(&nm_threads_lock);
+    nm_stats_merge_thread(tc);
     if (tc->prev) tc->prev->next = tc->next; else nm_threads = tc->next;
     if (tc->next) tc->next->prev = tc->prev;
     tc->next = tc->prev = NULL;

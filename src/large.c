@@ -219,6 +219,10 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     if (align < nm_os_page) align = nm_os_page;
     size_t len = nm_align_up(n ? n : 1, nm_os_page);
     if (len < n || n > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    /* at least one page-map granule: then no two mappings start in the same granule
+     * (numamalloc_alloc_onnode and big alignments bring small sizes here) */
+    if (len < NM_GRANULE) len = NM_GRANULE;
+    if (n < len) n = len;
 
     nm_large_t *L = cache_take(dom, len, align);
     if (L) {

@@ -109,20 +109,22 @@ static void add_thread(snapshot_t *s, nm_tcache_t *tc)
 
 static void take_snapshot(snapshot_t *s, bool from_signal)
 {
-    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
-        for (int i = 0; i < NM_CLASS_CTR_N; i++) s->cls[c][i] = LD(nm_gcls[c][i]);
-    for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] = LD(nm_gthr[i]);
     s->dom = snap_dom;
-    for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] = nm_gdom ? LD(nm_gdom[i]) : 0;
     s->threads_read = false;
     s->threads = 0;
     /* the thread-list lock is only held for a few instructions; give it a moment,
-     * but never wait on it from a signal handler (the interrupted code may own it) */
+     * but never wait on it from a signal handler (the interrupted code may own it).
+     * Globals are read under it too, so an exiting thread (which merges its counters
+     * under it) is counted exactly once. */
     bool locked = false;
     for (int tries = 0; tries < (from_signal ? 1 : 2000) && !locked; tries++) {
         locked = nm_trylock(&nm_threads_lock);
         if (!locked && !from_signal) { struct timespec ts = { 0, 500000 }; nanosleep(&ts, NULL); }
     }
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
+        for (int i = 0; i < NM_CLASS_CTR_N; i++) s->cls[c][i] = LD(nm_gcls[c][i]);
+    for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] = LD(nm_gthr[i]);
+    for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] = nm_gdom ? LD(nm_gdom[i]) : 0;
     if (!locked) return;
     for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) { add_thread(s, tc); s->threads++; }
     nm_unlock(&nm_threads_lock);
