@@ -24,9 +24,14 @@
  * Lock: nm_prof_lock, a leaf (nothing else is taken under it). */
 #define UNW_LOCAL_ONLY
 #include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <libunwind.h>
 #include <math.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "numamalloc/internal.h"
 #include "numamalloc/emit.h"
@@ -253,17 +258,91 @@ static int top_sites(uint32_t *out, bool by_live)
     return n;
 }
 
-static void frame_text(nm_buf_t *b, void *pc, bool symbolize)
+/* dladdr only sees dynamic symbols; a program not linked with -rdynamic has none for
+ * its own (static) functions. Then read the object's .symtab from the file itself
+ * (mapped read-only, no malloc). Only at report time, never from a signal handler. */
+static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap, uintptr_t *off)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    struct stat st;
+    bool found = false;
+    if (fstat(fd, &st) == 0 && st.st_size > (off_t)sizeof(Elf64_Ehdr)) {
+        const unsigned char *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) {
+            size_t size = (size_t)st.st_size;
+            const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
+            bool ok = eh->e_ident[EI_MAG0] == ELFMAG0 && eh->e_ident[EI_MAG1] == ELFMAG1 && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
+                      eh->e_shoff && eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) <= size;
+            const Elf64_Shdr *sh = ok ? (const Elf64_Shdr *)(m + eh->e_shoff) : NULL;
+            for (unsigned i = 0; ok && i < eh->e_shnum && !found; i++) {
+                if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+                const Elf64_Shdr *strh = &sh[sh[i].sh_link];
+                if (sh[i].sh_offset + sh[i].sh_size > size || strh->sh_offset + strh->sh_size > size) continue;
+                const Elf64_Sym *sym = (const Elf64_Sym *)(m + sh[i].sh_offset);
+                size_t n = sh[i].sh_size / sizeof(Elf64_Sym);
+                for (size_t k = 0; k < n; k++) {
+                    if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC || sym[k].st_value == 0) continue;
+                    if (vaddr < sym[k].st_value || vaddr >= sym[k].st_value + (sym[k].st_size ? sym[k].st_size : 1)) continue;
+                    if (sym[k].st_name >= strh->sh_size) continue;
+                    nm_copy_cstr(name, cap, (const char *)(m + strh->sh_offset + sym[k].st_name));
+                    *off = vaddr - sym[k].st_value;
+                    found = true;
+                    break;
+                }
+            }
+            munmap((void *)m, size);
+        }
+    }
+    close(fd);
+    return found;
+}
+
+typedef struct frame_info {
+    const char *object;      /* path as the loader knows it */
+    const char *symbol;      /* NULL if unknown */
+    uintptr_t   offset;      /* from the symbol, or from the object's base */
+    char        symbuf[128];
+} frame_info_t;
+
+static bool frame_resolve(void *pc, frame_info_t *fi)
 {
     Dl_info info;
-    if (symbolize && dladdr(pc, &info) && info.dli_fname) {
-        const char *obj = info.dli_fname, *slash = obj;
-        for (const char *q = obj; *q; q++) if (*q == '/') slash = q + 1;
-        if (info.dli_sname)
-            nm_buf_printf(b, "%s+0x%lx (%s)", info.dli_sname,
-                          (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_saddr), slash);
-        else
-            nm_buf_printf(b, "%p (%s+0x%lx)", pc, slash, (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_fbase));
+    struct link_map *lm = NULL;
+    if (!dladdr1(pc, &info, (void **)&lm, RTLD_DL_LINKMAP) || !info.dli_fname) return false;
+    fi->object = info.dli_fname;
+    if (info.dli_sname) {
+        fi->symbol = info.dli_sname;
+        fi->offset = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
+        return true;
+    }
+    uintptr_t bias = lm ? lm->l_addr : (uintptr_t)info.dli_fbase;
+    /* the main program's link map has an empty name: read it through /proc */
+    const char *path = (lm && lm->l_name && lm->l_name[0]) ? lm->l_name : "/proc/self/exe";
+    uintptr_t off = 0;
+    if (elf_lookup(path, (uintptr_t)pc - bias, fi->symbuf, sizeof fi->symbuf, &off)) {
+        fi->symbol = fi->symbuf;
+        fi->offset = off;
+    } else {
+        fi->symbol = NULL;
+        fi->offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
+    }
+    return true;
+}
+
+static const char *basename_of(const char *p)
+{
+    const char *slash = p;
+    for (const char *q = p; *q; q++) if (*q == '/') slash = q + 1;
+    return slash;
+}
+
+static void frame_text(nm_buf_t *b, void *pc, bool symbolize)
+{
+    frame_info_t fi;
+    if (symbolize && frame_resolve(pc, &fi)) {
+        if (fi.symbol) nm_buf_printf(b, "%s+0x%lx (%s)", fi.symbol, (unsigned long)fi.offset, basename_of(fi.object));
+        else nm_buf_printf(b, "%p (%s+0x%lx)", pc, basename_of(fi.object), (unsigned long)fi.offset);
     } else {
         nm_buf_printf(b, "%p", pc);
     }
@@ -271,16 +350,16 @@ static void frame_text(nm_buf_t *b, void *pc, bool symbolize)
 
 static void frame_json(nm_buf_t *b, void *pc, bool symbolize)
 {
-    Dl_info info;
+    frame_info_t fi;
     nm_buf_printf(b, "{\"addr\":\"%p\"", pc);
-    if (symbolize && dladdr(pc, &info) && info.dli_fname) {
+    if (symbolize && frame_resolve(pc, &fi)) {
         nm_buf_puts(b, ",\"object\":");
-        nm_buf_json_str(b, info.dli_fname);
-        if (info.dli_sname) {
+        nm_buf_json_str(b, fi.object);
+        if (fi.symbol) {
             nm_buf_puts(b, ",\"symbol\":");
-            nm_buf_json_str(b, info.dli_sname);
-            nm_buf_printf(b, ",\"offset\":%lu", (unsigned long)((uintptr_t)pc - (uintptr_t)info.dli_saddr));
+            nm_buf_json_str(b, fi.symbol);
         }
+        nm_buf_printf(b, ",\"offset\":%lu", (unsigned long)fi.offset);
     }
     nm_buf_puts(b, "}");
 }
