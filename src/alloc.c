@@ -47,6 +47,7 @@ void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
             return p;
         }
     }
+    if (tc->state == NM_T_ACTIVE) nm_tcache_node_check(tc);   /* medium and large follow a migrated thread at once */
     bool sample = nm_prof_on && align == 0 && !tc->busy && tc->state == NM_T_ACTIVE && nm_prof_tick_bytes(tc, n);
     void *p = NULL;
     if (n < nm_opt.large_threshold) {
@@ -104,6 +105,10 @@ void *nm_realloc(void *p, size_t n)
     switch (nm_pme_kind(e)) {
     case NM_KIND_SLAB: {
         size_t size = nm_class_size[nm_pme_class(e)];
+        if (NM_UNLIKELY(nm_opt.check)) {
+            const char *why = nm_small_check(p, e);
+            if (why) { nm_invalid_pointer("realloc", p, why); errno = EINVAL; return NULL; }
+        }
         /* keep it when it still fits and would not waste more than half (under
          * NUMAMALLOC_CHECK=1 always move: the free of the old block validates it) */
         if (n <= size && (n > size / 2 || size <= 16) && !nm_opt.check) {

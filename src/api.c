@@ -59,6 +59,7 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
     info->kind = (int)kind;
     info->node = nm_domain_node(nm_pme_domain(e));
     if (kind == NM_KIND_SLAB) {
+        if (nm_small_check(p, e)) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
         info->size_class = (int)nm_pme_class(e);
         info->usable_size = nm_class_size[nm_pme_class(e)];
         info->pages = NUMAMALLOC_PAGES_4K;
@@ -123,7 +124,13 @@ static void heap_numbers(heap_numbers_t *h)
             held += __atomic_load_n(&dm->depots[c].held, __ATOMIC_RELAXED) * nm_class_size[c];
     }
     uint64_t large = nm_gstat_get(NM_C_large_live_bytes);
-    uint64_t fp = nm_gstat_get(NM_C_footprint);
+    /* fallback-arena bytes reach the global footprint in per-thread batches: add
+     * every live thread's pending batch so the numbers are exact */
+    int64_t pending = 0;
+    nm_lock(&nm_threads_lock);
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) pending += __atomic_load_n(&tc->fp_pending, __ATOMIC_RELAXED);
+    nm_unlock(&nm_threads_lock);
+    uint64_t fp = (uint64_t)((int64_t)nm_gstat_get(NM_C_footprint) + pending);
     h->large_live_bytes = large;
     h->large_live_count = nm_gstat_get(NM_C_large_alloc) - nm_gstat_get(NM_C_large_free);
     h->arena_bytes = fp > held + large ? fp - held - large : 0;

@@ -83,10 +83,20 @@ void em_bytes(nm_emit_t *em, const char *key, const char *label, uint64_t v)
     nm_buf_puts(em->b, "\n");
 }
 
+/* text mode: strings come from the environment (paths); keep the dump one line per
+ * value and free of terminal escapes */
+static void text_safe(nm_buf_t *b, const char *s)
+{
+    for (; *s; s++) {
+        char c = (*s >= 0x20 && *s != 0x7f) ? *s : '?';
+        nm_buf_put(b, &c, 1);
+    }
+}
+
 void em_str(nm_emit_t *em, const char *key, const char *label, const char *s)
 {
     if (em->mode == NM_EM_JSON) { json_key(em, key); nm_buf_json_str(em->b, s); }
-    else { text_label(em, label); nm_buf_printf(em->b, "%s\n", s); }
+    else { text_label(em, label); text_safe(em->b, s); nm_buf_puts(em->b, "\n"); }
 }
 
 void em_bool(nm_emit_t *em, const char *key, const char *label, bool v)

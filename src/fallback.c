@@ -5,17 +5,23 @@
  * profiler's sampled small blocks, and every allocation made while the allocator is
  * booting (mimalloc works before its own constructor and ours).
  *
- * NUMA: at start-up we reserve, per node with memory, address space equal to the
- * node's memory (PROT_NONE, so nothing is charged until mimalloc commits it with
- * mprotect, which keeps the binding), mbind it to the node, and hand it to mimalloc
- * with mi_manage_os_memory_ex(..., numa_node = N, exclusive = false). mimalloc then
- * takes its 32 MiB segments from the arena of the node the allocating thread runs
- * on (it asks getcpu), and decommits with MADV_DONTNEED (which keeps the binding).
- * Non-exclusive arenas keep mimalloc's own thread-exit and abandoned-segment
- * reclaiming intact (exclusive arenas in 2.0.9 are never reclaimed by a thread's
- * default heap, so short-lived threads would leak them). For interleave, bind:N and
- * preferred:N a single arena tagged "any node" is bound with that policy.
- * If the arenas are full, mimalloc maps OS memory: counted as arena_outside.
+ * NUMA: at start-up we reserve, per domain that threads can use (each node with
+ * memory under local and bind, the one node of preferred:N, the interleaved domain),
+ * address space equal to the node's memory (PROT_NONE, so nothing is charged until
+ * mimalloc commits it with mprotect, which keeps the binding), mbind it, and hand it
+ * to mimalloc as an *exclusive* arena (mi_manage_os_memory_ex). Each thread gets its
+ * own mimalloc heap in its domain's arena (mi_heap_new_in_arena), created on first
+ * use and replaced when the thread moves to another domain. Exclusive, because
+ * mimalloc 2.0.9's segment cache hands a freed segment to any thread that asks
+ * unless the request names an arena: with shared arenas a thread on node 1 got node
+ * 0's cached segments (measured in the 2- and 4-node VMs: medium blocks 0 % local).
+ * Abandoned segments of an exclusive arena are reclaimed by that arena's heaps.
+ *
+ * Thread exit: mimalloc deletes a thread's extra heaps in its own pthread-key
+ * destructor, which may run before ours. So each thread (but main) registers a C++-
+ * style TLS destructor (__cxa_thread_atexit_impl), which glibc runs before any key
+ * destructor: it deletes our heap while it is certainly alive and marks the thread as
+ * exiting; medium blocks asked for after that get their own mapping (large path).
  *
  * Page map: when mimalloc hands us a block in one of our arenas, the 32 MiB chunk
  * around it is registered (kind ARENA, once per chunk), so free() knows it in O(1).
@@ -30,6 +36,8 @@
 #include <errno.h>
 #include <mimalloc.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "numamalloc/internal.h"
 
@@ -102,7 +110,7 @@ static bool arena_add(uint32_t dom, int mi_node, size_t size)
     if (p == NULL) return false;
     nm_policy_bind(dom, p, size);                 /* before mimalloc commits or touches it */
     mi_arena_id_t id;
-    if (!mi_manage_os_memory_ex(p, size, false, false, true, mi_node, false, &id)) {
+    if (!mi_manage_os_memory_ex(p, size, false, false, true, mi_node, true, &id)) {
         nm_os_unmap(p, size);
         return false;
     }
@@ -134,10 +142,50 @@ bool nm_fallback_init(void)
         }
         return narenas > 0;
     case NM_POL_PREFERRED:
-        return arena_add(nm_opt.policy_nodes[0], -1, reserve_for(nm_opt.policy_nodes[0]));
+        return arena_add(nm_opt.policy_nodes[0], nm_opt.policy_nodes[0], reserve_for(nm_opt.policy_nodes[0]));
     default:
         return arena_add(nm_dom_interleave, -1, reserve_for(-1));
     }
+}
+
+static const nm_arena_t *arena_for_domain(uint32_t dom)
+{
+    for (unsigned i = 0; i < narenas; i++)
+        if (arenas[i].domain == dom) return &arenas[i];
+    return NULL;
+}
+
+/* ---- per-thread heaps ------------------------------------------------------------------ */
+
+extern int __cxa_thread_atexit_impl(void (*fn)(void *), void *obj, void *dso) __attribute__((weak));
+extern void *__dso_handle;
+
+static void thread_exiting(void *arg)
+{
+    nm_tcache_t *tc = arg;
+    if (tc != &nm_tc) return;
+    tc->mheap_gone = 1;
+    if (tc->mheap) { mi_heap_delete(tc->mheap); tc->mheap = NULL; }
+}
+
+void nm_fallback_thread_start(nm_tcache_t *tc)
+{
+    /* the main thread's heaps live until the process ends: nothing to watch */
+    if (nm_os_getpid() == (int)syscall(SYS_gettid)) return;
+    if (__cxa_thread_atexit_impl == NULL || __cxa_thread_atexit_impl(thread_exiting, tc, &__dso_handle) != 0)
+        tc->mheap_gone = 1;                    /* cannot watch the exit: never create a heap */
+}
+
+static mi_heap_t *thread_heap(nm_tcache_t *tc)
+{
+    if (tc == NULL || tc->state != NM_T_ACTIVE || tc->mheap_gone) return NULL;
+    if (tc->mheap && tc->mheap_dom == tc->domain) return tc->mheap;
+    if (tc->mheap) { mi_heap_delete(tc->mheap); tc->mheap = NULL; }   /* moved to another domain */
+    const nm_arena_t *a = arena_for_domain(tc->domain);
+    if (a == NULL) return NULL;
+    tc->mheap = mi_heap_new_in_arena(a->mi_id);
+    tc->mheap_dom = tc->domain;
+    return tc->mheap;
 }
 
 static const nm_arena_t *arena_of(const void *p)
@@ -210,9 +258,21 @@ static void count_free(nm_tcache_t *tc, const void *p, size_t usable)
     if (tc && (int)dom != tc->cpu_node && dom != nm_dom_interleave) nm_count_domain(tc, dom, NM_C_remote_free, 1);
 }
 
+static void *heap_alloc(mi_heap_t *h, size_t n, size_t align, bool zero)
+{
+    if (align <= 16) return zero ? mi_heap_zalloc(h, n) : mi_heap_malloc(h, n);
+    /* microsoft/mimalloc#700: size == alignment misaligns for 256, 512, 1024 */
+    size_t ask = n == align ? n + 1 : n;
+    void *p = zero ? mi_heap_zalloc_aligned(h, ask, align) : mi_heap_malloc_aligned(h, ask, align);
+    if (p && ((uintptr_t)p & (align - 1)) != 0) { mi_free(p); return NULL; }
+    return p;
+}
+
 void *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero)
 {
-    void *p = nm_fallback_raw_alloc(n, align, zero);
+    mi_heap_t *h = thread_heap(tc);
+    if (h == NULL) return NULL;
+    void *p = heap_alloc(h, n, align, zero);
     if (p == NULL) return NULL;
     count_alloc(tc, note_block(p), mi_usable_size(p));
     return p;
@@ -229,9 +289,10 @@ void *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n)
 {
     size_t old = mi_usable_size(p);
     if (nm_prof_on) nm_prof_forget(p);
-    if (n > NM_SMALL_MAX && n < nm_opt.large_threshold) {
+    mi_heap_t *h = n > NM_SMALL_MAX && n < nm_opt.large_threshold ? thread_heap(tc) : NULL;
+    if (h) {
         count_free(tc, p, old);
-        void *q = mi_realloc(p, n);
+        void *q = mi_heap_realloc(h, p, n);
         if (q == NULL) {                         /* p still valid and still counted */
             count_alloc(tc, note_block(p), old);
             return NULL;

@@ -126,6 +126,7 @@ bool nm_thread_start(nm_tcache_t *tc)
     nm_unlock(&nm_threads_lock);
     nm_gstat_add(NM_C_threads_seen, 1);
     nm_gstat_add(NM_C_threads_live, 1);
+    nm_fallback_thread_start(tc);
     /* only now: the free fast path may cache this thread's domain's blocks */
     tc->free_tag = nm_pme_tag_make(tc->domain, NM_KIND_SLAB);
     /* may allocate (keys past the first 32): the cache is active, that is fine */

@@ -216,9 +216,11 @@ void nm_options_init(char **envp, bool is_secure)
             if (nm_strlen(n) == nlen && nm_strncmp(n, name, nlen) == 0) { id = i; break; }
         }
         if (id < 0) {
+            /* the name is the caller's text: keep the warning one printable line */
             char nm[64];
             size_t k = 0;
-            for (; k < nlen && k + 1 < sizeof nm; k++) nm[k] = name[k];
+            for (; k < nlen && k + 4 < sizeof nm; k++) nm[k] = (name[k] >= 0x20 && name[k] < 0x7f) ? name[k] : '?';
+            if (k < nlen) { nm[k++] = '.'; nm[k++] = '.'; nm[k++] = '.'; }
             nm[k] = '\0';
             nm_warn("NUMAMALLOC_%s is not a numamalloc variable: ignored (see numamalloc(7) for the list)", nm);
             continue;

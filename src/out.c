@@ -193,7 +193,8 @@ void nm_buf_size(nm_buf_t *b, uint64_t bytes)
 void nm_buf_pct(nm_buf_t *b, uint64_t num, uint64_t den)
 {
     if (den == 0) { nm_buf_puts(b, "n/a"); return; }
-    put_fixed1(b, num * 100, den);
+    unsigned __int128 t = ((unsigned __int128)num * 1000 + den / 2) / den;   /* per mille */
+    nm_buf_printf(b, "%lu.%lu", (unsigned long)(t / 10), (unsigned long)(t % 10));
     nm_buf_puts(b, "%");
 }
 

@@ -54,6 +54,7 @@ bool nm_pagemap_set_range(uintptr_t start, size_t len, nm_pme_t e)
 {
     uintptr_t a = nm_align_down(start, NM_GRANULE);
     uintptr_t end = start + (len ? len : 1);
+    if (end < start) { errno = EINVAL; return false; }     /* wraps around: never ours */
     for (; a < end; a += NM_GRANULE) {
         nm_pme_t *leaf = leaf_for(a, e != 0);
         if (leaf == NULL) {

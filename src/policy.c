@@ -91,10 +91,12 @@ bool nm_policy_init(void)
         }
         set_bit(bind_set, n);
     }
-    if (pol == NM_POL_INTERLEAVE) {
-        if (nm_opt.policy_nnodes) for (unsigned i = 0; i < NM_ARRAY_LEN(interleave_mask); i++) interleave_mask[i] = bind_set[i];
-        else for (int n = 0; n <= nm_topo.max_node; n++) if (nm_topo_has_memory(n)) set_bit(interleave_mask, n);
-    }
+    /* the interleaved domain also serves numamalloc_alloc_interleaved() under any
+     * policy: every node with memory, or the nodes of interleave:N,M... */
+    if (pol == NM_POL_INTERLEAVE && nm_opt.policy_nnodes)
+        for (unsigned i = 0; i < NM_ARRAY_LEN(interleave_mask); i++) interleave_mask[i] = bind_set[i];
+    else
+        for (int n = 0; n <= nm_topo.max_node; n++) if (nm_topo_has_memory(n)) set_bit(interleave_mask, n);
     effective_policy = pol;
 
     bool multi = nm_topo.nmem > 1;

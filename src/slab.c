@@ -128,17 +128,25 @@ void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
     nm_footprint_add(-(int64_t)n * (int64_t)nm_class_size[d->cls]);
 }
 
-const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
+const char *nm_slab_check_locked(const nm_slab_t *s, const void *p)
 {
     size_t size = nm_class_size[s->cls];
-    size_t off = (size_t)((char *)p - s->start);
+    size_t off = (size_t)((const char *)p - s->start);
     if (off >= (size_t)s->nblocks * size || off % size != 0)
         return "not the start of a block (interior pointer)";
     size_t idx = off / size;
-    uint64_t bit = (uint64_t)1 << (idx % 64);
-    if (!(s->checkmap[idx / 64] & bit))
+    if (s->checkmap && !(s->checkmap[idx / 64] & ((uint64_t)1 << (idx % 64))))
         return "block is not allocated (double free?)";
-    s->checkmap[idx / 64] &= ~bit;
+    return NULL;
+}
+
+const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
+{
+    const char *why = nm_slab_check_locked(s, p);
+    if (why) return why;
+    size_t size = nm_class_size[s->cls];
+    size_t idx = (size_t)((char *)p - s->start) / size;
+    s->checkmap[idx / 64] &= ~((uint64_t)1 << (idx % 64));
     /* poison freed memory so a use after free reads garbage, not stale data */
     for (size_t i = sizeof(void *); i < size; i++) ((unsigned char *)p)[i] = 0x5a;
     free_one(d, s, p);

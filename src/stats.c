@@ -47,6 +47,7 @@ typedef struct snapshot {
     uint64_t thr[NM_THREAD_CTR_N];
     uint64_t *dom;
     bool     threads_read;              /* live threads' counters included */
+    int64_t  fp_pending;                /* live threads' arena bytes not yet in the footprint */
     uint64_t threads;
 } snapshot_t;
 
@@ -102,6 +103,7 @@ static void add_thread(snapshot_t *s, nm_tcache_t *tc)
         }
     }
     for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] += LD(tc->ctr.thr[i]);
+    s->fp_pending += LD(tc->fp_pending);
     uint64_t *td = LD(tc->ctr.dom);
     if (td)
         for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] += LD(td[i]);
@@ -112,6 +114,7 @@ static void take_snapshot(snapshot_t *s, bool from_signal)
     s->dom = snap_dom;
     s->threads_read = false;
     s->threads = 0;
+    s->fp_pending = 0;
     /* the thread-list lock is only held for a few instructions; give it a moment,
      * but never wait on it from a signal handler (the interrupted code may own it).
      * Globals are read under it too, so an exiting thread (which merges its counters
@@ -216,7 +219,7 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     uint64_t fb = t->small_free_bytes + t->arena_free_bytes + t->large_free_bytes;
     uint64_t live = sub0(ab, fb);
     uint64_t rss = nm_os_rss();
-    uint64_t footprint = nm_gstat_get(NM_C_footprint);
+    uint64_t footprint = (uint64_t)((int64_t)nm_gstat_get(NM_C_footprint) + s->fp_pending);
     /* memory we hold that the program is not using and that has been touched: slab
      * space that is neither live nor never-used, purgeable free pages, cached large
      * mappings (fallback-arena slack is mimalloc's own and not included) */

@@ -209,6 +209,17 @@ static bool bin_flush(nm_tcache_t *tc, unsigned cls)
 
 void nm_tcache_tick(nm_tcache_t *tc)
 {
+    nm_tcache_node_check(tc);
+    if (++tc->slow_ticks >= 32) {
+        tc->slow_ticks = 0;
+        nm_decay(false);
+    }
+}
+
+/* a thread found on another node allocates there from now on (one rseq load when
+ * it has not moved) */
+void nm_tcache_node_check(nm_tcache_t *tc)
+{
     int node = nm_topo_cpu_node(nm_os_cpu());
     if (NM_UNLIKELY(node != tc->cpu_node)) {
         tc->ctr.thr[NM_C_node_moves]++;
@@ -220,10 +231,6 @@ void nm_tcache_tick(nm_tcache_t *tc)
             tc->free_tag = nm_pme_tag_make(nd, NM_KIND_SLAB);
         }
         tc->cpu_node = node;
-    }
-    if (++tc->slow_ticks >= 32) {
-        tc->slow_ticks = 0;
-        nm_decay(false);
     }
 }
 
@@ -310,6 +317,15 @@ void nm_small_free_direct(void *p, nm_pme_t e)
     if (why) { nm_invalid_pointer("free", p, why); return; }
     count_class(tc, cls, NM_C_free_slow, 1);
     count_free(tc, dom, 1, nm_class_size[cls]);
+}
+
+const char *nm_small_check(const void *p, nm_pme_t e)
+{
+    nm_depot_t *d = nm_depot(nm_pme_domain(e), nm_pme_class(e));
+    nm_lock(&d->lock);
+    const char *why = nm_slab_check_locked(nm_pme_desc(e), p);
+    nm_unlock(&d->lock);
+    return why;
 }
 
 static void remote_free(nm_tcache_t *tc, uint32_t dom, unsigned cls, void *p)

@@ -62,6 +62,9 @@ void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n);
 /* NUMAMALLOC_CHECK=1: validate p against its slab and free it; returns NULL, or
  * why p cannot be freed (nothing changed then) */
 const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p);
+/* NULL if p is the start of a block of slab s (and, under NUMAMALLOC_CHECK=1, an
+ * allocated one), else why not. Depot lock held (or the slab otherwise pinned). */
+const char *nm_slab_check_locked(const nm_slab_t *s, const void *p);
 /* release the spare slab if idle since before cutoff */
 void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms);
 
@@ -86,8 +89,11 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample);
 /* small block of class cls straight from domain dom's slabs (no thread cache) */
 void *nm_small_alloc_direct(uint32_t dom, unsigned cls);
 void  nm_small_free_direct(void *p, nm_pme_t e);
+/* NULL if p is a valid small block (start, allocated under CHECK), else why not */
+const char *nm_small_check(const void *p, nm_pme_t e);
 void  nm_tcache_flush_all(nm_tcache_t *tc);
 void  nm_tcache_tick(nm_tcache_t *tc);
+void  nm_tcache_node_check(nm_tcache_t *tc);
 void  nm_bin_reconcile_all(nm_tcache_t *tc);
 /* add v to domain counter id of tc (atomically to the global copy if tc has none) */
 void  nm_count_domain(nm_tcache_t *tc, uint32_t dom, int id, uint64_t v);
@@ -130,6 +136,7 @@ extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 
 
 /* ---- fallback.c (the only file that includes mimalloc.h) ------------------------- */
 bool   nm_fallback_init(void);
+void   nm_fallback_thread_start(nm_tcache_t *tc);
 void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
 void   nm_fallback_free(nm_tcache_t *tc, void *p);
 void  *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n);

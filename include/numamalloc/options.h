@@ -74,7 +74,7 @@ typedef struct nm_options {
     bool     verbose;
     bool     prof;
     size_t   prof_sample;
-    char     raw[NM_OPT_N][128];     /* the text in effect, for listings and dumps */
+    char     raw[NM_OPT_N][520];     /* the text in effect, for listings and dumps */
     bool     from_env[NM_OPT_N];     /* set by the environment (else default) */
 } nm_options_t;
 

@@ -169,6 +169,9 @@ typedef struct nm_tcache {
     int64_t   prof_left;     /* profiler: bytes until the next medium/large sample */
     uint64_t  rng;           /* profiler: xorshift state */
     int64_t   fp_pending;    /* arena bytes not yet added to the global footprint */
+    void     *mheap;         /* this thread's mimalloc heap in its domain's arena (fallback.c) */
+    uint32_t  mheap_dom;     /* domain of mheap */
+    uint8_t   mheap_gone;    /* thread is exiting: mimalloc may have dropped its heaps */
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;
