@@ -7,61 +7,64 @@
 #   make api-test    tests/api/test_*.c and test_*.cc, plain Criterion programs run
 #                    with LD_PRELOAD=$(LIB): the malloc family, C++ operators and the
 #                    numamalloc_* API (reached through dlsym) as a program sees them;
-#                    test_misuse spawns $(TB)/helpers/api_misuse with explicit
-#                    environments (NUMAMALLOC_CHECK=1, stats to a file).
+#                    test_misuse and test_numamalloc_api also spawn
+#                    $(TB)/helpers/api_misuse with explicit environments
+#                    (NUMAMALLOC_CHECK=1, stats to a file, options).
 #
 # Criterion runs every test in a process of its own; --jobs 2 matches this machine,
 # and its default output shows failures only (plus one synthesis line per binary).
-# --timeout is a hang guard, far above any test's run time: timings never gate a test.
-# Every binary runs even when an earlier one fails, so one report shows them all.
+# --timeout is a hang guard, far above any test's run time (the slowest takes about
+# a second): timings never gate a test. Every binary runs even when an earlier one
+# fails, so one report shows all failures. Both suites together take about 10 s.
 
 SUITES += unit-test api-test
 
-UNIT_LIBS   := -lmimalloc -lunwind -lpthread -lm -ldl -lcriterion
-# -fno-builtin: the compiler must not fold or drop the calls we are testing
-# (malloc/free pairs, malloc(huge) == NULL, memalign(...)): every call reaches the library.
-API_CFLAGS  := $(TEST_CFLAGS) -fno-builtin
-API_CXXFLAGS := $(TEST_CXXFLAGS) -fno-builtin
-CRITERION_RUN := --jobs 2 --short-filename --timeout 300
+CORE_UNIT_LIBS := -lmimalloc -lunwind -lpthread -lm -ldl -lcriterion
+# -fno-builtin: the compiler must not fold or drop the calls under test (malloc/free
+# pairs, malloc(huge) == NULL, memalign(...)): every call reaches the library.
+CORE_API_CFLAGS   := $(TEST_CFLAGS) -fno-builtin
+CORE_API_CXXFLAGS := $(TEST_CXXFLAGS) -fno-builtin
+CORE_RUN := --jobs 2 --short-filename --timeout 120
 
-UNIT_BINS   := $(patsubst tests/unit/%.c,$(TB)/unit/%,$(wildcard tests/unit/test_*.c))
-API_C_BINS  := $(patsubst tests/api/%.c,$(TB)/api/%,$(wildcard tests/api/test_*.c))
-API_CXX_BINS := $(patsubst tests/api/%.cc,$(TB)/api/%,$(wildcard tests/api/test_*.cc))
-API_BINS    := $(API_C_BINS) $(API_CXX_BINS)
-API_HELPERS := $(patsubst tests/helpers/%.c,$(TB)/helpers/%,$(wildcard tests/helpers/api_*.c))
-CORE_TEST_HDRS := $(wildcard tests/api/*.h tests/unit/*.h)
+CORE_UNIT_BINS    := $(patsubst tests/unit/%.c,$(TB)/unit/%,$(wildcard tests/unit/test_*.c))
+CORE_API_BINS     := $(patsubst tests/api/%.c,$(TB)/api/%,$(wildcard tests/api/test_*.c)) \
+                     $(patsubst tests/api/%.cc,$(TB)/api/%,$(wildcard tests/api/test_*.cc))
+CORE_API_HELPERS  := $(patsubst tests/helpers/%.c,$(TB)/helpers/%,$(wildcard tests/helpers/api_*.c))
+CORE_TEST_HDRS    := $(wildcard tests/unit/*.h tests/api/*.h)
 
 $(TB)/unit/%: tests/unit/%.c $(TLIB) $(HDRS) $(CORE_TEST_HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(TLIB) $(UNIT_LIBS)
+	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(TLIB) $(CORE_UNIT_LIBS)
 
-$(TB)/api/%: tests/api/%.c $(LIB) $(CORE_TEST_HDRS) include/numamalloc.h
+# API tests do not link the library: they run with it preloaded (api-test below)
+$(TB)/api/%: tests/api/%.c include/numamalloc.h $(CORE_TEST_HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(API_CFLAGS) -o $@ $< -lcriterion -ldl
+	$(Q)$(CC) $(CORE_API_CFLAGS) -o $@ $< -lcriterion -ldl
 
-$(TB)/api/%: tests/api/%.cc $(LIB) $(CORE_TEST_HDRS) include/numamalloc.h
+$(TB)/api/%: tests/api/%.cc include/numamalloc.h $(CORE_TEST_HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CXX     $<"
-	$(Q)$(CXX) $(API_CXXFLAGS) -o $@ $< -lcriterion -ldl
+	$(Q)$(CXX) $(CORE_API_CXXFLAGS) -o $@ $< -lcriterion -ldl
 
 $(TB)/helpers/api_%: tests/helpers/api_%.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
-	$(Q)$(CC) $(API_CFLAGS) -o $@ $<
+	$(Q)$(CC) $(CORE_API_CFLAGS) -o $@ $< -ldl
 
 .PHONY: unit-test api-test
-unit-test: $(UNIT_BINS)
-	@echo "  RUN     unit tests ($(words $(UNIT_BINS)) binaries)"
-	$(Q)fail=; for t in $(UNIT_BINS); do \
-	    $$t $(CRITERION_RUN) || fail="$$fail $${t##*/}"; \
+unit-test: $(CORE_UNIT_BINS)
+	@echo "== unit-test ($(words $(CORE_UNIT_BINS)) binaries, white-box)"
+	$(Q)fail=; for t in $(CORE_UNIT_BINS); do \
+	    $$t $(CORE_RUN) || fail="$$fail $${t##*/}"; \
 	done; \
 	if [ -n "$$fail" ]; then echo "unit-test: FAILED:$$fail"; exit 1; fi
 
-api-test: $(API_BINS) $(API_HELPERS) $(LIB)
-	@echo "  RUN     API tests under LD_PRELOAD=$(abspath $(LIB)) ($(words $(API_BINS)) binaries)"
-	$(Q)fail=; for t in $(API_BINS); do \
-	    NM_TEST_HELPERS=$(abspath $(TB)/helpers) LD_PRELOAD=$(abspath $(LIB)) $$t $(CRITERION_RUN) || fail="$$fail $${t##*/}"; \
+api-test: $(LIB) $(CORE_API_BINS) $(CORE_API_HELPERS)
+	@echo "== api-test ($(words $(CORE_API_BINS)) binaries, LD_PRELOAD=$(abspath $(LIB)))"
+	$(Q)fail=; for t in $(CORE_API_BINS); do \
+	    NM_TEST_HELPERS=$(abspath $(TB)/helpers) LD_PRELOAD=$(abspath $(LIB)) $$t $(CORE_RUN) \
+	        || fail="$$fail $${t##*/}"; \
 	done; \
 	if [ -n "$$fail" ]; then echo "api-test: FAILED:$$fail"; exit 1; fi

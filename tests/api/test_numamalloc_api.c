@@ -1,0 +1,262 @@
+/* tests/api/test_numamalloc_api.c — the public numamalloc_* API (include/numamalloc.h)
+ * as a preloaded program reaches it: through dlsym(RTLD_DEFAULT, ...).
+ *
+ * Owns: numamalloc_version, numamalloc_block_info (kind per size range, class and
+ * usable size, foreign pointers -> -1/EINVAL), numamalloc_node_of (0 on this one-node
+ * machine, -1 for pointers that are not ours), numamalloc_alloc_onnode (node 0 works
+ * and is freeable, a node without memory is EINVAL), numamalloc_alloc_interleaved,
+ * numamalloc_option_get (with and without the NUMAMALLOC_ prefix, unknown names),
+ * numamalloc_stats_print / numamalloc_stats_json (size queries through a 64-byte
+ * buffer, NUL termination, a JSON dump python3 accepts with schema_version 1). */
+#include <malloc.h>
+
+#include "api/api_util.h"
+
+static int global_int;
+
+Test(numamalloc_api, version)
+{
+    const char *v = api()->version();
+    cr_assert_not_null(v);
+    cr_assert_gt(strlen(v), 0);
+    unsigned a, b, c;
+    cr_assert_eq(sscanf(v, "%u.%u.%u", &a, &b, &c), 3, "version '%s' is not N.N.N", v);
+    cr_assert_eq(api()->version(), v, "a constant string");
+}
+
+static void info_of(const void *p, struct numamalloc_block_info *bi)
+{
+    memset(bi, 0x5a, sizeof *bi);
+    int rc = api()->block_info(p, bi);
+    cr_assert_eq(rc, 0, "block_info(%p) = %d, errno %d", p, rc, errno);
+}
+
+Test(numamalloc_api, block_info_small)
+{
+    void *p = malloc(100);
+    struct numamalloc_block_info bi;
+    info_of(p, &bi);
+    cr_assert_eq(bi.kind, NUMAMALLOC_KIND_SLAB);
+    cr_assert_eq(bi.size_class, 6, "100 bytes are class 6 (112 bytes)");
+    cr_assert_eq(bi.usable_size, 112);
+    cr_assert_eq(bi.usable_size, malloc_usable_size(p));
+    cr_assert_eq(bi.node, 0);
+    cr_assert_eq(bi.pages, NUMAMALLOC_PAGES_4K);
+    free(p);
+    /* every class: index and usable size agree with malloc_usable_size */
+    int last = -1;
+    for (size_t n = 1; n <= 32768; n += (n < 256 ? 1 : 97)) {
+        void *q = malloc(n);
+        info_of(q, &bi);
+        cr_assert_eq(bi.kind, NUMAMALLOC_KIND_SLAB, "size %zu", n);
+        cr_assert(bi.size_class >= 0 && bi.size_class < 40, "size %zu: class %d", n, bi.size_class);
+        cr_assert_geq(bi.size_class, last, "classes grow with the size");
+        last = bi.size_class;
+        cr_assert_eq(bi.usable_size, malloc_usable_size(q), "size %zu", n);
+        free(q);
+    }
+    cr_assert_eq(last, 39);
+}
+
+Test(numamalloc_api, block_info_medium_and_large)
+{
+    void *m = malloc(100000);
+    struct numamalloc_block_info bi;
+    info_of(m, &bi);
+    cr_assert_eq(bi.kind, NUMAMALLOC_KIND_ARENA, "100000 bytes: kind %d", bi.kind);
+    cr_assert_eq(bi.size_class, -1);
+    cr_assert_geq(bi.usable_size, 100000);
+    cr_assert_eq(bi.usable_size, malloc_usable_size(m));
+    cr_assert_eq(bi.node, 0);
+    free(m);
+
+    void *l = malloc(8 << 20);
+    info_of(l, &bi);
+    cr_assert(bi.kind == NUMAMALLOC_KIND_LARGE || bi.kind == NUMAMALLOC_KIND_HUGE, "8 MiB: kind %d", bi.kind);
+    cr_assert_eq(bi.size_class, -1);
+    cr_assert_geq(bi.usable_size, (size_t)8 << 20);
+    cr_assert_eq(bi.usable_size, malloc_usable_size(l));
+    cr_assert_eq(bi.node, 0);
+    cr_assert(bi.pages >= NUMAMALLOC_PAGES_4K && bi.pages <= NUMAMALLOC_PAGES_HUGETLB_1G, "pages %d", bi.pages);
+    if (bi.kind == NUMAMALLOC_KIND_HUGE) cr_assert_geq(bi.pages, NUMAMALLOC_PAGES_HUGETLB_2M);
+    else cr_assert_leq(bi.pages, NUMAMALLOC_PAGES_THP);
+    /* an interior pointer of a large block is not the start of a block */
+    errno = 0;
+    cr_assert_eq(api()->block_info((char *)l + 4096, &bi), -1);
+    cr_assert_eq(errno, EINVAL);
+    free(l);
+    /* freed: no longer ours */
+    errno = 0;
+    cr_assert_eq(api()->block_info(l, &bi), -1);
+    cr_assert_eq(errno, EINVAL);
+    cr_assert_eq(bi.kind, NUMAMALLOC_KIND_UNKNOWN);
+}
+
+Test(numamalloc_api, block_info_foreign_pointers)
+{
+    int on_stack = 0;
+    const void *foreign[] = { &on_stack, &global_int, (const void *)&info_of, NULL, (const void *)16,
+                              (const void *)0xffff800000000000UL, (const void *)0x00ff000000000000UL };
+    for (unsigned i = 0; i < ARRAY_LEN(foreign); i++) {
+        struct numamalloc_block_info bi;
+        memset(&bi, 0x5a, sizeof bi);
+        errno = 0;
+        int rc = api()->block_info(foreign[i], &bi);
+        cr_assert_eq(rc, -1, "block_info(%p) = %d", foreign[i], rc);
+        cr_assert_eq(errno, EINVAL, "block_info(%p): errno %d", foreign[i], errno);
+        cr_assert_eq(bi.kind, NUMAMALLOC_KIND_UNKNOWN, "info cleared");
+        cr_assert_eq(bi.node, -1);
+        cr_assert_eq(bi.size_class, -1);
+        cr_assert_eq(bi.usable_size, 0);
+    }
+}
+
+Test(numamalloc_api, node_of)
+{
+    static const size_t sizes[] = { 1, 100, 32768, 40000, 100000, 1 << 20, 8 << 20 };
+    for (unsigned i = 0; i < ARRAY_LEN(sizes); i++) {
+        void *p = malloc(sizes[i]);
+        cr_assert_eq(api()->node_of(p), 0, "size %zu: node %d on a one-node machine", sizes[i], api()->node_of(p));
+        free(p);
+    }
+    int on_stack = 0;
+    ESCAPE(&on_stack);
+    cr_assert_eq(api()->node_of(&on_stack), -1);
+    cr_assert_eq(api()->node_of(&global_int), -1);
+    cr_assert_eq(api()->node_of(NULL), -1);
+    cr_assert_eq(api()->node_of((void *)0xffff800000000000UL), -1);
+}
+
+Test(numamalloc_api, alloc_onnode)
+{
+    static const size_t sizes[] = { 1, 64, 4096, 32768, 40000, 100000, 1 << 20, 8 << 20 };
+    for (unsigned i = 0; i < ARRAY_LEN(sizes); i++) {
+        unsigned char *p = api()->alloc_onnode(sizes[i], 0);
+        cr_assert_not_null(p, "alloc_onnode(%zu, 0): errno %d", sizes[i], errno);
+        cr_assert_eq((uintptr_t)p % 16, 0);
+        cr_assert_eq(api()->node_of(p), 0);
+        cr_assert_geq(malloc_usable_size(p), sizes[i]);
+        memset(p, 0x42, sizes[i]);
+        free(p);
+    }
+    /* 4096 bytes, kept across other allocations, freed, and the memory reused */
+    void *a = api()->alloc_onnode(4096, 0);
+    void *b = malloc(4096);
+    cr_assert(a && b && a != b);
+    free(a);
+    free(b);
+    static const int bad[] = { 999, 1, 4095, 4096, 1 << 20, -1, -999 };
+    for (unsigned i = 0; i < ARRAY_LEN(bad); i++) {
+        errno = 0;
+        void *p = api()->alloc_onnode(64, bad[i]);
+        cr_assert_null(p, "alloc_onnode(64, %d) = %p", bad[i], p);
+        cr_assert_eq(errno, EINVAL, "alloc_onnode(64, %d): errno %d", bad[i], errno);
+    }
+    errno = 0;
+    cr_assert_null(api()->alloc_onnode(opaque_size(SIZE_MAX), 0));
+    cr_assert_eq(errno, ENOMEM);
+}
+
+Test(numamalloc_api, alloc_interleaved)
+{
+    static const size_t sizes[] = { 1, 4096, 100000, 1 << 20, 16 << 20 };
+    for (unsigned i = 0; i < ARRAY_LEN(sizes); i++) {
+        unsigned char *p = api()->alloc_interleaved(sizes[i]);
+        cr_assert_not_null(p, "alloc_interleaved(%zu)", sizes[i]);
+        cr_assert_neq(kind_of(p), NUMAMALLOC_KIND_UNKNOWN);
+        cr_assert_geq(malloc_usable_size(p), sizes[i]);
+        memset(p, 0x24, sizes[i]);
+        /* one node: "a plain allocation", so it is on node 0 */
+        cr_assert_eq(api()->node_of(p), 0);
+        free(p);
+    }
+    errno = 0;
+    cr_assert_null(api()->alloc_interleaved(opaque_size(SIZE_MAX)));
+    cr_assert_eq(errno, ENOMEM);
+}
+
+Test(numamalloc_api, option_get)
+{
+    const nm_api_t *a = api();
+    cr_assert_str_eq(a->option_get("POLICY"), "local");
+    cr_assert_str_eq(a->option_get("NUMAMALLOC_POLICY"), "local");
+    cr_assert_str_eq(a->option_get("STATS"), "off");
+    cr_assert_str_eq(a->option_get("HUGEPAGES"), "auto");
+    cr_assert_str_eq(a->option_get("LARGE_THRESHOLD"), "1M");
+    cr_assert_str_eq(a->option_get("DECAY_MS"), "1000");
+    cr_assert_str_eq(a->option_get("STATS_FILE"), "");
+    cr_assert_null(a->option_get("NO_SUCH_OPTION"));
+    cr_assert_null(a->option_get("NUMAMALLOC_NO_SUCH_OPTION"));
+    cr_assert_null(a->option_get("policy"), "names are upper case");
+    cr_assert_null(a->option_get(""));
+    cr_assert_null(a->option_get("NUMAMALLOC_"));
+    cr_assert_null(a->option_get(NULL));
+}
+
+Test(numamalloc_api, option_get_reports_the_environment)
+{
+    /* a child started with settings reports them (and the defaults it did not set) */
+    const char *env[] = { "NUMAMALLOC_POLICY=interleave", "NUMAMALLOC_DECAY_MS=250", NULL };
+    const char *args[] = { "option_get", "POLICY", "DECAY_MS", "CHECK", "NUMAMALLOC_DECAY_MS", NULL };
+    child_t c = run_helper("api_misuse", args, env);
+    cr_assert(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "status %#x, stderr: %s", c.status, c.err);
+    cr_assert_str_eq(c.out, "POLICY=interleave\nDECAY_MS=250\nCHECK=0\nNUMAMALLOC_DECAY_MS=250\n");
+    cr_assert_str_eq(c.err, "");
+    child_free(&c);
+}
+
+static void check_small_buffer(size_t (*fn)(char *, size_t), const char *what)
+{
+    char buf[64];
+    memset(buf, '#', sizeof buf);
+    size_t need = fn(buf, sizeof buf);
+    cr_assert_gt(need, sizeof buf, "%s: needed %zu", what, need);
+    cr_assert_eq(buf[sizeof buf - 1], '\0', "%s: NUL-terminated in the last byte", what);
+    cr_assert_eq(strlen(buf), sizeof buf - 1, "%s: filled", what);
+    /* a size query without a buffer */
+    cr_assert_gt(fn(NULL, 0), sizeof buf, "%s(NULL, 0)", what);
+    char one[1] = { 'x' };
+    cr_assert_gt(fn(one, 1), sizeof buf, "%s into 1 byte", what);
+    cr_assert_eq(one[0], '\0');
+}
+
+Test(numamalloc_api, stats_into_a_small_buffer)
+{
+    void *p = malloc(1000);
+    check_small_buffer(api()->stats_print, "numamalloc_stats_print");
+    check_small_buffer(api()->stats_json, "numamalloc_stats_json");
+    free(p);
+}
+
+Test(numamalloc_api, stats_text_and_json_whole)
+{
+    void *keep[100];
+    for (int i = 0; i < 100; i++) keep[i] = malloc(100 * (size_t)(i + 1));
+    void *big = malloc(5 << 20);
+    size_t need = api()->stats_print(NULL, 0);
+    size_t cap = need + 16384;
+    char *text = malloc(cap);
+    size_t n = api()->stats_print(text, cap);
+    cr_assert_lt(n, cap);
+    cr_assert_eq(strlen(text), n);
+    cr_assert_eq(strncmp(text, "=== numamalloc ", 15), 0, "%.80s", text);
+    cr_assert_not_null(strstr(text, "=== end of numamalloc statistics ===\n"));
+    free(text);
+
+    need = api()->stats_json(NULL, 0);
+    cap = need + 16384;
+    char *json = malloc(cap);
+    n = api()->stats_json(json, cap);
+    cr_assert_lt(n, cap);
+    cr_assert_eq(strlen(json), n);
+    cr_assert_eq(strchr(json, '\n'), json + n - 1, "one line");
+    char res[1024];
+    cr_assert(json_py(json, n, "[d['schema_version'], d['allocator'], d['version'], "
+                               "d['summary']['live'] >= 100, d['large']['allocs'] >= 1]", res, sizeof res), "%s\n%.300s", res, json);
+    char want[256];
+    snprintf(want, sizeof want, "[1,\"numamalloc\",\"%s\",true,true]", api()->version());
+    cr_assert_str_eq(res, want);
+    free(json);
+    for (int i = 0; i < 100; i++) free(keep[i]);
+    free(big);
+}

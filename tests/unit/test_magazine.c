@@ -1,0 +1,376 @@
+/* tests/unit/test_magazine.c — magazines, the depot and the slabs under it
+ * (src/depot.c, src/slab.c), driven directly on one depot of a booted allocator.
+ *
+ * Owns: nm_mag_new capacities, nm_slab_alloc_batch_locked / nm_slab_free_batch_locked
+ * (blocks unique, inside a slab registered in the page map as SLAB of the right class
+ * and domain; held, held_peak, nslabs, the spare slab), nm_depot_put_full /
+ * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, the
+ * depot's bound on cached magazines), and nm_depot_decay (Bonwick's working set:
+ * magazines unused for a whole interval go back, the idle spare slab is released).
+ *
+ * Each Criterion test is its own process, so every test starts from a fresh
+ * allocator: booted here with nm_process_init() and nm_thread_start(&nm_tc), and
+ * never used through malloc (this binary's malloc is mimalloc's), so the depots seen
+ * here hold only what the test put in them. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "numamalloc/internal.h"
+
+static uint32_t dom;
+
+static void boot(void)
+{
+    cr_assert(nm_process_init(), "allocator boot");
+    cr_assert(nm_thread_start(&nm_tc), "thread start");
+    dom = nm_tc.domain;
+    cr_assert_lt(dom, nm_ndomains);
+}
+
+static nm_depot_t *fresh_depot(unsigned cls)
+{
+    nm_depot_t *d = nm_depot(dom, cls);
+    cr_assert_eq(d->cls, cls);
+    cr_assert_eq(d->domain, dom);
+    cr_assert_eq(d->nslabs, 0, "class %u: depot not fresh", cls);
+    cr_assert_eq(d->held, 0);
+    cr_assert_eq(d->nfull, 0);
+    cr_assert_eq(d->nempty, 0);
+    cr_assert_null(d->spare);
+    cr_assert_null(d->partial);
+    return d;
+}
+
+static unsigned alloc_locked(nm_depot_t *d, void **out, unsigned n)
+{
+    nm_lock(&d->lock);
+    unsigned got = nm_slab_alloc_batch_locked(d, out, n);
+    nm_unlock(&d->lock);
+    return got;
+}
+
+static void free_locked(nm_depot_t *d, void **blocks, unsigned n)
+{
+    nm_lock(&d->lock);
+    nm_slab_free_batch_locked(d, blocks, n);
+    nm_unlock(&d->lock);
+}
+
+/* a full magazine of class cls, filled from d's slabs */
+static nm_mag_t *full_mag(nm_depot_t *d)
+{
+    nm_mag_t *m = nm_mag_new(d->cls);
+    cr_assert_not_null(m);
+    m->count = alloc_locked(d, m->rounds, m->cap);
+    cr_assert_eq(m->count, m->cap);
+    return m;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* every block: registered SLAB of cls in dom, the start of a block of its slab, unique,
+ * writable over its whole size */
+static void check_blocks(unsigned cls, void **blocks, unsigned n)
+{
+    size_t size = nm_class_size[cls];
+    for (unsigned i = 0; i < n; i++) {
+        char *b = blocks[i];
+        nm_pme_t e = nm_pagemap_get((uintptr_t)b);
+        cr_assert_eq(nm_pme_kind(e), NM_KIND_SLAB, "block %u (%p): kind %u", i, (void *)b, nm_pme_kind(e));
+        cr_assert_eq(nm_pme_class(e), cls, "block %u: class %u", i, nm_pme_class(e));
+        cr_assert_eq(nm_pme_domain(e), dom);
+        nm_slab_t *s = nm_pme_desc(e);
+        cr_assert_not_null(s);
+        cr_assert_eq(s->cls, cls);
+        cr_assert_eq(s->npages, nm_class_pages[cls]);
+        cr_assert_eq(s->nblocks, nm_class_blocks[cls]);
+        cr_assert_eq((uintptr_t)s->start % NM_GRANULE, 0, "slab start 64 KiB aligned");
+        cr_assert(b >= s->start && b < s->start + (size_t)s->nblocks * size, "block %u outside its slab", i);
+        cr_assert_eq((size_t)(b - s->start) % size, 0, "block %u not at a block boundary", i);
+        cr_assert_eq((uintptr_t)b % 16, 0);
+        /* the whole slab is registered, not just the block's granule */
+        for (size_t off = 0; off < (size_t)s->npages << NM_GRANULE_SHIFT; off += NM_GRANULE)
+            cr_assert_eq(nm_pagemap_get((uintptr_t)s->start + off), e, "slab granule at +%zu", off);
+        memset(b, 0xc5, size);
+    }
+    void **sorted = malloc(n * sizeof *sorted);
+    memcpy(sorted, blocks, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_ptr);
+    for (unsigned i = 1; i < n; i++) {
+        cr_assert_neq(sorted[i], sorted[i - 1], "block %p handed out twice", sorted[i]);
+        cr_assert_geq((char *)sorted[i] - (char *)sorted[i - 1], (ptrdiff_t)size, "blocks overlap");
+    }
+    free(sorted);
+}
+
+Test(magazine, new_magazines_have_the_class_capacity, .init = boot)
+{
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        nm_mag_t *m = nm_mag_new(c);
+        cr_assert_not_null(m);
+        cr_assert_eq(m->cap, nm_class_mag_cap[c], "class %u", c);
+        cr_assert_eq(m->count, 0);
+        cr_assert_null(m->next);
+        for (unsigned i = 0; i < m->cap; i++) m->rounds[i] = &m->rounds[i];   /* all rounds writable */
+        nm_mag_delete(m);
+    }
+    nm_mag_delete(NULL);
+}
+
+Test(magazine, slab_batches_are_unique_registered_blocks, .init = boot)
+{
+    static const unsigned classes[] = { 0, 1, 7, 8, 19, 27, 28, 30, 36, 39 };
+    for (unsigned k = 0; k < NM_ARRAY_LEN(classes); k++) {
+        unsigned cls = classes[k];
+        nm_depot_t *d = fresh_depot(cls);
+        unsigned per_slab = nm_class_blocks[cls];
+        unsigned n = 3 * per_slab + 5;               /* four slabs, the last one barely used */
+        void **blocks = malloc(n * sizeof *blocks);
+        /* in uneven batches, as magazines of several sizes would ask */
+        unsigned got = 0, step = 1;
+        while (got < n) {
+            unsigned want = NM_MIN(step, n - got);
+            cr_assert_eq(alloc_locked(d, blocks + got, want), want);
+            got += want;
+            step = step * 3 + 1;
+        }
+        check_blocks(cls, blocks, n);
+        cr_assert_eq(d->nslabs, 4, "class %u: %lu slabs for %u blocks", cls, (unsigned long)d->nslabs, n);
+        cr_assert_eq(d->held, n);
+        cr_assert_eq(d->held_peak, n);
+        cr_assert_eq(d->fresh, per_slab - 5, "never-used blocks left");
+        free_locked(d, blocks, n);
+        cr_assert_eq(d->held, 0);
+        cr_assert_eq(d->held_peak, n, "the peak stays");
+        cr_assert_eq(d->nslabs, 1, "one wholly free slab is kept as the spare");
+        cr_assert_not_null(d->spare);
+        cr_assert_null(d->partial);
+        free(blocks);
+    }
+}
+
+Test(magazine, released_slabs_leave_the_page_map, .init = boot)
+{
+    unsigned cls = 20;
+    nm_depot_t *d = fresh_depot(cls);
+    unsigned n = 2 * nm_class_blocks[cls];
+    void **blocks = malloc(n * sizeof *blocks);
+    cr_assert_eq(alloc_locked(d, blocks, n), n);
+    cr_assert_eq(d->nslabs, 2);
+    nm_slab_t *first = nm_pme_desc(nm_pagemap_get((uintptr_t)blocks[0]));
+    nm_slab_t *second = nm_pme_desc(nm_pagemap_get((uintptr_t)blocks[n - 1]));
+    cr_assert_neq(first, second);
+    char *second_start = second->start;
+    /* first slab empties first: it becomes the spare; the second is released */
+    free_locked(d, blocks, n);
+    cr_assert_eq(d->spare, first);
+    cr_assert_eq(d->nslabs, 1);
+    cr_assert_eq(nm_pme_kind(nm_pagemap_get((uintptr_t)blocks[0])), NM_KIND_SLAB, "the spare stays registered");
+    cr_assert_eq(nm_pagemap_get((uintptr_t)second_start), 0, "a released slab reads as none");
+    cr_assert_eq(nm_pagemap_get((uintptr_t)blocks[n - 1]), 0);
+    /* the spare is reused before a new slab is carved */
+    void *again = NULL;
+    cr_assert_eq(alloc_locked(d, &again, 1), 1);
+    cr_assert_null(d->spare);
+    cr_assert_eq(d->nslabs, 1);
+    cr_assert_eq(nm_pme_desc(nm_pagemap_get((uintptr_t)again)), first);
+    free_locked(d, &again, 1);
+    free(blocks);
+}
+
+Test(magazine, freed_blocks_are_reused, .init = boot)
+{
+    unsigned cls = 3;
+    nm_depot_t *d = fresh_depot(cls);
+    void *a[10];
+    cr_assert_eq(alloc_locked(d, a, 10), 10);
+    free_locked(d, a + 2, 3);                        /* a[2..4] back on the slab's free list */
+    void *b[3];
+    cr_assert_eq(alloc_locked(d, b, 3), 3);
+    for (unsigned i = 0; i < 3; i++) {
+        bool found = false;
+        for (unsigned j = 2; j < 5; j++) found |= b[i] == a[j];
+        cr_assert(found, "a freed block is handed out before fresh ones");
+    }
+    cr_assert_eq(d->held, 10);
+    cr_assert_eq(d->nslabs, 1);
+}
+
+Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
+{
+    unsigned cls = 5;
+    nm_depot_t *d = fresh_depot(cls);
+    nm_mag_t *m = full_mag(d);
+    unsigned cap = m->cap;
+    check_blocks(cls, m->rounds, m->count);
+    cr_assert_eq(d->held, cap, "blocks in magazines are held (out of the slabs)");
+
+    /* no empty magazine to give back yet */
+    cr_assert_null(nm_depot_put_full(d, m));
+    cr_assert_eq(d->nfull, 1);
+    cr_assert_eq(d->exchanges, 1);
+    nm_lock(&d->lock);
+    nm_mag_t *t = nm_depot_take_full_locked(d);
+    nm_mag_t *none = nm_depot_take_full_locked(d);
+    nm_unlock(&d->lock);
+    cr_assert_eq(t, m, "the full magazine comes back");
+    cr_assert_null(none, "the depot had only one");
+    cr_assert_eq(t->count, cap, "with all its rounds");
+    cr_assert_eq(d->nfull, 0);
+    cr_assert_eq(d->exchanges, 2);
+    cr_assert_eq(d->held, cap);
+
+    /* a partial magazine returned: rounds go back to the slabs, the magazine is kept empty */
+    t->count = cap / 2;
+    nm_depot_return(d, t);
+    cr_assert_eq(d->nempty, 1);
+    cr_assert_eq(d->nfull, 0);
+    cr_assert_eq(d->held, cap - cap / 2, "returned rounds left the held count");
+
+    /* now a full magazine handed over gets that empty one back */
+    nm_mag_t *f = full_mag(d);
+    nm_mag_t *e = nm_depot_put_full(d, f);
+    cr_assert_eq(e, t, "the depot's empty magazine");
+    cr_assert_eq(e->count, 0);
+    cr_assert_eq(d->nempty, 0);
+    cr_assert_eq(d->nfull, 1);
+
+    /* a full magazine returned goes to the full list, rounds still held */
+    uint64_t held = d->held;
+    nm_mag_t *g = full_mag(d);
+    nm_depot_return(d, g);
+    cr_assert_eq(d->nfull, 2);
+    cr_assert_eq(d->held, held + cap);
+    nm_depot_return(d, NULL);                        /* harmless */
+    nm_mag_delete(e);
+}
+
+/* the bound on full magazines, observed: hand over full magazines until one comes back
+ * emptied into the slabs */
+Test(magazine, depot_bounds_cached_magazines, .init = boot)
+{
+    static const unsigned classes[] = { 0, 11, 23, 39 };
+    for (unsigned k = 0; k < NM_ARRAY_LEN(classes); k++) {
+        unsigned cls = classes[k];
+        nm_depot_t *d = fresh_depot(cls);
+        unsigned cap = nm_class_mag_cap[cls];
+        unsigned kept = 0;
+        for (unsigned i = 0; i < 100; i++) {
+            nm_mag_t *m = full_mag(d);
+            uint64_t held = d->held;
+            nm_mag_t *back = nm_depot_put_full(d, m);
+            if (d->drained) {
+                cr_assert_eq(back, m, "class %u: the magazine over the bound comes back", cls);
+                cr_assert_eq(back->count, 0, "emptied");
+                cr_assert_eq(d->held, held - cap, "its rounds went back to the slabs");
+                nm_mag_delete(back);
+                break;
+            }
+            cr_assert_null(back);
+            kept++;
+            cr_assert_eq(d->nfull, kept);
+        }
+        cr_assert_eq(d->drained, 1, "class %u: no bound after 100 magazines", cls);
+        /* at most 64 magazines and 2 MiB of cached blocks (or 2 magazines), and with one
+         * live thread the documented threads + 2 (4..64) gives 4 */
+        cr_assert_leq(kept, 64);
+        cr_assert(kept <= 2 || (size_t)kept * cap * nm_class_size[cls] <= ((size_t)2 << 20),
+                  "class %u: %u magazines of %u rounds cached", cls, kept, cap);
+        cr_assert_eq(nm_gstat_get(NM_C_threads_live), 1);
+        cr_assert_eq(kept, 4, "class %u: bound %u with one thread", cls, kept);
+        /* full magazines returned past the bound are emptied too */
+        nm_mag_t *m = full_mag(d);
+        nm_depot_return(d, m);
+        cr_assert_eq(d->nfull, kept);
+        cr_assert_eq(d->nempty, 1, "emptied into the slabs and kept as an empty magazine");
+        /* empty magazines are bounded the same way */
+        for (unsigned i = 0; i < 100; i++) {
+            nm_mag_t *e = nm_mag_new(cls);
+            nm_lock(&d->lock);
+            nm_depot_push_empty_locked(d, e);
+            nm_unlock(&d->lock);
+        }
+        cr_assert_eq(d->nempty, kept, "class %u: %u empty magazines kept", cls, d->nempty);
+        cr_assert_eq(d->held, (uint64_t)kept * cap);
+    }
+}
+
+Test(magazine, decay_releases_unused_magazines_and_the_spare, .init = boot)
+{
+    unsigned cls = 9;
+    nm_depot_t *d = fresh_depot(cls);
+    unsigned cap = nm_class_mag_cap[cls];
+    nm_mag_t *mags[3];
+    for (unsigned i = 0; i < 3; i++) {
+        mags[i] = full_mag(d);
+        cr_assert_null(nm_depot_put_full(d, mags[i]));
+    }
+    nm_mag_t *e1 = nm_mag_new(cls), *e2 = nm_mag_new(cls);
+    nm_lock(&d->lock);
+    nm_depot_push_empty_locked(d, e1);
+    nm_depot_push_empty_locked(d, e2);
+    nm_unlock(&d->lock);
+    cr_assert_eq(d->nfull, 3);
+    cr_assert_eq(d->nempty, 2);
+    cr_assert_eq(d->held, 3 * cap);
+
+    /* first tick: starts the interval; nothing was measured unused yet */
+    nm_depot_decay(d, 0, false);
+    cr_assert_eq(d->nfull, 3);
+    cr_assert_eq(d->nempty, 2);
+    cr_assert_eq(d->nfull_min, 3);
+    cr_assert_eq(d->nempty_min, 2);
+
+    /* during the interval one full magazine is needed: two stayed unused throughout */
+    nm_lock(&d->lock);
+    nm_mag_t *used = nm_depot_take_full_locked(d);
+    nm_unlock(&d->lock);
+    cr_assert_not_null(used);
+    cr_assert_eq(d->nfull_min, 2);
+    nm_depot_decay(d, 0, false);
+    cr_assert_eq(d->nfull, 0, "the two unused full magazines went back");
+    cr_assert_eq(d->nempty, 0, "so did the empty ones nobody took");
+    cr_assert_eq(d->held, cap, "only the magazine in use still holds blocks");
+
+    /* give the last magazine back: its slab empties; the spare survives a decay whose
+     * cutoff is older than the moment it became spare, and goes with a later one */
+    nm_lock(&d->lock);
+    nm_slab_free_batch_locked(d, used->rounds, used->count);
+    nm_unlock(&d->lock);
+    used->count = 0;
+    nm_mag_delete(used);
+    cr_assert_eq(d->held, 0);
+    cr_assert_not_null(d->spare);
+    cr_assert_eq(d->nslabs, 1);
+    char *start = d->spare->start;
+    nm_depot_decay(d, d->spare_since_ms - 1, false);
+    cr_assert_not_null(d->spare, "spare idle for less than the decay interval is kept");
+    nm_depot_decay(d, d->spare_since_ms, false);
+    cr_assert_null(d->spare, "idle spare released");
+    cr_assert_eq(d->nslabs, 0);
+    cr_assert_eq(nm_pagemap_get((uintptr_t)start), 0, "its granules unregistered");
+}
+
+Test(magazine, decay_all_drains_the_depot, .init = boot)
+{
+    unsigned cls = 15;
+    nm_depot_t *d = fresh_depot(cls);
+    for (unsigned i = 0; i < 3; i++) cr_assert_null(nm_depot_put_full(d, full_mag(d)));
+    nm_mag_t *e = nm_mag_new(cls);
+    nm_lock(&d->lock);
+    nm_depot_push_empty_locked(d, e);
+    nm_unlock(&d->lock);
+    cr_assert_gt(d->held, 0);
+    nm_depot_decay(d, 0, true);
+    cr_assert_eq(d->nfull, 0);
+    cr_assert_eq(d->nempty, 0);
+    cr_assert_eq(d->held, 0);
+    cr_assert_null(d->spare);
+    cr_assert_null(d->partial);
+    cr_assert_eq(d->nslabs, 0, "every slab went back to its segment");
+}
