@@ -279,6 +279,34 @@ static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
     nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
 }
 
+/* Unlink from the cache's old end every mapping freed at or before cutoff_ms
+ * (UINT64_MAX: all), and then whatever exceeds NUMAMALLOC_LARGE_CACHE; returns them
+ * as a list to unmap outside the lock. cutoff_ms 0 trims to the bound only. */
+static nm_large_t *cache_trim_locked(nm_domain_t *dm, uint64_t cutoff_ms)
+{
+    nm_large_t *evict = NULL;
+    while (dm->cache_tail && (dm->cache_bytes > nm_opt.large_cache ||
+                              cutoff_ms == UINT64_MAX || dm->cache_tail->freed_ms <= cutoff_ms)) {
+        nm_large_t *t = dm->cache_tail;
+        dm->cache_tail = t->prev;
+        if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
+        dm->cache_bytes -= t->map_len;
+        t->next = evict;
+        evict = t;
+    }
+    return evict;
+}
+
+static void release_all(nm_large_t *evict)
+{
+    while (evict) {
+        nm_large_t *t = evict;
+        evict = t->next;
+        nm_gstat_add(NM_C_large_cache_evict, 1);
+        unmap_block(t);
+    }
+}
+
 void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
 {
     if (p != L->user) { nm_invalid_pointer("free", p, "interior pointer into a large block"); return; }
@@ -288,50 +316,24 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
     if (L->map_len > nm_opt.large_cache || nm_opt.decay_ms == 0) { unmap_block(L); return; }
     L->freed_ms = nm_os_now_ms();
     L->zeroed = 0;
-    nm_large_t *evict = NULL;
     nm_lock(&dm->large_lock);
     L->prev = NULL;
     L->next = dm->cache;
     if (dm->cache) dm->cache->prev = L; else dm->cache_tail = L;
     dm->cache = L;
     dm->cache_bytes += L->map_len;
-    while (dm->cache_bytes > nm_opt.large_cache && dm->cache_tail) {
-        nm_large_t *t = dm->cache_tail;
-        dm->cache_tail = t->prev;
-        if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
-        dm->cache_bytes -= t->map_len;
-        t->next = evict;
-        evict = t;
-    }
+    nm_large_t *evict = cache_trim_locked(dm, 0);
     nm_unlock(&dm->large_lock);
-    while (evict) {
-        nm_large_t *t = evict;
-        evict = t->next;
-        nm_gstat_add(NM_C_large_cache_evict, 1);
-        unmap_block(t);
-    }
+    release_all(evict);
 }
 
 void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)
 {
     nm_domain_t *dm = &nm_domains[dom];
-    nm_large_t *evict = NULL;
     nm_lock(&dm->large_lock);
-    while (dm->cache_tail && (cutoff_ms == UINT64_MAX || dm->cache_tail->freed_ms <= cutoff_ms)) {
-        nm_large_t *t = dm->cache_tail;
-        dm->cache_tail = t->prev;
-        if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
-        dm->cache_bytes -= t->map_len;
-        t->next = evict;
-        evict = t;
-    }
+    nm_large_t *evict = cache_trim_locked(dm, cutoff_ms);
     nm_unlock(&dm->large_lock);
-    while (evict) {
-        nm_large_t *t = evict;
-        evict = t->next;
-        nm_gstat_add(NM_C_large_cache_evict, 1);
-        unmap_block(t);
-    }
+    release_all(evict);
 }
 
 void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
