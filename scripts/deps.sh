@@ -8,7 +8,7 @@
 set -euo pipefail
 
 pkgs=(gcc g++ make libc6-dev libnuma-dev libmimalloc-dev libmimalloc2.0 libunwind-dev
-      libcriterion-dev python3 git sqlite3 coreutils valgrind numactl)
+      libcriterion-dev python3 git sqlite3 coreutils valgrind numactl pkg-config groff-base)
 for what in "$@"; do
   case $what in
     bench) pkgs+=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 time) ;;

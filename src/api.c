@@ -137,7 +137,7 @@ static void heap_numbers(heap_numbers_t *h)
     h->live = fp;                          /* live + cached in thread magazines */
     h->held_free = (slab > held ? slab - held : 0) + dirty + cache;
     h->releasable = dirty + cache;
-    h->footprint_peak = nm_gstat_get(NM_C_footprint_peak);
+    h->footprint_peak = NM_MAX(nm_gstat_get(NM_C_footprint_peak), fp);
 }
 
 struct mallinfo2 nm_mallinfo2(void)

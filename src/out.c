@@ -198,14 +198,39 @@ void nm_buf_pct(nm_buf_t *b, uint64_t num, uint64_t den)
     nm_buf_puts(b, "%");
 }
 
-void nm_buf_json_str(nm_buf_t *b, const char *s)
+/* length of the valid UTF-8 sequence at s, or 0 if the bytes there are not one */
+static size_t utf8_len(const unsigned char *s)
 {
+    unsigned c = s[0];
+    size_t n;
+    uint32_t cp;
+    if (c < 0x80) return 1;
+    if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; }
+    else return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return n;
+}
+
+/* a JSON string: escaped, and valid UTF-8 whatever the input (paths are bytes):
+ * bytes that are not UTF-8 become U+FFFD */
+void nm_buf_json_str(nm_buf_t *b, const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
     nm_buf_put(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') { char e[2] = { '\\', (char)c }; nm_buf_put(b, e, 2); }
-        else if (c < 0x20) nm_buf_printf(b, "\\u%04x", c);
-        else nm_buf_put(b, (const char *)&c, 1);
+    while (*s) {
+        unsigned char c = *s;
+        if (c == '"' || c == '\\') { char e[2] = { '\\', (char)c }; nm_buf_put(b, e, 2); s++; continue; }
+        if (c < 0x20 || c == 0x7f) { nm_buf_printf(b, "\\u%04x", c); s++; continue; }
+        size_t n = utf8_len(s);
+        if (n == 0) { nm_buf_puts(b, "\\ufffd"); s++; continue; }
+        nm_buf_put(b, (const char *)s, n);
+        s += n;
     }
     nm_buf_put(b, "\"", 1);
 }

@@ -232,7 +232,9 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_bytes(em, "freed_bytes", "bytes freed", fb);
     em_bytes(em, "live_bytes", "bytes live", live);
     em_bytes(em, "heap_bytes", "heap now (live + cached)", footprint);
-    em_bytes(em, "heap_peak_bytes", "heap peak (live + cached)", nm_gstat_get(NM_C_footprint_peak));
+    /* the peak is kept from flushed batches; the current value also counts the live
+     * threads' pending arena bytes, so the peak is at least that */
+    em_bytes(em, "heap_peak_bytes", "heap peak (live + cached)", NM_MAX(nm_gstat_get(NM_C_footprint_peak), footprint));
     if (rss) em_bytes(em, "rss_bytes", "process RSS", rss);
     else em_na(em, "rss_bytes", "process RSS", "/proc unreadable");
     em_bytes(em, "resident_free_bytes", "held but free (fragmentation)", held_free);
@@ -528,7 +530,15 @@ static void dump(const char *why, bool from_signal)
 {
     if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY || snap_dom == NULL) return;
     int saved = errno;
-    if (!nm_trylock(&nm_stats_dump_lock)) {
+    /* the exit dump waits (up to 2 s) for an interval or signal dump in progress;
+     * a signal handler never waits */
+    bool locked = nm_trylock(&nm_stats_dump_lock);
+    for (int i = 0; !locked && !from_signal && i < 2000; i++) {
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+        locked = nm_trylock(&nm_stats_dump_lock);
+    }
+    if (!locked) {
         static const char msg[] = "numamalloc: statistics dump skipped: another dump is in progress\n";
         nm_write_all(2, msg, sizeof msg - 1);
         errno = saved;

@@ -280,6 +280,13 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample)
     }
     nm_bin_t *b = &tc->bins[cls];
     bool sample = bin_reconcile(tc, cls);
+    if (nm_prof_on && !sample) {
+        /* this allocation is not on the fast path but is part of the class's byte
+         * stream all the same: it uses up budget too, or the profiler would never
+         * see the first allocation of a class nor any that found the bin empty */
+        if (--b->budget <= 0) { sample = true; b->budget = budget_new(tc, cls); }
+        b->period = b->budget;
+    }
     if (NM_UNLIKELY(sample) && may_sample && !tc->busy) {
         /* the profiler's sample: served by the fallback arena, whose frees take
          * the slow path where the sample is forgotten */
