@@ -99,8 +99,6 @@ static void child_exec(const char *path, char *const argv[], char *const envp[],
     execve(path, argv, envp);
     int e = errno;
     (void)!write(status_w, &e, sizeof e);
-    static const char msg[] = "spawn: execve failed\n";
-    (void)!write(2, msg, sizeof msg - 1);
     _exit(127);
 }
 
@@ -169,7 +167,12 @@ int nm_spawn(const char *path, char *const argv[], char *const envp[], unsigned 
     sigaction(SIGCHLD, &old, NULL);
     p->seconds = now_s() - t0;
     int e = 0;
-    if (read(ps[0], &e, sizeof e) == (ssize_t)sizeof e) p->exec_failed = true;
+    if (read(ps[0], &e, sizeof e) == (ssize_t)sizeof e) {
+        p->exec_failed = true;
+        char msg[512];
+        snprintf(msg, sizeof msg, "spawn: cannot execute %s: %s\n", path, strerror(e));
+        cap_append(&err, msg, strlen(msg));
+    }
     close(ps[0]);
     if (WIFEXITED(status)) { p->exited = true; p->exit_code = WEXITSTATUS(status); }
     else if (WIFSIGNALED(status)) p->signal = WTERMSIG(status);

@@ -75,4 +75,13 @@ bool nm_json_valid(const char *s, size_t len);
 /* the unsigned integer at a dotted path of objects ("summary.live") in JSON text */
 bool nm_json_u64(const char *json, const char *path, uint64_t *out);
 
+/* For Criterion tests (cr_assert must be visible where it is used): the helper
+ * exited 0 in time; otherwise show how it ended, its stderr and its stdout. */
+#define NM_ASSERT_PROC_OK(p)                                                          \
+    do {                                                                              \
+        char nm_st_[96];                                                              \
+        cr_assert(nm_proc_ok(p), "%s ended with %s\n--- stderr:\n%s--- stdout:\n%s", \
+                  #p, nm_proc_status((p), nm_st_, sizeof nm_st_), (p)->err, (p)->out); \
+    } while (0)
+
 #endif

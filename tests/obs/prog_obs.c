@@ -10,7 +10,8 @@
  *   busy T SECS      T threads malloc/free mixed sizes for SECS seconds
  *   busy-stdin T     T threads allocate until stdin reaches EOF (the test holds it)
  *   fork K           K children allocate and exit(0) normally; prints their pids
- * Every mode prints "pid <pid>" first, so a test can find %p-named files.
+ * Every mode prints "pid <pid> at_secure <0|1>" first, so that a test can find
+ * %p-named files and tell whether the kernel ran it in secure-execution mode.
  * Output uses write(2) on a stack buffer, not stdio, so the program's own
  * allocations are the same in every run of a mode. */
 #include <pthread.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -150,7 +152,7 @@ static int mode_fork(int k)
 
 int main(int argc, char **argv)
 {
-    say("pid %d\n", (int)getpid());
+    say("pid %d at_secure %lu\n", (int)getpid(), getauxval(AT_SECURE));
     if (argc < 2) return 2;
     const char *m = argv[1];
     if (!strcmp(m, "alloc") && argc == 4) return mode_alloc(atol(argv[2]), (size_t)atol(argv[3]));
