@@ -26,14 +26,16 @@ for t in ts: t.join()
 print("json bytes per thread:", [r[0] for r in res], "values:", sum(r[1] for r in res))
 '
 lib=$PWD/build/libnumamalloc.so
+# the interpreter itself, not a wrapper script (pyenv shims would be dumped too)
+py=/usr/bin/python3; [ -x "$py" ] || py=$(command -v python3)
 if [ "$mode" = json ]; then
   rm -f build/demo.*.json
   LD_PRELOAD=$lib PYTHONMALLOC=malloc NUMAMALLOC_STATS=json NUMAMALLOC_STATS_FILE=$PWD/build/demo.%p.json \
-    python3 -c "$work"
+    "$py" -c "$work"
   echo "dump: $(ls build/demo.*.json)"
   if [ -x scripts/numamalloc-report ]; then
     scripts/numamalloc-report build/demo.*.json -o build/demo-report.html && echo "report: build/demo-report.html"
   fi
 else
-  LD_PRELOAD=$lib PYTHONMALLOC=malloc NUMAMALLOC_STATS=text python3 -c "$work"
+  LD_PRELOAD=$lib PYTHONMALLOC=malloc NUMAMALLOC_STATS=text "$py" -c "$work"
 fi
