@@ -17,9 +17,8 @@ static void *aligned_any(size_t align, size_t n)
 {
     if (align <= 16) return nm_malloc(n);
     if (NM_UNLIKELY(n > PTRDIFF_MAX || align > ((size_t)1 << 40))) { errno = ENOMEM; return NULL; }
-    nm_tcache_t *tc = &nm_tc;
-    if (tc->state != NM_T_ACTIVE && !nm_thread_start(tc) && tc->state != NM_T_DEAD)
-        return nm_bootstrap_alloc(n, align, false);
+    nm_tcache_t *tc = nm_thread_cache();
+    if (tc == NULL) return nm_bootstrap_alloc(n, align, false);
     return nm_alloc_any(tc, n, align, false);
 }
 

@@ -27,14 +27,6 @@ void nm_invalid_pointer(const char *fn, const void *p, const char *why)
         nm_fatal("%s(): invalid pointer %p: %s (NUMAMALLOC_CHECK=1: aborting)", fn, p, why);
 }
 
-static nm_tcache_t *ready_tcache(void)
-{
-    nm_tcache_t *tc = &nm_tc;
-    if (NM_LIKELY(tc->state == NM_T_ACTIVE)) return tc;
-    if (nm_thread_start(tc) || tc->state == NM_T_DEAD) return tc;
-    return NULL;                                   /* booting: use the bootstrap path */
-}
-
 void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
 {
     if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
@@ -58,7 +50,10 @@ void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
             nm_fallback_count(NM_FB_LARGE_ALIGN, 0);
         }
     }
-    if (p == NULL) p = nm_large_alloc(tc, tc->domain, n, align, zero);
+    if (p == NULL) {
+        uint32_t dom = tc->state == NM_T_ACTIVE ? tc->domain : nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
+        p = nm_large_alloc(tc, dom, n, align, zero);
+    }
     if (p && sample) {
         nm_prof_record(tc, p, n, nm_prof_weight_bytes(n));
         nm_pme_t e = nm_pagemap_get((uintptr_t)p);       /* large frees forget only if marked */
@@ -79,7 +74,7 @@ void *nm_calloc(size_t n, size_t m)
         if (p) memset(p, 0, total);
         return p;
     }
-    nm_tcache_t *tc = ready_tcache();
+    nm_tcache_t *tc = nm_thread_cache();
     if (tc == NULL) return nm_bootstrap_alloc(total, 0, true);
     return nm_alloc_any(tc, total, 0, true);
 }
@@ -100,7 +95,7 @@ void *nm_realloc(void *p, size_t n)
     if (p == NULL) return nm_malloc_fast(n);
     if (n == 0) { nm_free_fast(p); return NULL; } /* glibc: realloc(p, 0) frees, returns NULL */
     if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
-    nm_tcache_t *tc = ready_tcache();
+    nm_tcache_t *tc = nm_thread_cache();
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     switch (nm_pme_kind(e)) {
     case NM_KIND_SLAB: {

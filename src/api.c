@@ -13,12 +13,7 @@
 #include "numamalloc/fastpath.h"
 #include "numamalloc.h"
 
-static nm_tcache_t *api_tcache(void)
-{
-    nm_tcache_t *tc = &nm_tc;
-    if (tc->state == NM_T_NEW) nm_thread_start(tc);
-    return tc->state == NM_T_NEW ? NULL : tc;
-}
+static nm_tcache_t *api_tcache(void) { return nm_thread_cache(); }
 
 const char *nm_api_version(void) { return NM_VERSION; }
 
@@ -28,7 +23,7 @@ void *nm_api_alloc_onnode(size_t size, int node)
     if (tc == NULL) { errno = EAGAIN; return NULL; }
     if (!nm_topo_has_memory(node)) { errno = EINVAL; return NULL; }
     if (size > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
-    if ((uint32_t)node == tc->domain) return nm_alloc_any(tc, size, 0, false);
+    if (tc->state == NM_T_ACTIVE && (uint32_t)node == tc->domain) return nm_alloc_any(tc, size, 0, false);
     if (size <= NM_SMALL_MAX) return nm_small_alloc_direct((uint32_t)node, nm_size_class(size));
     return nm_large_alloc(tc, (uint32_t)node, size, 0, false);
 }
@@ -94,7 +89,7 @@ int nm_malloc_trim(size_t pad)
     (void)pad;
     if (!nm_process_init()) return 0;
     nm_gstat_add(NM_C_trim_calls, 1);
-    nm_tcache_t *tc = &nm_tc;
+    nm_tcache_t *tc = nm_tcp;
     uint64_t before_rss = nm_os_rss();
     uint64_t before_seg = nm_gstat_get(NM_C_segments), before_purged = nm_gstat_get(NM_C_slab_pages_purged);
     uint64_t before_evict = nm_gstat_get(NM_C_large_cache_evict);

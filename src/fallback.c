@@ -77,11 +77,12 @@ static void pin_options(void)
     mi_option_set(mi_option_page_reset, 0);
     mi_option_set(mi_option_abandoned_page_decommit, 0);
     mi_option_set(mi_option_eager_commit_delay, 1);
-    mi_option_set(mi_option_decommit_delay, 25);
+    /* mimalloc returns free pages on the same schedule as the rest of the heap */
+    mi_option_set(mi_option_decommit_delay, (long)NM_MIN(nm_opt.decay_ms, 1000000u));
     mi_option_set(mi_option_use_numa_nodes, nodes);
     mi_option_set(mi_option_limit_os_alloc, 0);
     mi_option_set(mi_option_allow_decommit, 1);
-    mi_option_set(mi_option_segment_decommit_delay, 500);
+    mi_option_set(mi_option_segment_decommit_delay, (long)NM_MIN(nm_opt.decay_ms, 1000000u));
     mi_option_set(mi_option_decommit_extend_delay, 1);
     mi_option_set(mi_option_destroy_on_exit, 0);
 
@@ -163,7 +164,7 @@ extern void *__dso_handle;
 static void thread_exiting(void *arg)
 {
     nm_tcache_t *tc = arg;
-    if (tc != &nm_tc) return;
+    if (tc != nm_tcp) return;
     tc->mheap_gone = 1;
     if (tc->mheap) { mi_heap_delete(tc->mheap); tc->mheap = NULL; }
 }

@@ -11,10 +11,12 @@
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
  * decay -> depot/seg/large of its pass; dump -> threads/profiler of a dump.)
  * In the child, the thread list is cut down to the forking thread: the other
- * threads' cached blocks are lost to the child (as in every allocator), the heap
- * itself is intact. The handlers are registered while booting, before any thread
+ * threads' caches (metadata, still intact in the child) are retired, so their
+ * cached blocks return to the depots instead of being lost. The handlers are registered while booting, before any thread
  * can allocate from our slabs. */
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "numamalloc/internal.h"
 
@@ -55,14 +57,13 @@ static void parent(void) { unlock_reverse(); }
 static void child(void)
 {
     for_each_lock(nm_lock_reinit);
-    /* only the forking thread exists now */
-    nm_tcache_t *self = &nm_tc;
-    nm_threads = NULL;
-    if (self->state == NM_T_ACTIVE) {
-        self->next = self->prev = NULL;
-        nm_threads = self;
-    }
-    __atomic_store_n(&nm_gctr[NM_C_threads_live], self->state == NM_T_ACTIVE ? 1 : 0, __ATOMIC_RELAXED);
+    /* only the forking thread exists now: the others' caches go back to the depots
+     * (blocks a thread was in the middle of moving at the fork are lost, no more) */
+    nm_tcache_t *self = nm_tcp;
+    if (self->state == NM_T_ACTIVE) self->tid = (int32_t)syscall(SYS_gettid);
+    nm_lock(&nm_threads_lock);
+    nm_threads_reap_locked(true);
+    nm_unlock(&nm_threads_lock);
 }
 
 void nm_fork_init(void)

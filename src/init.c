@@ -23,6 +23,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/auxv.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "numamalloc/internal.h"
@@ -38,14 +39,15 @@ extern uint64_t *nm_gdom;
 
 uint64_t nm_start_ms(void) { return start_ms; }
 
-static uintptr_t self_id(void) { return (uintptr_t)&nm_tc; }
+/* an address unique to the calling thread, usable before anything is set up */
+static NM_TLS char self_marker;
+static uintptr_t self_id(void) { return (uintptr_t)&self_marker; }
 
 bool nm_is_boot_thread(void) { return __atomic_load_n(&boot_thread, __ATOMIC_RELAXED) == self_id(); }
 
 static void key_destructor(void *arg)
 {
-    (void)arg;
-    nm_thread_exit(&nm_tc);
+    nm_thread_exit(arg);
 }
 
 static void boot(void)
@@ -99,15 +101,55 @@ void *nm_bootstrap_alloc(size_t n, size_t align, bool zero)
     return p;
 }
 
-bool nm_thread_start(nm_tcache_t *tc)
+static NM_TLS uint8_t thread_starting;
+
+/* free a cache's own arrays and the cache itself (it is unlinked) */
+static void tcache_free(nm_tcache_t *tc)
 {
-    if (tc->state == NM_T_ACTIVE) return true;
-    if (tc->state == NM_T_DEAD) return false;
-    if (!nm_process_init()) return false;
-    if (tc->busy) return false;
-    tc->busy = 1;
+    if (tc->remote) nm_meta_free(tc->remote, (size_t)nm_ndomains * NM_NUM_CLASSES * sizeof(nm_mag_t *));
+    if (tc->ctr.dom) nm_meta_free(tc->ctr.dom, (size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+    nm_meta_free(tc, sizeof *tc);
+}
+
+static void unlink_locked(nm_tcache_t *tc)
+{
+    if (tc->prev) tc->prev->next = tc->next; else nm_threads = tc->next;
+    if (tc->next) tc->next->prev = tc->prev;
+    tc->next = tc->prev = NULL;
+}
+
+/* retire the cache of a thread that no longer runs: its magazines go back to the
+ * depots, its counters into the globals. Threads lock held (-> depots: in order). */
+static void retire_locked(nm_tcache_t *tc)
+{
+    tc->mheap = NULL;                    /* its mimalloc heap died with the thread */
+    nm_tcache_flush_all(tc);
+    nm_stats_merge_thread(tc);
+    unlink_locked(tc);
+    tcache_free(tc);
+    nm_gstat_sub(NM_C_threads_live, 1);
+}
+
+void nm_threads_reap_locked(bool all_but_self)
+{
+    int pid = nm_os_getpid();
+    nm_tcache_t *self = nm_tcp;
+    for (nm_tcache_t *tc = nm_threads, *next; tc; tc = next) {
+        next = tc->next;
+        if (tc == self) continue;
+        if (all_but_self || (syscall(SYS_tgkill, pid, tc->tid, 0) != 0 && errno == ESRCH)) retire_locked(tc);
+    }
+}
+
+static nm_tcache_t *thread_start(void)
+{
+    if (!nm_process_init() || thread_starting) return NULL;
+    thread_starting = 1;
     int saved = errno;
+    nm_tcache_t *tc = nm_meta_alloc(sizeof *tc);
+    if (tc == NULL) { thread_starting = 0; errno = saved; return NULL; }
     tc->ctr.dom = nm_meta_alloc((size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+    tc->tid = (int32_t)syscall(SYS_gettid);
     tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
     tc->domain = nm_policy_domain_for(tc->cpu_node);
     tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
@@ -116,51 +158,50 @@ bool nm_thread_start(nm_tcache_t *tc)
         nm_bin_t *b = &tc->bins[c];
         b->budget = b->period = nm_prof_on ? nm_prof_next_blocks(tc, c) : ((int64_t)1 << 62);
     }
-    tc->prof_left = 0;
     if (nm_prof_on) nm_prof_tick_bytes(tc, 0);
+    tc->free_tag = nm_pme_tag_make(tc->domain, NM_KIND_SLAB);
     nm_lock(&nm_threads_lock);
-    tc->prev = NULL;
+    /* thread ids are unique among live threads: a cache with ours belongs to a dead one */
+    for (nm_tcache_t *t = nm_threads, *next; t; t = next) {
+        next = t->next;
+        if (t->tid == tc->tid) retire_locked(t);
+    }
     tc->next = nm_threads;
     if (nm_threads) nm_threads->prev = tc;
     nm_threads = tc;
     nm_unlock(&nm_threads_lock);
     nm_gstat_add(NM_C_threads_seen, 1);
     nm_gstat_add(NM_C_threads_live, 1);
+    nm_tcp = tc;
+    /* both may allocate: the cache is active now, that is fine */
     nm_fallback_thread_start(tc);
-    /* only now: the free fast path may cache this thread's domain's blocks */
-    tc->free_tag = nm_pme_tag_make(tc->domain, NM_KIND_SLAB);
-    /* may allocate (keys past the first 32): the cache is active, that is fine */
     pthread_setspecific(thread_key, tc);
-    tc->busy = 0;
+    thread_starting = 0;
     errno = saved;
-    return true;
+    return tc;
+}
+
+nm_tcache_t *nm_thread_cache(void)
+{
+    nm_tcache_t *tc = nm_tcp;
+    if (NM_LIKELY(tc->state != NM_T_NEW)) return tc;
+    return thread_start();
 }
 
 void nm_thread_exit(nm_tcache_t *tc)
 {
-    if (tc->state != NM_T_ACTIVE) return;
+    if (tc != nm_tcp || tc->state != NM_T_ACTIVE) return;
     tc->busy = 1;
     nm_tcache_flush_all(tc);
     /* merge and unlink under the thread-list lock: a dump (which reads the globals
      * and the live threads under it) sees this thread's counters exactly once */
     nm_lock(&nm_threads_lock);
     nm_stats_merge_thread(tc);
-    if (tc->prev) tc->prev->next = tc->next; else nm_threads = tc->next;
-    if (tc->next) tc->next->prev = tc->prev;
-    tc->next = tc->prev = NULL;
+    unlink_locked(tc);
     nm_unlock(&nm_threads_lock);
-    tc->free_tag = 0;
-    tc->state = NM_T_DEAD;
-    if (tc->remote) {
-        nm_meta_free(tc->remote, (size_t)nm_ndomains * NM_NUM_CLASSES * sizeof(nm_mag_t *));
-        tc->remote = NULL;
-    }
-    if (tc->ctr.dom) {
-        nm_meta_free(tc->ctr.dom, (size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
-        tc->ctr.dom = NULL;
-    }
+    nm_tcp = (nm_tcache_t *)&nm_tcache_dead;
+    tcache_free(tc);
     nm_gstat_sub(NM_C_threads_live, 1);
-    tc->busy = 0;
 }
 
 /* ---- process constructor and destructor -------------------------------------------- */
@@ -171,8 +212,7 @@ static int dumped_pid;
 __attribute__((constructor)) static void nm_constructor(void)
 {
     nm_process_init();
-    nm_tcache_t *tc = &nm_tc;
-    if (tc->state == NM_T_NEW) nm_thread_start(tc);
+    nm_thread_cache();
     nm_stats_start_triggers();
     if (nm_prof_on) nm_prof_prime();
 }

@@ -200,13 +200,20 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
     return L;
 }
 
+/* the heap's footprint counts a mapping from its mmap to its munmap, cached or not */
+static void unmap_block(nm_large_t *L)
+{
+    nm_footprint_add(-(int64_t)L->map_len);
+    nm_os_unmap(L->map, L->map_len);
+    nm_meta_free(L, sizeof *L);
+}
+
 static void register_block(nm_tcache_t *tc, nm_large_t *L)
 {
     nm_gstat_add(NM_C_large_alloc, 1);
     nm_gstat_add(NM_C_large_alloc_bytes, L->map_len);
     nm_gstat_add(NM_C_large_live_bytes, L->map_len);
     nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
-    nm_footprint_add((int64_t)L->map_len);
     backing_add(L->domain, L->backing, L->map_len, +1);
     nm_count_domain(tc, L->domain, NM_C_alloc_count, 1);
     nm_count_domain(tc, L->domain, NM_C_alloc_bytes, L->map_len);
@@ -238,6 +245,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
             nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
         L = nm_meta_alloc(sizeof *L);
         if (L == NULL) { nm_os_unmap(p, map_len); errno = ENOMEM; return NULL; }
+        nm_footprint_add((int64_t)map_len);
         L->map = p;
         L->map_len = map_len;
         L->domain = dom;
@@ -250,8 +258,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     L->sampled = 0;
     unsigned kind = (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) ? NM_KIND_HUGE : NM_KIND_LARGE;
     if (!nm_pagemap_set((uintptr_t)L->user, nm_pme_make(kind, L->domain, 0, L))) {
-        nm_os_unmap(L->map, L->map_len);
-        nm_meta_free(L, sizeof *L);
+        unmap_block(L);
         errno = ENOMEM;
         return NULL;
     }
@@ -261,11 +268,6 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
 
 size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_len - L->user); }
 
-static void unmap_block(nm_large_t *L)
-{
-    nm_os_unmap(L->map, L->map_len);
-    nm_meta_free(L, sizeof *L);
-}
 
 static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
 {
@@ -273,7 +275,6 @@ static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
     nm_gstat_add(NM_C_large_free, 1);
     nm_gstat_add(NM_C_large_free_bytes, L->map_len);
     nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
-    nm_footprint_add(-(int64_t)L->map_len);
     backing_add(L->domain, L->backing, L->map_len, -1);
     nm_count_domain(tc, L->domain, NM_C_free_count, 1);
     nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);

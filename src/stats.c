@@ -129,6 +129,7 @@ static void take_snapshot(snapshot_t *s, bool from_signal)
     for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] = LD(nm_gthr[i]);
     for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] = nm_gdom ? LD(nm_gdom[i]) : 0;
     if (!locked) return;
+    if (!from_signal) nm_threads_reap_locked(false);   /* caches of threads that died unseen */
     for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) { add_thread(s, tc); s->threads++; }
     nm_unlock(&nm_threads_lock);
     s->threads_read = true;
@@ -544,14 +545,15 @@ static void dump(const char *why, bool from_signal)
         errno = saved;
         return;
     }
-    nm_tcache_t *tc = &nm_tc;
+    nm_tcache_t *tc = nm_tcp;
+    bool own = tc->state == NM_T_ACTIVE;       /* the empty and dead caches are read-only */
     uint8_t busy = tc->busy;
-    tc->busy = 1;                   /* nothing we call may sample or re-enter */
+    if (own) tc->busy = 1;          /* nothing we call may sample or re-enter */
     int fd = open_dest();
     int mode = nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats;
     dump_to(fd, mode, why, from_signal);
     if (fd != 2) syscall(SYS_close, fd);
-    tc->busy = busy;
+    if (own) tc->busy = busy;
     nm_unlock(&nm_stats_dump_lock);
     errno = saved;
 }

@@ -25,7 +25,9 @@
 #include "numamalloc/internal.h"
 #include "numamalloc/fastpath.h"
 
-NM_TLS nm_tcache_t nm_tc;
+const nm_tcache_t nm_tcache_empty = { .state = NM_T_NEW };
+const nm_tcache_t nm_tcache_dead = { .state = NM_T_DEAD };
+NM_TLS nm_tcache_t *nm_tcp = (nm_tcache_t *)&nm_tcache_empty;
 
 #define NM_BUDGET_MAX ((int64_t)1 << 62)
 
@@ -258,6 +260,12 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
 
 /* ---- small allocation ------------------------------------------------------------- */
 
+/* domain for a thread without an active cache (dead, or booting) */
+static uint32_t current_domain(void)
+{
+    return nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
+}
+
 void *nm_small_alloc_direct(uint32_t dom, unsigned cls)
 {
     nm_depot_t *d = nm_depot(dom, cls);
@@ -274,8 +282,9 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample)
 {
     size_t size = nm_class_size[cls];
     if (NM_UNLIKELY(tc->state != NM_T_ACTIVE || nm_opt.check)) {
-        void *p = nm_small_alloc_direct(tc->domain, cls);
-        if (p) { count_class(tc, cls, NM_C_alloc_slow, 1); count_alloc(tc, tc->domain, 1, size); }
+        uint32_t dom = tc->state == NM_T_ACTIVE ? tc->domain : current_domain();
+        void *p = nm_small_alloc_direct(dom, cls);
+        if (p) { count_class(tc, cls, NM_C_alloc_slow, 1); count_alloc(tc, dom, 1, size); }
         return p;
     }
     nm_bin_t *b = &tc->bins[cls];
@@ -301,9 +310,8 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample)
 
 void *nm_malloc_slow(size_t n)
 {
-    nm_tcache_t *tc = &nm_tc;
-    if (NM_UNLIKELY(tc->state != NM_T_ACTIVE) && !nm_thread_start(tc) && tc->state != NM_T_DEAD)
-        return nm_bootstrap_alloc(n, 0, false);
+    nm_tcache_t *tc = nm_thread_cache();
+    if (NM_UNLIKELY(tc == NULL)) return nm_bootstrap_alloc(n, 0, false);
     if (n <= NM_SMALL_MAX) return nm_small_alloc(tc, nm_size_class(n), true);
     return nm_alloc_any(tc, n, 0, false);
 }
@@ -312,7 +320,7 @@ void *nm_malloc_slow(size_t n)
 
 void nm_small_free_direct(void *p, nm_pme_t e)
 {
-    nm_tcache_t *tc = &nm_tc;
+    nm_tcache_t *tc = nm_tcp;
     uint32_t dom = nm_pme_domain(e);
     unsigned cls = nm_pme_class(e);
     nm_depot_t *d = nm_depot(dom, cls);
@@ -359,7 +367,7 @@ static void remote_free(nm_tcache_t *tc, uint32_t dom, unsigned cls, void *p)
 
 static void free_small_slow(nm_tcache_t *tc, void *p, nm_pme_t e)
 {
-    if (tc->state != NM_T_ACTIVE && !nm_thread_start(tc)) { nm_small_free_direct(p, e); return; }
+    if (tc == NULL || tc->state != NM_T_ACTIVE) { nm_small_free_direct(p, e); return; }
     if (NM_UNLIKELY(nm_opt.check)) { nm_small_free_direct(p, e); return; }
     uint32_t dom = nm_pme_domain(e);
     unsigned cls = nm_pme_class(e);
@@ -388,7 +396,7 @@ void nm_free_slow(void *p, nm_pme_t e)
 {
     if (p == NULL) return;
     int saved = errno;                   /* free preserves errno (glibc manual) */
-    nm_tcache_t *tc = &nm_tc;
+    nm_tcache_t *tc = nm_thread_cache(); /* a thread's first free starts it too */
     switch (nm_pme_kind(e)) {
     case NM_KIND_SLAB:  free_small_slow(tc, p, e); break;
     case NM_KIND_LARGE:

@@ -5,8 +5,9 @@
  * It is a header so that every exported entry point (malloc, free, operator new,
  * operator delete, ... in preload/interpose.c) gets it inlined, without a jump.
  *
- * Uninitialised looks empty: a thread's cache is zero until its first slow path,
- * so cur == base (malloc) and cur == end (free) fail the one test and divert there.
+ * Uninitialised looks empty: a thread's cache pointer starts at a read-only empty
+ * cache, so cur == base (malloc) and cur == end (free) fail the one test and divert
+ * to the slow path, which starts the thread; nothing here writes before that test.
  * The budget counts allocations down; it reaching zero diverts one allocation to
  * the slow path, which accounts the batch (stats) or samples it (profiler): the
  * decrement is the only cost either feature adds here. */
@@ -18,7 +19,7 @@
 NM_INLINE void *nm_malloc_fast(size_t n)
 {
     if (NM_LIKELY(n <= NM_SMALL_MAX)) {
-        nm_bin_t *b = &nm_tc.bins[nm_size_class(n)];
+        nm_bin_t *b = &nm_tcp->bins[nm_size_class(n)];
         void **c = b->cur;
         if (NM_LIKELY(c != b->base) && NM_LIKELY(--b->budget != 0)) {
             b->cur = --c;
@@ -34,8 +35,9 @@ NM_INLINE void *nm_malloc_fast(size_t n)
 NM_INLINE void nm_free_fast(void *p)
 {
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
-    if (NM_LIKELY((uint16_t)(e >> NM_PME_TAG_SHIFT) == nm_tc.free_tag)) {
-        nm_bin_t *b = &nm_tc.bins[nm_pme_class(e)];
+    nm_tcache_t *tc = nm_tcp;
+    if (NM_LIKELY((uint16_t)(e >> NM_PME_TAG_SHIFT) == tc->free_tag)) {
+        nm_bin_t *b = &tc->bins[nm_pme_class(e)];
         void **c = b->cur;
         if (NM_LIKELY(c != b->end)) {
             *c = p;

@@ -13,8 +13,12 @@
 #include "numamalloc/gstats.h"
 #include "numamalloc/topology.h"
 
-/* thread cache (defined in src/tcache.c); initial-exec TLS, all zero = "new" */
-extern NM_TLS nm_tcache_t nm_tc;
+/* the calling thread's cache (src/tcache.c): one initial-exec TLS pointer. It starts
+ * at nm_tcache_empty and ends at nm_tcache_dead, read-only caches whose empty bins
+ * send every fast path to the slow path, which never writes to them. */
+extern NM_TLS nm_tcache_t *nm_tcp;
+extern const nm_tcache_t nm_tcache_empty;
+extern const nm_tcache_t nm_tcache_dead;
 
 /* ---- init.c ---------------------------------------------------------------------- */
 enum nm_pstate { NM_P_UNINIT = 0, NM_P_BOOTING = 1, NM_P_READY = 2 };
@@ -24,10 +28,13 @@ extern nm_lock_t nm_threads_lock;
 extern nm_tcache_t *nm_threads;            /* live thread caches */
 /* make the process ready; false while another (or this) thread is booting it */
 bool nm_process_init(void);
-/* make tc an active thread cache; false if the process cannot be made ready yet */
-bool nm_thread_start(nm_tcache_t *tc);
+/* the calling thread's cache: active (started now if need be), the read-only dead
+ * cache of a thread past its exit, or NULL while the process is booting */
+nm_tcache_t *nm_thread_cache(void);
 /* a thread's exit, run by the pthread key destructor (also used by tests) */
 void nm_thread_exit(nm_tcache_t *tc);
+/* retire caches whose threads are gone without running nm_thread_exit (threads lock held) */
+void nm_threads_reap_locked(bool all_but_self);
 /* allocations while booting: served by mimalloc, counted */
 void *nm_bootstrap_alloc(size_t n, size_t align, bool zero);
 bool nm_is_boot_thread(void);

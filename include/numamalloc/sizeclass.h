@@ -8,7 +8,7 @@
 #include "sizeclass_table.h"
 
 /* n must be <= NM_SMALL_MAX; n == 0 maps to the 16-byte class */
-NM_INLINE unsigned nm_size_class(size_t n)   { return nm_class_of_q[(n + 15) >> NM_QUANTUM_SHIFT]; }
+NM_INLINE size_t   nm_size_class(size_t n)   { return nm_class_of_q[(n + 15) >> NM_QUANTUM_SHIFT]; }
 NM_INLINE size_t   nm_class_to_size(unsigned c) { return nm_class_size[c]; }
 
 /* smallest class whose size is >= n and a multiple of align (align a power of two

@@ -56,7 +56,7 @@
     X(large_cache_miss,   "large allocations that needed a new mapping")             \
     X(large_cache_evict,  "cached large mappings released (decay, bound or trim)")   \
     X(large_mremap,       "large reallocs done with mremap")                         \
-    X(footprint,          "bytes held by the heap: out of slabs, live large mappings, arena blocks")  \
+    X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), arena blocks") \
     X(footprint_peak,     "peak of footprint")                                       \
     X(segments,           "slab segments mapped now")                                \
     X(segments_peak,      "peak of segments")                                        \

@@ -1,9 +1,12 @@
 /* numamalloc — every core structure, with a comment per field.
  *
  * SYNCHRONIZATION (the whole allocator, in one place)
- *  - nm_tcache_t (thread cache) is thread-local and touched without locks by its owner.
- *    Other threads read its counters racily (stats dumps) while holding the thread-list
- *    lock, which keeps the tcache from being unlinked and its TLS freed under them.
+ *  - nm_tcache_t (thread cache) lives in metadata memory, reached through one TLS
+ *    pointer, and is touched without locks by its owner. Other threads read its
+ *    counters racily (stats dumps) under the thread-list lock, which keeps it from
+ *    being unlinked and freed under them. A thread that dies without running our
+ *    exit handler (first malloc in glibc's last key-destructor round) leaves its cache
+ *    linked but valid; it is retired when its thread id is seen again or is gone.
  *  - nm_depot_t (one per domain and size class) has its own lock, protecting its full
  *    and empty magazine lists, its slab lists, and every nm_slab_t of that class and
  *    domain (free list, counts, checkmap).
@@ -172,6 +175,7 @@ typedef struct nm_tcache {
     void     *mheap;         /* this thread's mimalloc heap in its domain's arena (fallback.c) */
     uint32_t  mheap_dom;     /* domain of mheap */
     uint8_t   mheap_gone;    /* thread is exiting: mimalloc may have dropped its heaps */
+    int32_t   tid;           /* kernel thread id of the owner (to find caches of dead threads) */
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;

@@ -230,6 +230,7 @@ static bool same_name(const char *a, const char *b)
 int nm_run_helper(const char *name, const char *const args[], const char *const env[],
                   unsigned timeout_s, nm_proc_t *p)
 {
+    memset(p, 0, sizeof *p);
     char path[4096];
     if (strchr(name, '/')) snprintf(path, sizeof path, "%s", name);
     else snprintf(path, sizeof path, "%s/%s", nm_test_helper_dir(), name);
@@ -245,7 +246,14 @@ int nm_run_helper(const char *name, const char *const args[], const char *const 
 
     char **envp = calloc(NBASE + nextra + 1, sizeof *envp);
     char **argv = calloc(nargs + 2, sizeof *argv);
-    if (envp == NULL || argv == NULL) { free(envp); free(argv); errno = ENOMEM; return -1; }
+    if (envp == NULL || argv == NULL) {
+        free(envp);
+        free(argv);
+        p->out = calloc(1, 1);
+        p->err = strdup("spawn: out of memory\n");
+        errno = ENOMEM;
+        return -1;
+    }
     size_t k = 0;
     for (size_t i = 0; i < NBASE; i++) {
         bool replaced = false;

@@ -9,7 +9,7 @@
  * magazines unused for a whole interval go back, the idle spare slab is released).
  *
  * Each Criterion test is its own process, so every test starts from a fresh
- * allocator: booted here with nm_process_init() and nm_thread_start(&nm_tc), and
+ * allocator: booted here with nm_process_init() and nm_thread_cache(), and
  * never used through malloc (this binary's malloc is mimalloc's), so the depots seen
  * here hold only what the test put in them. */
 #include <criterion/criterion.h>
@@ -23,8 +23,8 @@ static uint32_t dom;
 static void boot(void)
 {
     cr_assert(nm_process_init(), "allocator boot");
-    cr_assert(nm_thread_start(&nm_tc), "thread start");
-    dom = nm_tc.domain;
+    cr_assert(nm_thread_cache() != NULL && nm_tcp->state == NM_T_ACTIVE, "thread start");
+    dom = nm_tcp->domain;
     cr_assert_lt(dom, nm_ndomains);
 }
 

@@ -298,7 +298,7 @@ Test(stats, emitter_json_truncated_reports_needed_size)
 static void boot(void)
 {
     cr_assert(nm_process_init());
-    cr_assert(nm_thread_start(&nm_tc));
+    cr_assert(nm_thread_cache() != NULL && nm_tcp->state == NM_T_ACTIVE);
 }
 
 Test(stats, dump_into_small_buffer_reports_needed_length, .init = boot)
@@ -371,8 +371,8 @@ Test(stats, counters_survive_the_merge_at_thread_exit, .init = boot)
     class_counts(cls, res, sizeof res);
     cr_assert_str_eq(res, "[[1000,300,700]]");
     /* thread exit merges them into the globals: the totals do not change */
-    nm_thread_exit(&nm_tc);
-    cr_assert_eq(nm_tc.state, NM_T_DEAD);
+    nm_thread_exit(nm_tcp);
+    cr_assert_eq(nm_tcp->state, NM_T_DEAD);
     class_counts(cls, res, sizeof res);
     cr_assert_str_eq(res, "[[1000,300,700]]");
     /* a dead thread still frees (straight to the slabs), and is counted */
