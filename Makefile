@@ -23,7 +23,7 @@ CFLAGS_LIB := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-ex
               -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc \
               -fno-stack-protector -fno-plt -fno-semantic-interposition \
               $(WARN) -Iinclude -I$(B) -D_GNU_SOURCE -DNM_VERSION='"$(VERSION)"' $(EXTRA_CFLAGS)
-LDLIBS_LIB := -lmimalloc -lunwind -lpthread -lm -ldl
+LDLIBS_LIB := -lmimalloc -lpthread -ldl
 
 SRCS := $(wildcard src/*.c)
 OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS))

@@ -159,7 +159,7 @@ static nm_tcache_t *thread_start(void)
         b->budget = b->period = nm_prof_on ? nm_prof_next_blocks(tc, c) : ((int64_t)1 << 62);
     }
     if (nm_prof_on) nm_prof_tick_bytes(tc, 0);
-    tc->free_tag = nm_pme_tag_make(tc->domain, NM_KIND_SLAB);
+    tc->free_tag_hi = (uint64_t)nm_pme_tag_make(tc->domain, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
     nm_lock(&nm_threads_lock);
     /* thread ids are unique among live threads: a cache with ours belongs to a dead one */
     for (nm_tcache_t *t = nm_threads, *next; t; t = next) {

@@ -122,10 +122,12 @@ long nm_os_read_file(const char *path, char *buf, size_t cap)
     if (fd < 0) { errno = saved; return -1; }
     size_t n = 0;
     while (n + 1 < cap) {
-        long r = syscall(SYS_read, fd, buf + n, cap - 1 - n);
+        size_t want = cap - 1 - n;
+        long r = syscall(SYS_read, fd, buf + n, want);
         if (r < 0) { if (errno == EINTR) continue; break; }
         if (r == 0) break;
         n += (size_t)r;
+        if ((size_t)r < want) break;      /* sysfs and /proc hand over everything at once */
     }
     syscall(SYS_close, fd);
     buf[n] = '\0';

@@ -14,7 +14,12 @@
  * A sample records the call stack with libunwind's unw_backtrace, outside every
  * allocator lock, with the thread's busy flag set so that allocations made by
  * libunwind itself are served normally but never sampled (libunwind may allocate;
- * anchors 12.8). libunwind is primed once at start-up.
+ * anchors 12.8). libunwind is dlopen'ed RTLD_LOCAL by our constructor, only when
+ * NUMAMALLOC_PROF=1, and primed once there: linked normally it would load into every
+ * process and put its own _Unwind_* (it exports 36) into the global scope, where a
+ * C++ library dlopen'ed later could bind its exception unwinding to it. Samples
+ * taken before the constructor have no stack. The few math functions are our own,
+ * so the library does not need libm either.
  *
  * Tables (metadata memory, fixed size, no malloc): sites keyed by stack hash, and
  * live samples keyed by address with tombstones (entries never move, so a free can
@@ -22,13 +27,10 @@
  * samples and count them. Report: top sites by live and by allocated bytes with
  * dladdr names, and the leak estimate (sampled blocks alive at exit, scaled).
  * Lock: nm_prof_lock, a leaf (nothing else is taken under it). */
-#define UNW_LOCAL_ONLY
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
-#include <libunwind.h>
-#include <math.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -71,6 +73,47 @@ static double mean;
 static double class_log1mp[NM_NUM_CLASSES];   /* log(1 - p) per class */
 static uintptr_t self_lo, self_hi;            /* our own text, skipped in stacks */
 
+/* ---- math (no libm) ------------------------------------------------------------------- */
+
+#define LN2 0.693147180559945309417232121458
+
+/* natural log of x > 0: x = m 2^e with m in [sqrt(1/2), sqrt(2)), then
+ * ln m = 2 atanh((m-1)/(m+1)), a series in t^2 with t <= 0.172 */
+static double nm_ln(double x)
+{
+    union { double d; uint64_t u; } v = { .d = x };
+    int e = (int)((v.u >> 52) & 0x7ff) - 1023;
+    v.u = (v.u & 0x000fffffffffffffull) | 0x3ff0000000000000ull;   /* m in [1, 2) */
+    double m = v.d;
+    if (m > 1.41421356237309504880) { m *= 0.5; e++; }
+    double t = (m - 1) / (m + 1), t2 = t * t, term = t, sum = 0;
+    for (int k = 1; k < 40; k += 2) { sum += term / k; term *= t2; }
+    return e * LN2 + 2 * sum;
+}
+
+/* e^x - 1, accurate near 0 (series) and fine elsewhere (2^k e^r) */
+static double nm_expm1(double x)
+{
+    if (x > -0.5 && x < 0.5) {
+        double term = x, sum = 0;
+        for (int k = 1; k < 25; k++) { sum += term; term *= x / (k + 1); }
+        return sum;
+    }
+    if (x < -700) return -1;
+    double kf = x / LN2;
+    int k = (int)(kf < 0 ? kf - 0.5 : kf + 0.5);
+    double r = x - k * LN2, term = 1, e = 0;
+    for (int i = 1; i < 25; i++) { e += term; term *= r / i; }
+    union { double d; uint64_t u; } two = { .u = (uint64_t)(k + 1023) << 52 };
+    return e * two.d - 1;
+}
+
+static double nm_ceil(double x)
+{
+    double t = (double)(int64_t)x;
+    return t < x ? t + 1 : t;
+}
+
 /* ---- random numbers ----------------------------------------------------------------- */
 
 static double uniform01(nm_tcache_t *tc)        /* in (0, 1] */
@@ -85,7 +128,7 @@ int64_t nm_prof_next_blocks(nm_tcache_t *tc, unsigned cls)
 {
     double l = class_log1mp[cls];
     if (l >= 0) return (int64_t)1 << 62;
-    double k = ceil(log(uniform01(tc)) / l);
+    double k = nm_ceil(nm_ln(uniform01(tc)) / l);
     if (k < 1) k = 1;
     if (k > 1e15) k = 1e15;
     return (int64_t)k;
@@ -95,20 +138,20 @@ bool nm_prof_tick_bytes(nm_tcache_t *tc, size_t n)
 {
     tc->prof_left -= (int64_t)NM_MIN(n, (size_t)INT64_MAX / 2);
     if (tc->prof_left > 0) return false;
-    double gap = -log(uniform01(tc)) * mean;
+    double gap = -nm_ln(uniform01(tc)) * mean;
     tc->prof_left = (int64_t)(gap < 1 ? 1 : gap);
     return n > 0;
 }
 
 size_t nm_prof_weight_small(unsigned cls)
 {
-    double p = -expm1(class_log1mp[cls]);
+    double p = -nm_expm1(class_log1mp[cls]);
     return (size_t)((double)nm_class_size[cls] / (p > 0 ? p : 1));
 }
 
 size_t nm_prof_weight_bytes(size_t n)
 {
-    double p = -expm1(-(double)n / mean);
+    double p = -nm_expm1(-(double)n / mean);
     return (size_t)((double)n / (p > 0 ? p : 1));
 }
 
@@ -138,12 +181,23 @@ void nm_prof_init(void)
     nm_prof_on = true;
 }
 
+static int (*unw_backtrace_fn)(void **buf, int size);
+
 void nm_prof_prime(void)
 {
-    /* outside malloc: dl_iterate_phdr and libunwind's first use may allocate */
+    /* outside malloc (our constructor): dlopen, dl_iterate_phdr and libunwind's
+     * first use all allocate */
     dl_iterate_phdr(find_self, (void *)(uintptr_t)&nm_prof_init);
+    void *h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    void *fn = h ? dlsym(h, "unw_backtrace") : NULL;
+    if (fn == NULL) {
+        nm_warn("NUMAMALLOC_PROF=1: cannot load libunwind.so.8 (%s): samples are taken without call stacks",
+                h ? "no unw_backtrace" : "not installed? apt-get install libunwind8");
+        return;
+    }
+    __atomic_store_n(&unw_backtrace_fn, (int (*)(void **, int))fn, __ATOMIC_RELEASE);
     void *pcs[4];
-    unw_backtrace(pcs, 4);
+    unw_backtrace_fn(pcs, 4);
 }
 
 /* ---- recording -------------------------------------------------------------------------- */
@@ -162,8 +216,9 @@ void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
     if (!nm_prof_on || p == NULL) return;
     (void)n;
     void *raw[PROF_DEPTH + PROF_SKIP_MAX];
+    int (*bt)(void **, int) = __atomic_load_n(&unw_backtrace_fn, __ATOMIC_ACQUIRE);
     tc->busy++;
-    int got = unw_backtrace(raw, (int)NM_ARRAY_LEN(raw));
+    int got = bt ? bt(raw, (int)NM_ARRAY_LEN(raw)) : 0;     /* no stack before our constructor */
     tc->busy--;
     int skip = 0;
     while (skip < got && skip < PROF_SKIP_MAX && (uintptr_t)raw[skip] >= self_lo && (uintptr_t)raw[skip] < self_hi) skip++;

@@ -230,7 +230,7 @@ void nm_tcache_node_check(nm_tcache_t *tc)
             /* everything cached belongs to the old domain: send it home first */
             nm_tcache_flush_all(tc);
             tc->domain = nd;
-            tc->free_tag = nm_pme_tag_make(nd, NM_KIND_SLAB);
+            tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
         }
         tc->cpu_node = node;
     }

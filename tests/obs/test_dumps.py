@@ -412,8 +412,9 @@ class Profiler(Tmp, unittest.TestCase):
         """NUMAMALLOC_PROF_SAMPLE=1: no crash, and every one of the program's mallocs is a sample.
 
         (Allocations that found their magazine empty used to escape sampling: 99983 of
-        100000 here, fixed in src/tcache.c.) What stays live is stdio's own buffer for
-        the line the program prints: one 4 KiB block, sampled too.
+        100000 here, fixed in src/tcache.c.) What stays live is stdio's buffer for the
+        line the program prints and the loader's records of libunwind, which the
+        profiler dlopens: a few KiB, sampled too.
         """
         n = 100000
         d, _ = json_dump(self, [helper("prog_prof"), "many", str(n)],
@@ -421,7 +422,7 @@ class Profiler(Tmp, unittest.TestCase):
         p = d["profile"]
         self.assertTrue(p["enabled"])
         self.assertEqual(p["sample_bytes"], 1)
-        self.assertLessEqual(p["live_bytes"], 8192, "everything but stdio's buffer was freed")
+        self.assertLessEqual(p["live_bytes"], 64 << 10, "everything but stdio's and the loader's was freed")
         self.assertGreaterEqual(p["samples"], n, "allocations that miss the magazine must be sampled too")
 
     def test_four_threads(self):
