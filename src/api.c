@@ -93,7 +93,10 @@ int nm_malloc_trim(size_t pad)
     uint64_t before_rss = nm_os_rss();
     uint64_t before_seg = nm_gstat_get(NM_C_segments), before_purged = nm_gstat_get(NM_C_slab_pages_purged);
     uint64_t before_evict = nm_gstat_get(NM_C_large_cache_evict);
-    if (tc->state == NM_T_ACTIVE) nm_tcache_flush_all(tc);     /* this thread's caches */
+    if (tc->state == NM_T_ACTIVE) {                            /* this thread's caches */
+        nm_tcache_flush_all(tc);
+        nm_fallback_cache_flush(tc);
+    }
     nm_decay(true);                                            /* everything idle, now */
     nm_fallback_collect(true);
     uint64_t after_rss = nm_os_rss();

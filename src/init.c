@@ -122,6 +122,7 @@ static void unlink_locked(nm_tcache_t *tc)
  * depots, its counters into the globals. Threads lock held (-> depots: in order). */
 static void retire_locked(nm_tcache_t *tc)
 {
+    nm_fallback_cache_flush(tc);         /* mi_free works from any thread */
     tc->mheap = NULL;                    /* its mimalloc heap died with the thread */
     nm_tcache_flush_all(tc);
     nm_stats_merge_thread(tc);
@@ -141,7 +142,7 @@ void nm_threads_reap_locked(bool all_but_self)
     }
 }
 
-static nm_tcache_t *thread_start(void)
+nm_tcache_t *nm_thread_start(void)
 {
     if (!nm_process_init() || thread_starting) return NULL;
     thread_starting = 1;
@@ -181,18 +182,12 @@ static nm_tcache_t *thread_start(void)
     return tc;
 }
 
-nm_tcache_t *nm_thread_cache(void)
-{
-    nm_tcache_t *tc = nm_tcp;
-    if (NM_LIKELY(tc->state != NM_T_NEW)) return tc;
-    return thread_start();
-}
-
 void nm_thread_exit(nm_tcache_t *tc)
 {
     if (tc != nm_tcp || tc->state != NM_T_ACTIVE) return;
     tc->busy = 1;
     nm_tcache_flush_all(tc);
+    nm_fallback_cache_flush(tc);
     /* merge and unlink under the thread-list lock: a dump (which reads the globals
      * and the live threads under it) sees this thread's counters exactly once */
     nm_lock(&nm_threads_lock);

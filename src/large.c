@@ -337,6 +337,35 @@ void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)
     release_all(evict);
 }
 
+/* Resize L's mapping to new_len without copying; returns its (maybe new) address,
+ * or NULL with L untouched. In place if the kernel can; else onto a fresh mapping of
+ * ours, registered in the page map first: mremap releases the old range at once and
+ * another thread may get it from mmap and register it, so our old entry is cleared
+ * before the move (never after), and MREMAP_FIXED only ever replaces our own fresh
+ * mapping (found by the stress test: a moved block's late clear erased another
+ * thread's new block, whose free was then refused as "not allocated"). */
+static char *remap_block(nm_large_t *L, size_t new_len)
+{
+    int saved = errno;                                        /* a refused attempt is not an error */
+    char *q = nm_os_remap(L->map, L->map_len, new_len, 0, NULL);
+    errno = saved;
+    if (q != NULL) return q;                                  /* grown or shrunk in place */
+    size_t align = L->backing == NM_BACK_THP ? NM_PAGE_2M : nm_os_page;
+    char *dest = nm_os_map_aligned(new_len, align, MAP_NORESERVE);
+    if (dest == NULL) return NULL;
+    nm_pme_t e = nm_pme_make(NM_KIND_LARGE, L->domain, 0, L);
+    if (!nm_pagemap_set((uintptr_t)dest, e)) { nm_os_unmap(dest, new_len); return NULL; }
+    nm_pagemap_set((uintptr_t)L->user, 0);
+    q = nm_os_remap(L->map, L->map_len, new_len, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    if (q == NULL) {
+        nm_pagemap_set((uintptr_t)L->user, e);
+        nm_pagemap_set((uintptr_t)dest, 0);
+        nm_os_unmap(dest, new_len);
+        return NULL;
+    }
+    return q;
+}
+
 void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
 {
     size_t len = nm_align_up(n, nm_os_page);
@@ -350,19 +379,8 @@ void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
     bool can_remap = L->user == L->map && (L->backing == NM_BACK_NORMAL || L->backing == NM_BACK_THP);
     if (can_remap) {
         size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
-        char *q = nm_os_remap(L->map, L->map_len, new_len, MREMAP_MAYMOVE, NULL);
+        char *q = remap_block(L, new_len);
         if (q != NULL) {
-            if (q != L->map) {
-                nm_pagemap_set((uintptr_t)L->user, 0);
-                if (!nm_pagemap_set((uintptr_t)q, nm_pme_make(NM_KIND_LARGE, L->domain, 0, L))) {
-                    /* cannot register the new place: move it back where it was known */
-                    char *back = nm_os_remap(q, new_len, L->map_len, MREMAP_MAYMOVE | MREMAP_FIXED, L->map);
-                    if (back != L->map) nm_fatal("mremap could not restore a block it moved");
-                    nm_pagemap_set((uintptr_t)L->user, nm_pme_make(NM_KIND_LARGE, L->domain, 0, L));
-                    errno = ENOMEM;
-                    return NULL;
-                }
-            }
             nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
             nm_gstat_add(NM_C_large_free_bytes, L->map_len);
             nm_gstat_add(NM_C_large_alloc_bytes, new_len);

@@ -397,7 +397,7 @@ static void emit_large(nm_emit_t *em, const totals_t *t)
     em_table_end(em);
 }
 
-static void emit_arena(nm_emit_t *em, const totals_t *t)
+static void emit_arena(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
 {
     em_obj_begin(em, "arena", "fallback arena (mimalloc; 32 KiB < size < threshold, samples, bootstrap):");
     em_u64(em, "arenas", "bound arenas", nm_fallback_arena_count());
@@ -406,6 +406,8 @@ static void emit_arena(nm_emit_t *em, const totals_t *t)
     em_u64(em, "frees", "frees", t->arena_frees);
     em_bytes(em, "live_bytes", "live bytes", sub0(t->arena_alloc_bytes, t->arena_free_bytes));
     em_u64(em, "bootstrap_allocs", "served while booting", nm_gstat_get(NM_C_bootstrap_allocs));
+    em_u64(em, "cache_hits", "served from thread caches", s->thr[NM_C_medium_cache_hit]);
+    em_bytes(em, "cached_bytes", "held in thread caches", nm_gstat_get(NM_C_medium_cached));
     em_obj_end(em);
 }
 
@@ -481,7 +483,7 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal)
     emit_classes(&em, &s);
     emit_nodes(&em, &s);
     emit_large(&em, &t);
-    emit_arena(&em, &t);
+    emit_arena(&em, &s, &t);
     emit_syscalls(&em);
     emit_meta(&em, &s, &t);
     if (em.mode == NM_EM_JSON) { nm_buf_puts(b, ",\"profile\":"); nm_prof_report(b, NM_EM_JSON, from_signal); }

@@ -37,16 +37,14 @@ uint64_t nm_gthr[NM_THREAD_CTR_N];
 
 /* ---- counting ------------------------------------------------------------------- */
 
-void nm_count_domain(nm_tcache_t *tc, uint32_t dom, int id, uint64_t v)
+void nm_count_domain_global(uint32_t dom, int id, uint64_t v)
 {
-    if (tc && tc->state == NM_T_ACTIVE && tc->ctr.dom) tc->ctr.dom[dom * NM_DOMAIN_CTR_N + id] += v;
-    else if (nm_gdom) __atomic_fetch_add(&nm_gdom[dom * NM_DOMAIN_CTR_N + id], v, __ATOMIC_RELAXED);
+    if (nm_gdom) __atomic_fetch_add(&nm_gdom[dom * NM_DOMAIN_CTR_N + id], v, __ATOMIC_RELAXED);
 }
 
-void nm_count_thread(nm_tcache_t *tc, int id, uint64_t v)
+void nm_count_thread_global(int id, uint64_t v)
 {
-    if (tc && tc->state == NM_T_ACTIVE) tc->ctr.thr[id] += v;
-    else __atomic_fetch_add(&nm_gthr[id], v, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&nm_gthr[id], v, __ATOMIC_RELAXED);
 }
 
 static void count_class(nm_tcache_t *tc, unsigned cls, int id, uint64_t v)
@@ -385,7 +383,7 @@ static void free_small_slow(nm_tcache_t *tc, void *p, nm_pme_t e)
 static void free_unknown(nm_tcache_t *tc, void *p)
 {
     if (nm_fallback_owns(p)) {           /* served by mimalloc while we were booting */
-        nm_fallback_free(tc, p);
+        nm_fallback_free(tc, p, 0);
         return;
     }
     nm_count_thread(tc, NM_C_foreign_free, 1);
@@ -401,7 +399,7 @@ void nm_free_slow(void *p, nm_pme_t e)
     case NM_KIND_SLAB:  free_small_slow(tc, p, e); break;
     case NM_KIND_LARGE:
     case NM_KIND_HUGE:  nm_large_free(tc, nm_pme_desc(e), p); break;
-    case NM_KIND_ARENA: nm_fallback_free(tc, p); break;
+    case NM_KIND_ARENA: nm_fallback_free(tc, p, e); break;
     default:            free_unknown(tc, p); break;
     }
     errno = saved;

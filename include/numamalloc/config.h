@@ -49,6 +49,16 @@
 #define NM_MAG_BYTES       32768     /* a magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
 
+/* ---- medium blocks (fallback arena) -----------------------------------------
+ * Each thread keeps a few freed medium blocks per class in front of mimalloc:
+ * 20 classes, 4 per doubling from 40 KiB to 1 MiB; at most 4 blocks and 1 MiB per
+ * class, 4 MiB per thread, 64 MiB over all threads (src/fallback.c). */
+#define NM_MED_CLASSES     20
+#define NM_MED_CAP         4
+#define NM_MED_MAX         ((size_t)1 << 20)
+#define NM_MED_THREAD_MAX  ((size_t)4 << 20)
+#define NM_MED_GLOBAL_MAX  ((size_t)64 << 20)
+
 /* ---- NUMA -------------------------------------------------------------------
  * Node ids go up to what the system reports (nodeN under /sys); the page-map tag
  * has 12 bits for the domain, Linux allows at most 1024 nodes (NODES_SHIFT 10). */

@@ -34,9 +34,9 @@ NM_INLINE void *nm_malloc_fast(size_t n)
  * unknown pointers all go to nm_free_slow. */
 NM_INLINE void nm_free_fast(void *p)
 {
-    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     nm_tcache_t *tc = nm_tcp;
-    if (NM_LIKELY((uint16_t)(e >> NM_PME_TAG_SHIFT) == tc->free_tag)) {
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    if (NM_LIKELY(((e ^ tc->free_tag_hi) >> NM_PME_TAG_SHIFT) == 0)) {
         nm_bin_t *b = &tc->bins[nm_pme_class(e)];
         void **c = b->cur;
         if (NM_LIKELY(c != b->end)) {

@@ -28,9 +28,16 @@ extern nm_lock_t nm_threads_lock;
 extern nm_tcache_t *nm_threads;            /* live thread caches */
 /* make the process ready; false while another (or this) thread is booting it */
 bool nm_process_init(void);
+/* start the calling thread's cache; NULL while the process is booting */
+NM_COLD nm_tcache_t *nm_thread_start(void);
 /* the calling thread's cache: active (started now if need be), the read-only dead
  * cache of a thread past its exit, or NULL while the process is booting */
-nm_tcache_t *nm_thread_cache(void);
+NM_INLINE nm_tcache_t *nm_thread_cache(void)
+{
+    nm_tcache_t *tc = nm_tcp;
+    if (NM_LIKELY(tc->state != NM_T_NEW)) return tc;
+    return nm_thread_start();
+}
 /* a thread's exit, run by the pthread key destructor (also used by tests) */
 void nm_thread_exit(nm_tcache_t *tc);
 /* retire caches whose threads are gone without running nm_thread_exit (threads lock held) */
@@ -103,8 +110,18 @@ void  nm_tcache_tick(nm_tcache_t *tc);
 void  nm_tcache_node_check(nm_tcache_t *tc);
 void  nm_bin_reconcile_all(nm_tcache_t *tc);
 /* add v to domain counter id of tc (atomically to the global copy if tc has none) */
-void  nm_count_domain(nm_tcache_t *tc, uint32_t dom, int id, uint64_t v);
-void  nm_count_thread(nm_tcache_t *tc, int id, uint64_t v);
+void  nm_count_domain_global(uint32_t dom, int id, uint64_t v);
+void  nm_count_thread_global(int id, uint64_t v);
+NM_INLINE void nm_count_domain(nm_tcache_t *tc, uint32_t dom, int id, uint64_t v)
+{
+    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) tc->ctr.dom[dom * NM_DOMAIN_CTR_N + id] += v;
+    else nm_count_domain_global(dom, id, v);
+}
+NM_INLINE void nm_count_thread(nm_tcache_t *tc, int id, uint64_t v)
+{
+    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE)) tc->ctr.thr[id] += v;
+    else nm_count_thread_global(id, v);
+}
 /* run decay now if due (or forced) */
 void  nm_decay(bool force);
 extern nm_lock_t nm_decay_lock;
@@ -144,8 +161,11 @@ extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 
 /* ---- fallback.c (the only file that includes mimalloc.h) ------------------------- */
 bool   nm_fallback_init(void);
 void   nm_fallback_thread_start(nm_tcache_t *tc);
+/* return the thread's cached medium blocks to mimalloc */
+void   nm_fallback_cache_flush(nm_tcache_t *tc);
 void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
-void   nm_fallback_free(nm_tcache_t *tc, void *p);
+/* e: p's page-map entry (kind ARENA), or 0 for mimalloc blocks outside our arenas */
+void   nm_fallback_free(nm_tcache_t *tc, void *p, nm_pme_t e);
 void  *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n);
 size_t nm_fallback_usable(const void *p);
 bool   nm_fallback_owns(const void *p);        /* mimalloc memory, registered or not */

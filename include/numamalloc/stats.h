@@ -40,7 +40,8 @@
     X(foreign_free,      "frees of pointers that are not ours (left alone)")         \
     X(realloc_inplace,   "reallocs answered without moving")                         \
     X(realloc_move,      "reallocs that moved the block")                            \
-    X(node_moves,        "times a thread was found on another node")
+    X(node_moves,        "times a thread was found on another node")                 \
+    X(medium_cache_hit,  "medium allocations served from the thread's cache")
 
 /* global, relaxed atomics */
 #define NM_GLOBAL_COUNTERS(X) \
@@ -58,6 +59,7 @@
     X(large_mremap,       "large reallocs done with mremap")                         \
     X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), arena blocks") \
     X(footprint_peak,     "peak of footprint")                                       \
+    X(medium_cached,      "bytes of medium blocks kept in thread caches (to 256 KiB per thread)") \
     X(segments,           "slab segments mapped now")                                \
     X(segments_peak,      "peak of segments")                                        \
     X(slab_pages_purged,  "slab pages returned with MADV_DONTNEED")                  \

@@ -163,7 +163,7 @@ enum nm_tstate { NM_T_NEW = 0, NM_T_ACTIVE = 1, NM_T_DEAD = 2 };
 
 typedef struct nm_tcache {
     nm_bin_t  bins[NM_NUM_CLASSES];  /* first: the fast path indexes these */
-    uint16_t  free_tag;      /* page-map tag (domain << 4 | SLAB) of blocks this thread may cache */
+    uint64_t  free_tag_hi;   /* page-map tag (domain << 4 | SLAB) << 48: blocks this thread may cache */
     uint8_t   state;         /* enum nm_tstate */
     uint8_t   busy;          /* >0 while inside the allocator's own calls out (profiler, init) */
     uint32_t  domain;        /* domain serving this thread's small blocks */
@@ -176,6 +176,10 @@ typedef struct nm_tcache {
     uint32_t  mheap_dom;     /* domain of mheap */
     uint8_t   mheap_gone;    /* thread is exiting: mimalloc may have dropped its heaps */
     int32_t   tid;           /* kernel thread id of the owner (to find caches of dead threads) */
+    uint32_t  mbytes;        /* bytes in mcache */
+    uint32_t  mbytes_told;   /* part of mbytes already added to the global medium_cached */
+    uint8_t   mcount[NM_MED_CLASSES];              /* blocks per medium class in mcache */
+    struct { void *p; size_t usable; } mcache[NM_MED_CLASSES][NM_MED_CAP];  /* freed medium blocks kept for reuse */
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;

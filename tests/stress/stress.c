@@ -258,7 +258,15 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static void *idle(void *arg) { return arg; }
+/* a warm-up thread: one 256 KiB block is sure to be sampled when the profiler is
+ * on, so a thread that samples has already had its dynamic TLS for libunwind
+ * (which the profiler dlopens) allocated and cached with its stack by glibc */
+static void *idle(void *arg)
+{
+    void *volatile p = malloc(256 << 10);
+    free(p);
+    return arg;
+}
 
 static bool stats(const char *path, uint64_t *v)
 {
