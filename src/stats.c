@@ -362,6 +362,9 @@ static void emit_large(nm_emit_t *em, const totals_t *t)
     em_u64(em, "cache_hits", "mapping cache hits", nm_gstat_get(NM_C_large_cache_hit));
     em_u64(em, "cache_misses", "mapping cache misses", nm_gstat_get(NM_C_large_cache_miss));
     em_u64(em, "cache_evictions", "mapping cache releases", nm_gstat_get(NM_C_large_cache_evict));
+    em_u64(em, "cache_splits", "cached mappings split", nm_gstat_get(NM_C_large_cache_split));
+    em_u64(em, "cache_grows", "cached mappings grown", nm_gstat_get(NM_C_large_cache_grow));
+    em_u64(em, "cache_merges", "cached mappings merged", nm_gstat_get(NM_C_large_cache_merge));
     em_bytes(em, "cache_bytes", "mapping cache now", t->cache_bytes);
     em_u64(em, "mremaps", "reallocs by mremap", nm_gstat_get(NM_C_large_mremap));
     em_str(em, "thp_mode", "transparent huge pages", nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");

@@ -56,6 +56,9 @@
     X(large_cache_hit,    "large allocations served from the mapping cache")         \
     X(large_cache_miss,   "large allocations that needed a new mapping")             \
     X(large_cache_evict,  "cached large mappings released (decay, bound or trim)")   \
+    X(large_cache_split,  "cached mappings split to fit a smaller request")          \
+    X(large_cache_grow,   "cached mappings grown with mremap to fit a larger request") \
+    X(large_cache_merge,  "cached mappings merged with a neighbour")                 \
     X(large_mremap,       "large reallocs done with mremap")                         \
     X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), arena blocks") \
     X(footprint_peak,     "peak of footprint")                                       \
@@ -84,6 +87,7 @@
     X(SIZE_TOO_SMALL,    "size_too_small",    "block too small for a huge page without waste") \
     X(NO_HUGETLB_POOL,   "no_hugetlb_pool",   "no hugetlb pages reserved (nr_hugepages = 0)") \
     X(NO_FREE_HUGETLB,   "no_free_hugetlb_on_node", "target node has too few free hugetlb pages") \
+    X(HUGETLB_WASTE,     "hugetlb_rounding_waste",  "rounding up to whole hugetlb pages would waste over 1/8 (THP used instead)") \
     X(HUGETLB_MMAP,      "hugetlb_mmap_failed",     "mmap(MAP_HUGETLB) failed") \
     X(HUGETLB_MBIND,     "hugetlb_mbind_failed",    "mbind of a hugetlb mapping failed") \
     X(HUGETLB_POPULATE,  "hugetlb_populate_failed", "hugetlb pages could not be faulted in on the node") \
