@@ -61,6 +61,11 @@ int main(void)
     for (unsigned i = 0; i < n; i++)
         printf("%s%lu", i ? ", " : "", ((unsigned long)pages[i] << NM_GRANULE_SHIFT) / size[i]);
     printf("};\n");
+    /* idx = (offset * recip) >> 32 is offset / size for every block start in a slab
+     * (offsets < 512 KiB: the error stays under one) without a division */
+    printf("static const uint64_t nm_class_recip[NM_NUM_CLASSES] = {");
+    for (unsigned i = 0; i < n; i++) printf("%s%lu", i ? ", " : "", (unsigned long)((((uint64_t)1 << 32) + size[i] - 1) / size[i]));
+    printf("};\n");
     printf("static const uint8_t nm_class_mag_cap[NM_NUM_CLASSES] = {");
     for (unsigned i = 0; i < n; i++) printf("%s%u", i ? ", " : "", cap[i]);
     printf("};\n");

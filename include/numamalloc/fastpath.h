@@ -16,15 +16,24 @@
 
 #include "numamalloc/internal.h"
 
+/* pop a block of class cls from the loaded magazine, or NULL (empty, or the budget
+ * ran out: the slow path decides) */
+NM_INLINE void *nm_bin_pop(size_t cls)
+{
+    nm_bin_t *b = &nm_tcp->bins[cls];
+    void **c = b->cur;
+    if (NM_LIKELY(c != b->base) && NM_LIKELY(--b->budget != 0)) {
+        b->cur = --c;
+        return *c;
+    }
+    return NULL;
+}
+
 NM_INLINE void *nm_malloc_fast(size_t n)
 {
     if (NM_LIKELY(n <= NM_SMALL_MAX)) {
-        nm_bin_t *b = &nm_tcp->bins[nm_size_class(n)];
-        void **c = b->cur;
-        if (NM_LIKELY(c != b->base) && NM_LIKELY(--b->budget != 0)) {
-            b->cur = --c;
-            return *c;
-        }
+        void *p = nm_bin_pop(nm_size_class(n));
+        if (NM_LIKELY(p != NULL)) return p;
     }
     return nm_malloc_slow(n);
 }

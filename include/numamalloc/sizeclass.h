@@ -14,10 +14,13 @@ NM_INLINE size_t   nm_class_to_size(unsigned c) { return nm_class_size[c]; }
 /* smallest class whose size is >= n and a multiple of align (align a power of two
  * <= NM_SMALL_MAX): its blocks are align-aligned because slabs start 64 KiB aligned
  * and blocks sit at multiples of the class size. Returns NM_NUM_CLASSES if none. */
-NM_INLINE unsigned nm_size_class_aligned(size_t n, size_t align)
+NM_INLINE size_t nm_size_class_aligned(size_t n, size_t align)
 {
     if (n > NM_SMALL_MAX) return NM_NUM_CLASSES;
-    for (unsigned c = nm_size_class(n); c < NM_NUM_CLASSES; c++)
+    /* start at the class of n rounded up to the alignment: usually it is the answer */
+    size_t r = (n + align - 1) & ~(align - 1);
+    if (r > NM_SMALL_MAX) return NM_NUM_CLASSES;
+    for (size_t c = nm_size_class(r); c < NM_NUM_CLASSES; c++)
         if ((nm_class_size[c] & (align - 1)) == 0) return c;
     return NM_NUM_CLASSES;
 }

@@ -9,7 +9,7 @@
  *    linked but valid; it is retired when its thread id is seen again or is gone.
  *  - nm_depot_t (one per domain and size class) has its own lock, protecting its full
  *    and empty magazine lists, its slab lists, and every nm_slab_t of that class and
- *    domain (free list, counts, checkmap).
+ *    domain (free bitmap, counts).
  *  - nm_domain_t.seg_lock protects the domain's segment list and each segment's page
  *    masks. It nests inside a depot lock (depot -> segment), never the other way.
  *  - nm_domain_t.large_lock protects the domain's cache of freed large mappings.
@@ -72,21 +72,25 @@ typedef struct nm_bin {
     nm_mag_t *prev;          /* Bonwick's previous magazine (full, empty or NULL) */
 } nm_bin_t;
 
-/* ---- slab (64 bytes; lives in its segment descriptor) ---------------------------- */
+/* ---- slab (64 bytes; lives in its segment descriptor) ----------------------------
+ * Free blocks are a bitmap beside the slab, not a list through the blocks: refilling
+ * a magazine scans bits instead of chasing pointers through cold memory, and freed
+ * memory is never written (a use-after-free cannot corrupt allocator state). */
 typedef struct nm_slab {
-    void     *free;          /* blocks returned to this slab, linked through word 0 */
+    uint64_t *freemap;       /* bit per block: set while the block is free in this slab */
     char     *start;         /* first block (the slab's first page) */
     struct nm_slab *next;    /* depot partial list */
     struct nm_slab *prev;
-    uint64_t *checkmap;      /* NUMAMALLOC_CHECK=1: bit per block, set while out */
+    uint32_t  nfree;         /* set bits in freemap */
     uint32_t  inuse;         /* blocks out of the slab (in use or in a magazine) */
     uint16_t  nblocks;       /* blocks in the slab */
     uint16_t  fresh;         /* never-used blocks left at the tail (bump allocation) */
+    uint16_t  hint;          /* no set bit in freemap words before this one */
     uint8_t   cls;           /* size class */
     uint8_t   npages;        /* 64 KiB pages in the slab */
-    uint8_t   page;          /* index of its first page in the segment (0 = unused) */
+    uint8_t   page;          /* index of its first page in the segment */
     uint8_t   on_partial;    /* 1 while on the depot's partial list */
-    uint32_t  pad_;
+    uint8_t   pad_[10];
 } NM_ALIGNED(64) nm_slab_t;
 
 /* ---- segment (4 MiB of slab pages; descriptor kept off the data pages) ---------- */
