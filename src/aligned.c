@@ -20,10 +20,7 @@ static void *aligned_any(size_t align, size_t n)
     if (n <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
         /* the fast path, with the first class whose blocks are align-aligned */
         size_t cls = nm_size_class_aligned(n, align);
-        if (cls < NM_NUM_CLASSES) {
-            void *p = nm_bin_pop(cls);
-            if (NM_LIKELY(p != NULL)) return p;
-        }
+        if (cls < NM_NUM_CLASSES) NM_BIN_POP_RETURN(cls);
     }
     if (NM_UNLIKELY(n > PTRDIFF_MAX || align > ((size_t)1 << 40))) { errno = ENOMEM; return NULL; }
     nm_tcache_t *tc = nm_thread_cache();

@@ -172,11 +172,17 @@ extern void *__dso_handle;
 
 /* ---- medium cache ------------------------------------------------------------------ */
 
-static size_t med_class_size(unsigned c)
-{
-    size_t base = (size_t)32 << 10 << (c / 4);        /* 32K, 64K, ... 512K */
-    return base + (c % 4 + 1) * (base / 4);
-}
+/* base + j*base/4 for base = 32 KiB << k, j = 1..4 */
+#define K_ 1024
+static const uint32_t med_size[NM_MED_CLASSES] = {
+    40 * K_, 48 * K_, 56 * K_, 64 * K_, 80 * K_, 96 * K_, 112 * K_, 128 * K_, 160 * K_, 192 * K_,
+    224 * K_, 256 * K_, 320 * K_, 384 * K_, 448 * K_, 512 * K_, 640 * K_, 768 * K_, 896 * K_, 1024 * K_,
+};
+/* blocks kept per class: at most NM_MED_CAP and NM_MED_MAX bytes, at least one */
+static const uint8_t med_cap_tab[NM_MED_CLASSES] = { 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 3, 2, 2, 2, 1, 1, 1, 1 };
+#undef K_
+
+static size_t med_class_size(unsigned c) { return med_size[c]; }
 
 static unsigned lg_floor(size_t x) { return 63u - (unsigned)__builtin_clzll(x); }
 
@@ -200,15 +206,11 @@ static unsigned med_class_floor(size_t usable)
     return 4 * (lg - 15) + j - 1;        /* j == 0: the previous doubling's last class */
 }
 
-static unsigned med_cap(unsigned c)
-{
-    size_t by_bytes = NM_MED_MAX / med_class_size(c);
-    return (unsigned)NM_MAX((size_t)1, NM_MIN((size_t)NM_MED_CAP, by_bytes));
-}
+static unsigned med_cap(unsigned c) { return med_cap_tab[c]; }
 
-static void footprint(nm_tcache_t *tc, int64_t v);
-static void count_alloc(nm_tcache_t *tc, int dom, size_t usable);
-static void count_free(nm_tcache_t *tc, nm_pme_t e, size_t usable);
+NM_INLINE void footprint(nm_tcache_t *tc, int64_t v);
+NM_INLINE void count_alloc(nm_tcache_t *tc, int dom, size_t usable);
+NM_INLINE void count_free(nm_tcache_t *tc, nm_pme_t e, size_t usable);
 
 /* the global medium_cached hears of a thread's cache in steps of 256 KiB: an atomic
  * add on every medium malloc and free would bounce one line between all threads */
@@ -225,7 +227,7 @@ static NM_NOINLINE void med_tell_slow(nm_tcache_t *tc)
 static inline void med_tell(nm_tcache_t *tc)
 {
     int64_t d = (int64_t)tc->mbytes - (int64_t)tc->mbytes_told;
-    if (NM_LIKELY(d < (int64_t)MED_TELL_STEP && d > -(int64_t)MED_TELL_STEP && tc->mbytes)) return;
+    if (NM_LIKELY(d < (int64_t)MED_TELL_STEP && d > -(int64_t)MED_TELL_STEP)) return;
     med_tell_slow(tc);
 }
 
@@ -239,7 +241,7 @@ void nm_fallback_cache_flush(nm_tcache_t *tc)
         }
     }
     tc->mbytes = 0;
-    med_tell(tc);
+    med_tell_slow(tc);
 }
 
 /* keep p (usable bytes u, page-map entry e) in the thread's cache if there is room
@@ -347,7 +349,7 @@ void nm_fallback_raw_free(void *p) { mi_free(p); }
 
 /* arena bytes reach the global footprint in batches of 1 MiB per thread: an atomic
  * add per medium allocation would bounce one cache line between all threads */
-static void footprint(nm_tcache_t *tc, int64_t v)
+NM_INLINE void footprint(nm_tcache_t *tc, int64_t v)
 {
     if (tc && tc->state == NM_T_ACTIVE) {
         tc->fp_pending += v;
@@ -358,7 +360,7 @@ static void footprint(nm_tcache_t *tc, int64_t v)
     nm_footprint_add(v);
 }
 
-static void count_alloc(nm_tcache_t *tc, int dom, size_t usable)
+NM_INLINE void count_alloc(nm_tcache_t *tc, int dom, size_t usable)
 {
     if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom && dom >= 0)) {   /* the usual case, inline */
         uint64_t *d = &tc->ctr.dom[(uint32_t)dom * NM_DOMAIN_CTR_N];
@@ -379,7 +381,7 @@ static void count_alloc(nm_tcache_t *tc, int dom, size_t usable)
 }
 
 /* e: the block's page-map entry (kind ARENA), or 0 for blocks outside our arenas */
-static void count_free(nm_tcache_t *tc, nm_pme_t e, size_t usable)
+NM_INLINE void count_free(nm_tcache_t *tc, nm_pme_t e, size_t usable)
 {
     if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom && nm_pme_kind(e) == NM_KIND_ARENA)) {
         uint32_t dom = nm_pme_domain(e);
@@ -407,6 +409,16 @@ static void *heap_alloc(mi_heap_t *h, size_t n, size_t align, bool zero)
     size_t ask = n == align ? n + 1 : n;
     void *p = zero ? mi_heap_zalloc_aligned(h, ask, align) : mi_heap_malloc_aligned(h, ask, align);
     if (p && ((uintptr_t)p & (align - 1)) != 0) { mi_free(p); return NULL; }
+    return p;
+}
+
+void *nm_fallback_cached(nm_tcache_t *tc, size_t n)
+{
+    /* the profiler must see every allocation; a moved thread takes the long way once */
+    if (nm_prof_on || tc->mheap == NULL || tc->mheap_dom != tc->domain || tc->mheap_gone) return NULL;
+    size_t u;
+    void *p = cache_get(tc, n, &u);
+    if (p) count_alloc(tc, (int)tc->domain, u);
     return p;
 }
 

@@ -161,6 +161,8 @@ extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 
 /* ---- fallback.c (the only file that includes mimalloc.h) ------------------------- */
 bool   nm_fallback_init(void);
 void   nm_fallback_thread_start(nm_tcache_t *tc);
+/* a medium block (32 KiB < n <= 1 MiB) from the active thread's cache, or NULL */
+void  *nm_fallback_cached(nm_tcache_t *tc, size_t n);
 /* return the thread's cached medium blocks to mimalloc */
 void   nm_fallback_cache_flush(nm_tcache_t *tc);
 void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
