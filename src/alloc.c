@@ -82,7 +82,7 @@ void *nm_calloc(size_t n, size_t m)
 /* move p (usable bytes `old`) to a new block of n bytes */
 static void *realloc_move(nm_tcache_t *tc, void *p, size_t old, size_t n)
 {
-    void *q = tc ? nm_alloc_any(tc, n, 0, false) : nm_bootstrap_alloc(n, 0, false);
+    void *q = nm_malloc_fast(n);            /* the new block takes malloc's fast path */
     if (q == NULL) return NULL;                    /* p is untouched, as C requires */
     memcpy(q, p, NM_MIN(old, n));
     nm_free_fast(p);

@@ -57,7 +57,8 @@ void nm_large_init(void)
 }
 
 /* pool sizes change rarely (an administrator writes nr_hugepages): re-read them at
- * most once a second, and at once when they were 0 and a test or admin raised them */
+ * most once a second (re-reading an empty pool on every miss cost two file reads
+ * per large allocation) */
 static void refresh_pools(void)
 {
     uint64_t now = nm_os_now_ms();
@@ -150,8 +151,6 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
                 /* hugetlb pages are whole: a 3.1 MiB block on 4 MiB would waste 29 % */
                 reason = NM_FB_HUGETLB_WASTE;
             } else if (pool_2m <= 0) {
-                /* re-read a pool that was empty: it may have been filled since */
-                __atomic_store_n(&pool_checked_ms, 0, __ATOMIC_RELAXED);
                 reason = NM_FB_NO_HUGETLB_POOL;
             } else {
                 p = map_hugetlb(dom, len2m, NM_PAGE_2M, &reason, &err);

@@ -1,0 +1,712 @@
+#!/usr/bin/env python3
+"""numamalloc benchmarks — every workload under glibc, jemalloc, tcmalloc, mimalloc
+and numamalloc in one run, side by side.
+
+Each workload runs under every allocator through bench/nmrun (LD_PRELOAD set for the
+program only), repeats alternate the allocators (the order rotates every repeat, so
+a burst of load from other users hits all of them alike), and the report takes the
+median of the repeats for wall time, CPU time (user + sys) and peak RSS, the ratio of
+each allocator to the fastest (leanest) for every workload, and the geometric mean of
+those ratios per allocator. Also measured: hot-path instructions under callgrind
+(bench/hotpath.py), ns per malloc+free pair, NUMAMALLOC_STATS on vs off, and the
+start-up of a process that makes 10 allocations.
+
+Writes bench/results/latest.md, latest.json and latest.svg. Called by bench/run.sh,
+which installs the allocators and builds the programs first. Standard library only.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import hotpath  # noqa: E402
+
+ALLOC_COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "tcmalloc": "#2ca02c",
+                "mimalloc": "#ff7f0e", "numamalloc": "#d62728"}
+
+
+# ---- workloads ---------------------------------------------------------------------
+# (name, group, description, argv, scale): argv uses {bin} (benchmark programs),
+# {work} (generated inputs) and {here} (bench/); scale is the multiplier of the
+# program's default work in a full run (None: not scalable, the argv is complete).
+
+def workloads(quick):
+    q = 0.1 if quick else 1.0            # --quick: a tenth of the work
+    W = []
+
+    def w(name, group, desc, argv, scale=1.0, env=None):
+        W.append({"name": name, "group": group, "desc": desc, "argv": argv,
+                  "scale": None if scale is None else scale * q, "env": env or {}})
+
+    for size, label in ((16, "16"), (256, "256"), (4096, "4K"), (32768, "32K"), (262144, "256K"),
+                        (2 << 20, "2M"), (32 << 20, "32M")):
+        w(f"pairs-{label}", "size", f"malloc/write/free pairs of {label} B (8 more live), one thread",
+          ["{bin}/bench_pairs", "pairs", "-b", str(size)])
+    w("tmpbuf-256K", "size", "a 256 KiB scratch buffer taken and freed in a loop, nothing else of its size live",
+      ["{bin}/bench_pairs", "pairs", "-b", "262144", "-o", "alone"])
+    for order in ("lifo", "fifo", "random"):
+        w(f"batch-{order}", "order", f"4096 blocks of 16-512 B, freed in {order.upper()} order",
+          ["{bin}/bench_pairs", "batch", "-o", order])
+    w("pareto-1t", "mix", "Pareto sizes 16 B-4 MiB, mixed lifetimes, 1 thread",
+      ["{bin}/bench_pairs", "pareto", "-t", "1"])
+    w("pareto-16t", "mix", "Pareto sizes, mixed lifetimes, 16 threads",
+      ["{bin}/bench_pairs", "pareto", "-t", "16"])
+    w("realloc", "mix", "256 buffers grown by realloc (append / 1.5x)", ["{bin}/bench_pairs", "realloc"])
+    w("calloc-large", "mix", "calloc 64 KiB-16 MiB, zeroing checked", ["{bin}/bench_pairs", "calloc"])
+    w("aligned", "mix", "posix_memalign/aligned_alloc 16 B-64 KiB alignment", ["{bin}/bench_pairs", "aligned"])
+    w("prodcons-1x2", "xthread", "1 producer/consumer pair, frees by the consumer",
+      ["{bin}/bench_xthread", "prodcons", "-t", "1"])
+    w("prodcons-8x2", "xthread", "8 producer/consumer pairs (16 threads)",
+      ["{bin}/bench_xthread", "prodcons", "-t", "8"])
+    w("larson-2t", "xthread", "larson server: 2 lineages of replaced threads",
+      ["{bin}/bench_xthread", "larson", "-t", "2"])
+    w("larson-16t", "xthread", "larson server: 16 lineages of replaced threads",
+      ["{bin}/bench_xthread", "larson", "-t", "16"])
+    w("xmalloc-100x100", "xthread", "100 producers vs 100 consumers, one channel",
+      ["{bin}/bench_xthread", "xmalloc", "-t", "100"])
+    w("cache-scratch-2t", "false-sharing", "passive false sharing (cache-scratch), 2 threads",
+      ["{bin}/bench_xthread", "scratch", "-t", "2"])
+    w("cache-scratch-16t", "false-sharing", "passive false sharing, 16 threads",
+      ["{bin}/bench_xthread", "scratch", "-t", "16"])
+    w("cache-thrash-2t", "false-sharing", "active false sharing (cache-thrash), 2 threads",
+      ["{bin}/bench_xthread", "thrash", "-t", "2"])
+    w("cache-thrash-16t", "false-sharing", "active false sharing, 16 threads",
+      ["{bin}/bench_xthread", "thrash", "-t", "16"])
+    w("thread-churn", "threads", "waves of 8 short threads, hand-over between waves",
+      ["{bin}/bench_xthread", "churn"])
+    w("large-blocks", "large", "8 live blocks of 1-8 MiB, every page written",
+      ["{bin}/bench_large", "large"])
+    w("fragmentation", "large", "allocate, free random 90 %, reallocate 2x sizes (peak RSS)",
+      ["{bin}/bench_large", "frag"])
+    w("cxx-containers", "real", "C++: strings, unordered_map, map, vector, shared_ptr",
+      ["{bin}/bench_cxx"])
+    w("python-json", "real", "python3: build records, JSON dump/load, index, sort",
+      ["/usr/bin/python3", "{here}/real_json.py", "0.25" if quick else "1"], scale=None)
+    w("sort", "real", "GNU sort of a generated text file (LC_ALL=C, 2 threads)",
+      ["sort", "-o", "/dev/null", "{work}/words.txt"], scale=None, env={"LC_ALL": "C"})
+    w("gcc-O2", "real", "gcc -O2 -c of a generated C file",
+      ["gcc", "-O2", "-c", "-o", "{work}/big.o", "{work}/big.c"], scale=None)
+    w("sqlite-insert", "real", "sqlite3 :memory:, indexed inserts, update, delete, group by",
+      ["sqlite3", ":memory:", ".read {work}/insert.sql"], scale=None)
+    return W
+
+
+def make_inputs(work, quick):
+    """Inputs of the real-program workloads; deterministic (fixed seed)."""
+    rng = random.Random(1234)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    # sort: lines of words and numbers
+    nlines = 250_000 if quick else 2_500_000
+    with open(os.path.join(work, "words.txt"), "w") as f:
+        for i in range(nlines):
+            f.write("".join(rng.choice(letters) for _ in range(rng.randint(4, 24))))
+            f.write(f" {rng.randint(0, 10**9)} {i}\n")
+    # gcc: many functions with loops, switches and structs
+    nfuncs = 30 if quick else 180
+    with open(os.path.join(work, "big.c"), "w") as f:
+        f.write("#include <stddef.h>\nstruct s { int a, b; double c; char name[16]; };\n")
+        f.write("static inline int mix(int x, int y) { return (x * 31) ^ (y >> 3); }\n")
+        for i in range(nfuncs):
+            f.write(f"int f{i}(struct s *v, size_t n, int k) {{\n  int acc = {i};\n")
+            f.write("  for (size_t j = 0; j < n; j++) {\n    switch ((v[j].a + k) & 7) {\n")
+            for c in range(8):
+                f.write(f"    case {c}: acc += mix(v[j].b, {rng.randint(1, 999)}) * {c + 1}; "
+                        f"v[j].c += acc * {rng.random():.3f}; break;\n")
+            f.write("    }\n    if (acc > %d) acc -= v[j].name[j & 15];\n  }\n" % rng.randint(100, 10**6))
+            f.write(f"  for (int r = 0; r < k; r++) acc = mix(acc, r * {i + 1});\n  return acc;\n}}\n")
+        f.write("int all(struct s *v, size_t n) { int t = 0;\n")
+        for i in range(nfuncs):
+            f.write(f"  t += f{i}(v, n, {i % 7});\n")
+        f.write("  return t; }\n")
+    # sqlite: inserts in one transaction into an indexed table, then queries
+    nrows = 30_000 if quick else 300_000
+    with open(os.path.join(work, "insert.sql"), "w") as f:
+        f.write("CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, val REAL, payload TEXT);\n")
+        f.write("CREATE INDEX t_name ON t(name);\nBEGIN;\n")
+        for i in range(nrows):
+            name = "".join(rng.choice(letters) for _ in range(rng.randint(3, 12)))
+            payload = "".join(rng.choice(letters) for _ in range(rng.randint(10, 200)))
+            f.write(f"INSERT INTO t(name, val, payload) VALUES('{name}', {rng.random():.6f}, '{payload}');\n")
+        f.write("COMMIT;\n")
+        f.write("SELECT substr(name, 1, 1), count(*), avg(val) FROM t GROUP BY 1 ORDER BY 2 DESC LIMIT 3;\n")
+        f.write("UPDATE t SET val = val * 2, payload = payload || 'x' WHERE id % 3 = 0;\n")
+        f.write("DELETE FROM t WHERE id % 5 = 0;\nSELECT count(*), sum(length(payload)) FROM t;\n")
+
+
+# ---- running ---------------------------------------------------------------------
+
+class Runner:
+    def __init__(self, bench_bin, timeout, log):
+        self.nmrun = os.path.join(bench_bin, "nmrun")
+        self.timeout = timeout
+        self.log = log
+        self.tmp = tempfile.mkdtemp(prefix="nm-bench-out.")
+
+    def run(self, argv, preload, env, runs=1, cwd=None):
+        """list of {wall, user, sys, maxrss_kb, status, cpu} (one per run), plus the output text"""
+        out = os.path.join(self.tmp, "out.txt")
+        if os.path.exists(out):
+            os.unlink(out)
+        cmd = [self.nmrun, "-n", str(runs), "-o", out, "-t", str(self.timeout)]
+        if preload:
+            cmd += ["-E", f"LD_PRELOAD={preload}"]
+        else:
+            cmd += ["-U", "LD_PRELOAD"]
+        for k, v in env.items():
+            cmd += ["-E", f"{k}={v}"]
+        cmd += ["--"] + argv
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        res = []
+        for line in r.stdout.splitlines():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            d["cpu"] = d["user"] + d["sys"]
+            res.append(d)
+        if not res:
+            res = [{"wall": None, "user": None, "sys": None, "cpu": None, "maxrss_kb": None,
+                    "status": f"runner failed: {r.stderr.strip()[-200:]}"}]
+        text = open(out, errors="replace").read() if os.path.exists(out) else ""
+        return res, text
+
+    def cleanup(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def cpu_busy_seconds():
+    """all CPUs' busy time so far (from /proc/stat), seconds"""
+    with open("/proc/stat") as f:
+        parts = f.readline().split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in parts[1:9])
+    return (user + nice + system + irq + softirq + steal) / ticks
+
+
+def own_cpu_seconds():
+    """CPU used by this process and every child it waited for"""
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    return c.ru_utime + c.ru_stime + s.ru_utime + s.ru_stime
+
+
+class LoadMeter:
+    """Share of the machine other users took while we measured: busy time of all
+    CPUs minus our own (children included), over wall time x CPUs."""
+
+    def __init__(self):
+        self.t0, self.busy0, self.own0 = time.monotonic(), cpu_busy_seconds(), own_cpu_seconds()
+
+    def foreign(self):
+        wall = time.monotonic() - self.t0
+        if wall <= 0:
+            return 0.0
+        other = (cpu_busy_seconds() - self.busy0) - (own_cpu_seconds() - self.own0)
+        return max(0.0, other) / (wall * (os.cpu_count() or 1))
+
+
+def rotated(seq, k):
+    k %= len(seq)
+    return seq[k:] + seq[:k]
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+# ---- phases ------------------------------------------------------------------------
+
+def run_workloads(runner, allocs, wls, repeats, subst, log):
+    results = []
+    for i, wl in enumerate(wls, 1):
+        argv = [a.format(**subst) for a in wl["argv"]]
+        if wl["scale"] is not None:
+            argv += ["-s", f"{wl['scale']:g}"]
+        meter = LoadMeter()
+        runs = {a[0]: [] for a in allocs}
+        failures = {}
+        t0 = time.monotonic()
+        for rep in range(repeats):
+            for name, pre, extra in rotated(allocs, rep):
+                env = dict(extra)
+                env.update(wl["env"])
+                res, text = runner.run(argv, pre, env, cwd=subst["work"])
+                r = res[0]
+                runs[name].append(r)
+                if r["status"] != "exit 0":
+                    failures.setdefault(name, f"{r['status']}: {text.strip()[-300:]}")
+        med = {}
+        for name in runs:
+            ok = [r for r in runs[name] if r["status"] == "exit 0"]
+            if name in failures or not ok:
+                med[name] = None
+            else:
+                med[name] = {"wall": median(r["wall"] for r in ok), "cpu": median(r["cpu"] for r in ok),
+                             "rss_kb": median(r["maxrss_kb"] for r in ok)}
+        good = {n: m for n, m in med.items() if m}
+        best_t = min((m["wall"] for m in good.values()), default=None)
+        best_c = min((m["cpu"] for m in good.values()), default=None)
+        best_r = min((m["rss_kb"] for m in good.values()), default=None)
+        ratio = {n: ({"wall": m["wall"] / best_t, "cpu": m["cpu"] / best_c if best_c else None,
+                      "rss": m["rss_kb"] / best_r} if m else None) for n, m in med.items()}
+        rec = {"name": wl["name"], "group": wl["group"], "desc": wl["desc"], "argv": argv,
+               "median": med, "ratio": ratio, "runs": runs, "failures": failures,
+               "foreign_load": round(meter.foreign(), 3), "seconds": round(time.monotonic() - t0, 1)}
+        results.append(rec)
+        cells = "  ".join(f"{n} {m['wall']:.3f}s x{ratio[n]['wall']:.2f}" if m else f"{n} FAIL"
+                          for n, m in med.items())
+        log(f"[{i:>2}/{len(wls)}] {wl['name']:<18} {cells}  (other load {rec['foreign_load']:.0%}, {rec['seconds']}s)")
+        for n, why in failures.items():
+            log(f"        {n} failed: {why}")
+    return results
+
+
+def run_micro(runner, allocs, sizes, n, repeats, bench_bin, log):
+    """ns per malloc+free pair, median over alternated repeats"""
+    hot = os.path.join(bench_bin, "bench_hot")
+    vals = {a[0]: {s: [] for s in sizes} for a in allocs}
+    for rep in range(repeats):
+        for name, pre, extra in rotated(allocs, rep):
+            for s in sizes:
+                res, text = runner.run([hot, "time", str(s), str(n)], pre, extra)
+                m = re.search(r"ns_per_pair ([\d.]+)", text)
+                if res[0]["status"] == "exit 0" and m:
+                    vals[name][s].append(float(m.group(1)))
+                else:
+                    log(f"  ns/pair {name} {s}: {res[0]['status']} {text.strip()[-200:]}")
+    return {name: {str(s): median(v[s]) for s in sizes} for name, v in vals.items()}, vals
+
+
+def run_startup(runner, allocs, blocks, per_block, bench_bin, log):
+    hot = os.path.join(bench_bin, "bench_hot")
+    walls = {a[0]: [] for a in allocs}
+    for b in range(blocks):
+        for name, pre, extra in rotated(allocs, b):
+            res, text = runner.run([hot, "start"], pre, extra, runs=per_block)
+            for r in res:
+                if r["status"] == "exit 0":
+                    walls[name].append(r["wall"])
+                else:
+                    log(f"  startup {name}: {r['status']} {text.strip()[-200:]}")
+    out = {}
+    for name, w in walls.items():
+        out[name] = {"median_ms": median(w) * 1e3 if w else None, "runs": len(w),
+                     "p10_ms": sorted(w)[len(w) // 10] * 1e3 if w else None,
+                     "p90_ms": sorted(w)[len(w) * 9 // 10] * 1e3 if w else None}
+    return out
+
+
+# ---- reporting ---------------------------------------------------------------------
+
+def fmt_s(x):
+    return "-" if x is None else (f"{x:.3f}s" if x < 10 else f"{x:.1f}s")
+
+
+def fmt_mb(kb):
+    return "-" if kb is None else (f"{kb / 1024:.1f}M" if kb < 1024 * 1000 else f"{kb / 1024 / 1024:.2f}G")
+
+
+def summarize(results, names):
+    """geomeans over workloads where every allocator ran, per allocator"""
+    complete = [r for r in results if all(r["median"].get(n) for n in names)]
+    g = {}
+    for n in names:
+        g[n] = {"time": geomean([r["ratio"][n]["wall"] for r in complete]),
+                "cpu": geomean([r["ratio"][n]["cpu"] for r in complete]),
+                "rss": geomean([r["ratio"][n]["rss"] for r in complete])}
+    return g, len(complete)
+
+
+def targets(results, names, geo, hot, onoff, startup):
+    """every target from issue 5, with where we stand"""
+    T = []
+    nm = "numamalloc"
+    peers = [n for n in names if n != nm]
+    if geo.get(nm) and geo[nm]["time"]:
+        behind = [p for p in peers if geo[p]["time"] and geo[p]["time"] <= geo[nm]["time"]]
+        T.append(("time geomean ahead of every peer", not behind,
+                  f"numamalloc {geo[nm]['time']:.3f}x; " + ", ".join(f"{p} {geo[p]['time']:.3f}x" for p in peers)
+                  + (f"; not ahead of {', '.join(behind)}" if behind else "")))
+    ok = [r for r in results if r["ratio"].get(nm)]
+    over5 = [r for r in ok if r["ratio"][nm]["wall"] > 1.05]
+    over25 = [r for r in ok if r["ratio"][nm]["wall"] > 1.25]
+    fails = [r["name"] for r in results if not r["ratio"].get(nm)]
+    T.append(("<= 1.05x the fastest on every workload", not over5 and not fails,
+              f"{len(ok) - len(over5)}/{len(results)} workloads within 1.05x"
+              + (f"; over: " + ", ".join(f"{r['name']} {r['ratio'][nm]['wall']:.2f}x" for r in over5) if over5 else "")
+              + (f"; failed: {', '.join(fails)}" if fails else "")))
+    T.append(("none slower than 1.25x the fastest", not over25 and not fails,
+              ("slower than 1.25x: " + ", ".join(f"{r['name']} {r['ratio'][nm]['wall']:.2f}x" for r in over25))
+              if over25 else "none over 1.25x"))
+    if geo.get(nm) and geo[nm]["rss"]:
+        T.append(("peak RSS geomean <= 1.15x the leanest", geo[nm]["rss"] <= 1.15,
+                  f"numamalloc {geo[nm]['rss']:.3f}x; " + ", ".join(f"{p} {geo[p]['rss']:.3f}x" for p in peers)))
+    if hot and "numamalloc" in hot and "mimalloc" in hot:
+        worse = [s for s in hotpath.SIZES if hot[nm][f"pair{s}"] > hot["mimalloc"][f"pair{s}"]]
+        T.append(("fast path <= mimalloc's instruction count", not worse,
+                  ", ".join(f"{s} B: {hotpath.fmt(hot[nm][f'pair{s}'])} vs {hotpath.fmt(hot['mimalloc'][f'pair{s}'])}"
+                            for s in hotpath.SIZES) + " instructions per pair"))
+    if hot and "numamalloc+stats" in hot:
+        d_ir = max((hot["numamalloc+stats"][f"pair{s}"] - hot[nm][f"pair{s}"]) / hot[nm][f"pair{s}"]
+                   for s in hotpath.SIZES)
+        d_ns = []
+        if onoff and onoff.get("numamalloc+stats"):
+            for s, v in onoff[nm].items():
+                w = onoff["numamalloc+stats"].get(s)
+                if v and w:
+                    d_ns.append((s, (w - v) / v))
+        worst_ns = max(d for _, d in d_ns) if d_ns else None
+        T.append(("stats on vs off <= 3% (numamalloc's counters are always compiled in; "
+                  "NUMAMALLOC_STATS only adds the dump)",
+                  d_ir <= 0.03 and (worst_ns is None or worst_ns <= 0.03),
+                  f"instructions per pair {d_ir:+.1%} (worst size)"
+                  + ("; ns/pair " + ", ".join(f"{s} B {d:+.1%}" for s, d in d_ns)
+                     + " (medians of alternated runs; timing noise included)" if d_ns else "")))
+    if startup and startup.get(nm) and startup.get("mimalloc") and startup[nm]["median_ms"]:
+        a, b = startup[nm]["median_ms"], startup["mimalloc"]["median_ms"]
+        ir = ""
+        ok_ir = True
+        if hot and nm in hot and "mimalloc" in hot:
+            ok_ir = hot[nm]["start"] <= hot["mimalloc"]["start"]
+            ir = f"; instructions {hotpath.fmt(hot[nm]['start'])} vs {hotpath.fmt(hot['mimalloc']['start'])}"
+        T.append(("start-up no slower than mimalloc", a <= b * 1.02 and ok_ir,
+                  f"median wall {a:.3f} ms vs {b:.3f} ms (within 2 % counts as equal){ir}"))
+    return T
+
+
+def table_lines(results, names, key, md):
+    """time (key=wall), cpu or rss table"""
+    head = ["workload"] + names
+    rows = []
+    for r in results:
+        cells = [r["name"]]
+        for n in names:
+            m = r["median"].get(n)
+            if not m:
+                cells.append("FAIL")
+                continue
+            rat = r["ratio"][n]["wall" if key == "wall" else key]
+            v = fmt_s(m[key]) if key in ("wall", "cpu") else fmt_mb(m["rss_kb"])
+            c = f"{v} {rat:.2f}x"
+            if n == "numamalloc" and rat > 1.25:
+                c += " !"
+            if md and rat == 1.0:
+                c = f"**{c}**"
+            cells.append(c)
+        rows.append(cells)
+    if md:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        out += ["| " + " | ".join(c) + " |" for c in rows]
+        return out
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    out = ["  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))]
+    for c in rows:
+        out.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
+    return out
+
+
+def geo_lines(geo, names, ncomplete, nall, md):
+    lines = []
+    if md:
+        lines.append(f"| geomean ratio to best ({ncomplete} of {nall} workloads) | " + " | ".join(names) + " |")
+        lines.append("|---|" + "---|" * len(names))
+        for k, label in (("time", "wall time"), ("cpu", "CPU time"), ("rss", "peak RSS")):
+            lines.append(f"| {label} | " + " | ".join(f"{geo[n][k]:.3f}x" if geo[n][k] else "-" for n in names) + " |")
+    else:
+        for k, label in (("time", "geomean wall"), ("cpu", "geomean CPU"), ("rss", "geomean RSS")):
+            lines.append(f"{label:<13}" + "  ".join(f"{n} {geo[n][k]:.3f}x" if geo[n][k] else f"{n} -" for n in names))
+        lines.append(f"(geometric means of the ratio to the best allocator, over the {ncomplete} of {nall} "
+                     "workloads every allocator completed)")
+    return lines
+
+
+def svg_chart(results, names, path, title):
+    """two panels: wall-time ratio and peak-RSS ratio to the best, log scale"""
+    bar_h, gap, label_w, panel_w, top = 4, 8, 150, 330, 70
+    group_h = bar_h * len(names) + gap
+    height = top + group_h * len(results) + 40
+    width = label_w + 2 * panel_w + 60
+    max_ratio = 16.0
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'font-family="sans-serif" font-size="10">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="10" y="16" font-size="13" font-weight="bold">{title}</text>']
+    for i, n in enumerate(names):
+        x = 10 + i * 110
+        o.append(f'<rect x="{x}" y="26" width="10" height="10" fill="{ALLOC_COLORS.get(n, "#000")}"/>')
+        o.append(f'<text x="{x + 14}" y="35">{n}</text>')
+    for p, (key, label) in enumerate((("wall", "wall time / fastest"), ("rss", "peak RSS / leanest"))):
+        x0 = label_w + p * (panel_w + 30)
+        o.append(f'<text x="{x0}" y="{top - 14}" font-weight="bold">{label} (log scale, clipped at {max_ratio:g}x)</text>')
+        for t in (1, 1.25, 2, 4, 8, 16):
+            x = x0 + panel_w * math.log(t) / math.log(max_ratio)
+            o.append(f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{height - 36}" stroke="#ddd"/>')
+            o.append(f'<text x="{x:.1f}" y="{height - 24}" text-anchor="middle">{t:g}x</text>')
+        for j, r in enumerate(results):
+            y = top + j * group_h
+            if p == 0:
+                o.append(f'<text x="{label_w - 6}" y="{y + group_h / 2}" text-anchor="end">{r["name"]}</text>')
+            for i, n in enumerate(names):
+                rat = r["ratio"].get(n)
+                yy = y + i * bar_h
+                if not rat:
+                    o.append(f'<text x="{x0 + 2}" y="{yy + bar_h}" font-size="6" fill="red">FAIL {n}</text>')
+                    continue
+                v = rat[key]
+                w = panel_w * min(math.log(v), math.log(max_ratio)) / math.log(max_ratio)
+                o.append(f'<rect x="{x0}" y="{yy}" width="{max(w, 1.5):.1f}" height="{bar_h - 0.5}" '
+                         f'fill="{ALLOC_COLORS.get(n, "#000")}"><title>{r["name"]} {n}: {v:.2f}x</title></rect>')
+                if v > max_ratio:
+                    o.append(f'<text x="{x0 + panel_w + 2}" y="{yy + bar_h}" font-size="6">{v:.0f}x</text>')
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+def write_reports(outdir, data, names, log):
+    results = data["workloads"]
+    geo, ncomp = data["geomean"], data["geomean_workloads"]
+    meta = data["meta"]
+    T = data["targets"]
+    hot, micro, startup = data.get("hotpath"), data.get("ns_per_pair"), data.get("startup")
+    onoff = data.get("stats_on_off")
+    # terminal
+    log("")
+    log(f"== wall time, median of {meta['repeats']} (ratio to the fastest; ! = numamalloc over 1.25x)")
+    for line in table_lines(results, names, "wall", False):
+        log(line)
+    log("")
+    log("== peak RSS, median (ratio to the leanest)")
+    for line in table_lines(results, names, "rss", False):
+        log(line)
+    log("")
+    for line in geo_lines(geo, names, ncomp, len(results), False):
+        log(line)
+    if hot:
+        log("")
+        log(f"== hot path, callgrind instructions per malloc+free pair (incl. {hot.get('loop')} of loop) and per start-up")
+        hn = [n for n in hot if n != "loop"]
+        log(f"{'':<10}" + "".join(f"{n:>18}" for n in hn))
+        for m in hotpath.METRICS:
+            log(f"{m:<10}" + "".join(f"{hotpath.fmt(hot[n][m]):>18}" for n in hn))
+    if micro:
+        log("")
+        log("== ns per malloc+free pair (median of alternated runs, each the fastest of 5 rounds)")
+        mn = list(micro)
+        log(f"{'size':<10}" + "".join(f"{n:>18}" for n in mn))
+        for s in next(iter(micro.values())):
+            log(f"{s + ' B':<10}" + "".join(f"{micro[n][s]:>18.2f}" if micro[n][s] else f"{'-':>18}" for n in mn))
+    if onoff:
+        log("")
+        log("== NUMAMALLOC_STATS=json vs unset (counters always compiled in), ns per pair, "
+            f"median of {3 * meta['repeats']} alternated runs each")
+        for s in onoff["numamalloc"]:
+            a, b = onoff["numamalloc"][s], onoff["numamalloc+stats"][s]
+            if a and b:
+                log(f"{s + ' B':<10} off {a:.2f}  on {b:.2f}  ({(b - a) / a:+.1%})")
+    if startup:
+        log("")
+        log("== start-up: process making 10 allocations, median wall (p10-p90)")
+        for n, s in startup.items():
+            if s["median_ms"]:
+                log(f"{n:<18} {s['median_ms']:.3f} ms ({s['p10_ms']:.3f}-{s['p90_ms']:.3f}), {s['runs']} runs")
+    log("")
+    log("== targets (issue 5)")
+    for name, ok, detail in T:
+        log(f"[{'MET ' if ok else 'MISS'}] {name}: {detail}")
+    log(f"\nmachine: {meta['machine']}; other users took {meta['foreign_load']:.0%} of the CPUs on average "
+        f"(per workload {meta['foreign_load_min']:.0%}-{meta['foreign_load_max']:.0%})")
+
+    # markdown
+    md = [f"# numamalloc benchmark results ({'quick' if meta['quick'] else 'full'} run)", "",
+          f"- date: {meta['date']}; numamalloc {meta['nm_version']} ({meta['nm_lib']}, built {meta['lib_built']}, "
+          f"sha256 {meta['lib_sha256']}), source: {meta['git']} (when the run started)",
+          f"- machine: {meta['machine']}",
+          f"- load from other users during the run: {meta['foreign_load']:.0%} of the CPUs on average, "
+          f"{meta['foreign_load_min']:.0%}-{meta['foreign_load_max']:.0%} per workload "
+          f"(load average {meta['loadavg_start']} at start, {meta['loadavg_end']} at end)",
+          f"- {meta['repeats']} repeats per workload and allocator, allocators alternated (order rotated every "
+          f"repeat); medians; total {meta['elapsed_s']:.0f} s",
+          "- wall time is what the tables rank; CPU time is user+sys of the process and its children; "
+          "peak RSS is ru_maxrss from wait4 (includes about 1 MB of the runner, the same for all)", "",
+          "## Targets", ""]
+    for name, ok, detail in T:
+        md.append(f"- **{'met' if ok else 'MISSED'}** — {name}: {detail}")
+    md += ["", "## Geometric means", ""] + geo_lines(geo, names, ncomp, len(results), True)
+    md += ["", "## Wall time (median; ratio to the fastest; bold = fastest; ! = numamalloc over 1.25x)", ""]
+    md += table_lines(results, names, "wall", True)
+    md += ["", "## Peak RSS (median; ratio to the leanest)", ""] + table_lines(results, names, "rss", True)
+    md += ["", "## CPU time, user+sys (median; ratio to the least)", ""] + table_lines(results, names, "cpu", True)
+    if hot:
+        hn = [n for n in hot if n != "loop"]
+        md += ["", "## Hot path (callgrind, instructions; deterministic, load-independent)", "",
+               f"pairN: per malloc(N)+free pair, difference of two runs ({hotpath.N1} and {hotpath.N2} pairs), "
+               f"including {hot.get('loop')} instructions of the benchmark loop itself. "
+               "start: a whole process that makes 10 allocations and exits. numamalloc+stats: "
+               "NUMAMALLOC_STATS=json; numamalloc's counters are always compiled in, the variable only adds the dump.", "",
+               "| metric | " + " | ".join(hn) + " |", "|---|" + "---|" * len(hn)]
+        for m in hotpath.METRICS:
+            md.append(f"| {m} | " + " | ".join(hotpath.fmt(hot[n][m]) for n in hn) + " |")
+    if micro:
+        mn = list(micro)
+        md += ["", "## ns per malloc+free pair (median over alternated runs; each run the fastest of 5 rounds)", "",
+               "| size | " + " | ".join(mn) + " |", "|---|" + "---|" * len(mn)]
+        for s in next(iter(micro.values())):
+            md.append(f"| {s} B | " + " | ".join(f"{micro[n][s]:.2f}" if micro[n][s] else "-" for n in mn) + " |")
+    if onoff:
+        md += ["", "## NUMAMALLOC_STATS=json vs unset", "",
+               "numamalloc's counters are always compiled in and counted; the variable only adds the dump at exit. "
+               f"ns per malloc+free pair, median of {3 * meta['repeats']} alternated runs each "
+               "(instructions per pair are in the hot-path table: numamalloc vs numamalloc+stats).", "",
+               "| size | unset | json | difference |", "|---|---|---|---|"]
+        for s in onoff["numamalloc"]:
+            a, b = onoff["numamalloc"][s], onoff["numamalloc+stats"][s]
+            if a and b:
+                md.append(f"| {s} B | {a:.2f} | {b:.2f} | {(b - a) / a:+.1%} |")
+    if startup:
+        md += ["", "## Start-up (process making 10 allocations and exiting)", "",
+               "| allocator | median wall | p10-p90 | runs |", "|---|---|---|---|"]
+        for n, s in startup.items():
+            if s["median_ms"]:
+                md.append(f"| {n} | {s['median_ms']:.3f} ms | {s['p10_ms']:.3f}-{s['p90_ms']:.3f} ms | {s['runs']} |")
+    md += ["", "## Workloads", "", "| workload | what | other load | failures |", "|---|---|---|---|"]
+    for r in results:
+        f = "; ".join(f"{n}: {w}" for n, w in r["failures"].items()).replace("|", "/").replace("\n", " ")
+        md.append(f"| {r['name']} | {r['desc']} | {r['foreign_load']:.0%} | {f or '-'} |")
+    md += ["", "![ratios](latest.svg)", ""]
+    with open(os.path.join(outdir, "latest.md"), "w") as f:
+        f.write("\n".join(md))
+    with open(os.path.join(outdir, "latest.json"), "w") as f:
+        json.dump(data, f, indent=1)
+    svg_chart(results, names, os.path.join(outdir, "latest.svg"),
+              f"numamalloc vs peers — {meta['date']} ({'quick' if meta['quick'] else 'full'} run)")
+
+
+def machine_info():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB, Linux {platform.release()}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="a tenth of the work, 3 repeats: under 3 minutes")
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per workload and allocator (>= 3)")
+    ap.add_argument("--only", default=None, help="regular expression: run only matching workloads")
+    ap.add_argument("--allocators", default=None, help="comma-separated subset, e.g. glibc,numamalloc")
+    ap.add_argument("--bin", required=True, help="directory with the built benchmark programs")
+    ap.add_argument("--lib", required=True, help="libnumamalloc.so to measure")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="where latest.{md,json,svg} go")
+    ap.add_argument("--source", default=None,
+                    help="what the library was built from, for the report (default: this tree's git state)")
+    ap.add_argument("--no-extras", action="store_true", help="workloads only: no callgrind, ns/pair, start-up")
+    a = ap.parse_args()
+    t_start = time.monotonic()
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    repeats = a.repeats or (3 if a.quick else 5)
+    if repeats < 3:
+        log("run.py: fewer than 3 repeats: medians are not robust (allowed for trying things out)")
+    allocs = hotpath.allocators(a.lib)
+    if a.allocators:
+        want = a.allocators.split(",")
+        allocs = [x for x in allocs if x[0] in want]
+    for name, pre, _ in allocs:
+        if pre and not os.path.exists(pre):
+            sys.exit(f"run.py: {name}: {pre} not found (scripts/deps.sh bench installs the allocators)")
+    names = [x[0] for x in allocs]
+    wls = workloads(a.quick)
+    if a.only:
+        wls = [w for w in wls if re.search(a.only, w["name"])]
+    os.makedirs(a.out, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="nm-bench-work.")
+    runner = Runner(a.bin, 60 if a.quick else 300, log)
+    meter = LoadMeter()
+    load0 = open("/proc/loadavg").read().split()[:3]
+    # what is measured, read before the run (others may commit meanwhile)
+    git = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", HERE, "status", "--porcelain", "--", "../src", "../include", "../preload"],
+                           capture_output=True, text=True)
+    git_desc = a.source or ((git.stdout.strip() or "?")
+                            + (" + uncommitted changes in src/include/preload" if dirty.stdout.strip() else ""))
+    with open(a.lib, "rb") as f:
+        lib_sha = hashlib.sha256(f.read()).hexdigest()[:12]
+    lib_time = datetime.datetime.fromtimestamp(os.path.getmtime(a.lib)).strftime("%Y-%m-%d %H:%M")
+    try:
+        if any(w["group"] == "real" for w in wls):
+            make_inputs(work, a.quick)
+        data = {"meta": {}, "allocators": names}
+        hot = micro = startup = onoff = None
+        if not a.no_extras:
+            # callgrind counts instructions, unaffected by load: it runs first, on every CPU
+            log("hot path: callgrind instruction counts ...")
+            hot = hotpath.measure(a.bin, a.lib, names=names + ["numamalloc+stats"])
+            micro_allocs = allocs + ([hotpath.stats_variant(a.lib)] if "numamalloc" in names else [])
+            log("ns per malloc+free pair ...")
+            n = 2_000_000 if a.quick else 5_000_000
+            micro, _ = run_micro(runner, micro_allocs, (16, 256, 4000), n, repeats, a.bin, log)
+            if "numamalloc" in names:
+                # the 3 % question needs more than the repeats above: 3x as many,
+                # numamalloc with and without NUMAMALLOC_STATS alternating
+                log("NUMAMALLOC_STATS=json vs unset, ns per pair ...")
+                onoff, _ = run_micro(runner, [x for x in micro_allocs if x[0].startswith("numamalloc")],
+                                     (16, 256, 4000), n, 3 * repeats, a.bin, log)
+            log("start-up of a 10-allocation process ...")
+            startup = run_startup(runner, allocs, 4 if a.quick else 10, 30 if a.quick else 60, a.bin, log)
+        log(f"workloads: {len(wls)} x {len(names)} allocators x {repeats} repeats")
+        subst = {"bin": a.bin, "work": work, "here": HERE}
+        results = run_workloads(runner, allocs, wls, repeats, subst, log)
+        geo, ncomp = summarize(results, names)
+        loads = [r["foreign_load"] for r in results] or [0]
+        version = "?"
+        vf = os.path.join(HERE, "..", "VERSION")
+        if os.path.exists(vf):
+            version = open(vf).read().strip()
+        data.update({
+            "meta": {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "quick": a.quick,
+                     "repeats": repeats, "machine": machine_info(), "nm_lib": a.lib, "nm_version": version,
+                     "git": git_desc, "lib_sha256": lib_sha, "lib_built": lib_time, "foreign_load": meter.foreign(),
+                     "foreign_load_min": min(loads), "foreign_load_max": max(loads),
+                     "loadavg_start": " ".join(load0), "loadavg_end": " ".join(open("/proc/loadavg").read().split()[:3]),
+                     "elapsed_s": time.monotonic() - t_start},
+            "workloads": results, "geomean": geo, "geomean_workloads": ncomp,
+            "hotpath": hot, "ns_per_pair": micro, "startup": startup, "stats_on_off": onoff,
+        })
+        data["targets"] = targets(results, names, geo, hot, onoff or micro, startup)
+        write_reports(a.out, data, names, log)
+        log(f"\nwrote {a.out}/latest.md, latest.json, latest.svg ({time.monotonic() - t_start:.0f} s)")
+    finally:
+        runner.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
