@@ -130,7 +130,7 @@ static void heap_numbers(heap_numbers_t *h)
     nm_unlock(&nm_threads_lock);
     uint64_t fp = (uint64_t)((int64_t)nm_gstat_get(NM_C_footprint) + pending);
     h->large_live_bytes = large;
-    h->large_live_count = nm_gstat_get(NM_C_large_alloc) - nm_gstat_get(NM_C_large_free);
+    h->large_live_count = nm_stats_thread_counter(NM_C_large_alloc) - nm_stats_thread_counter(NM_C_large_free);
     h->arena_bytes = fp > held + large ? fp - held - large : 0;
     h->live = fp;                          /* live + cached in thread magazines */
     h->held_free = (slab > held ? slab - held : 0) + dirty + cache;

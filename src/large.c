@@ -36,8 +36,6 @@
 #define NM_MAP_HUGE_2MB (21 << MAP_HUGE_SHIFT)
 #define NM_MAP_HUGE_1GB (30 << MAP_HUGE_SHIFT)
 
-uint64_t nm_large_backing_count[NM_BACK_COUNT];
-uint64_t nm_large_backing_bytes[NM_BACK_COUNT];
 uint64_t nm_large_backing_total[NM_BACK_COUNT];
 int nm_thp_mode = 1;
 
@@ -68,18 +66,15 @@ static void refresh_pools(void)
     __atomic_store_n(&pool_checked_ms, now, __ATOMIC_RELAXED);
 }
 
-static void backing_add(uint32_t dom, int backing, size_t len, int sign)
+/* per-thread counters of a large block's mapping coming (sign > 0) or going */
+static void count_backing(nm_tcache_t *tc, uint32_t dom, int backing, size_t len, int sign)
 {
-    uint64_t *db = &nm_domains[dom].large_bytes[backing];
-    if (sign > 0) __atomic_fetch_add(db, len, __ATOMIC_RELAXED);
-    else __atomic_fetch_sub(db, len, __ATOMIC_RELAXED);
-    if (sign > 0) {
-        __atomic_fetch_add(&nm_large_backing_count[backing], 1, __ATOMIC_RELAXED);
-        __atomic_fetch_add(&nm_large_backing_bytes[backing], len, __ATOMIC_RELAXED);
-    } else {
-        __atomic_fetch_sub(&nm_large_backing_count[backing], 1, __ATOMIC_RELAXED);
-        __atomic_fetch_sub(&nm_large_backing_bytes[backing], len, __ATOMIC_RELAXED);
-    }
+    nm_count_thread(tc, (sign > 0 ? NM_C_bk_alloc_4k : NM_C_bk_free_4k) + backing, 1);
+    nm_count_thread(tc, (sign > 0 ? NM_C_bk_abytes_4k : NM_C_bk_fbytes_4k) + backing, len);
+    if (backing == NM_BACK_HUGETLB_2M || backing == NM_BACK_HUGETLB_1G)
+        nm_count_domain(tc, dom, sign > 0 ? NM_C_hugetlb_alloc_bytes : NM_C_hugetlb_free_bytes, len);
+    else if (backing == NM_BACK_THP)
+        nm_count_domain(tc, dom, sign > 0 ? NM_C_thp_alloc_bytes : NM_C_thp_free_bytes, len);
 }
 
 /* does domain dom have `pages` free hugetlb pages of size_kb? */
@@ -330,11 +325,10 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
 
 static void register_block(nm_tcache_t *tc, nm_large_t *L)
 {
-    nm_gstat_add(NM_C_large_alloc, 1);
-    nm_gstat_add(NM_C_large_alloc_bytes, L->map_len);
-    nm_gstat_add(NM_C_large_live_bytes, L->map_len);
-    nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
-    backing_add(L->domain, L->backing, L->map_len, +1);
+    nm_count_thread(tc, NM_C_large_alloc, 1);
+    nm_count_thread(tc, NM_C_large_alloc_bytes, L->map_len);
+    nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], L->map_len, __ATOMIC_RELAXED));
+    count_backing(tc, L->domain, L->backing, L->map_len, +1);
     nm_count_domain(tc, L->domain, NM_C_alloc_count, 1);
     nm_count_domain(tc, L->domain, NM_C_alloc_bytes, L->map_len);
     if (tc && L->domain != nm_dom_interleave && (int)L->domain != tc->cpu_node)
@@ -353,10 +347,10 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
 
     nm_large_t *L = cache_take(dom, len, align);
     if (L) {
-        nm_gstat_add(NM_C_large_cache_hit, 1);
+        nm_count_thread(tc, NM_C_large_cache_hit, 1);
         if (zero && !L->zeroed) memset(L->map, 0, n);
     } else {
-        nm_gstat_add(NM_C_large_cache_miss, 1);
+        nm_count_thread(tc, NM_C_large_cache_miss, 1);
         size_t map_len = 0;
         int backing = NM_BACK_NORMAL;
         char *p = map_new(dom, n, align, &map_len, &backing);
@@ -392,10 +386,10 @@ size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_le
 static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
 {
     nm_pagemap_set((uintptr_t)L->user, 0);
-    nm_gstat_add(NM_C_large_free, 1);
-    nm_gstat_add(NM_C_large_free_bytes, L->map_len);
+    nm_count_thread(tc, NM_C_large_free, 1);
+    nm_count_thread(tc, NM_C_large_free_bytes, L->map_len);
     nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
-    backing_add(L->domain, L->backing, L->map_len, -1);
+    count_backing(tc, L->domain, L->backing, L->map_len, -1);
     nm_count_domain(tc, L->domain, NM_C_free_count, 1);
     nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
 }
@@ -469,21 +463,18 @@ void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
         size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
         char *q = remap_block(L, new_len, nm_os_page);
         if (q != NULL) {
+            /* counted as the old length freed and the new one allocated, same block */
             nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
-            nm_gstat_add(NM_C_large_free_bytes, L->map_len);
-            nm_gstat_add(NM_C_large_alloc_bytes, new_len);
+            nm_count_thread(tc, NM_C_large_free_bytes, L->map_len);
+            nm_count_thread(tc, NM_C_large_alloc_bytes, new_len);
             nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
             nm_count_domain(tc, L->domain, NM_C_alloc_bytes, new_len);
-            if (new_len > L->map_len) {
-                nm_gstat_add(NM_C_large_live_bytes, new_len - L->map_len);
-                nm_gstat_max(NM_C_large_peak_bytes, nm_gstat_get(NM_C_large_live_bytes));
-                __atomic_fetch_add(&nm_large_backing_bytes[L->backing], new_len - L->map_len, __ATOMIC_RELAXED);
-                __atomic_fetch_add(&nm_domains[L->domain].large_bytes[L->backing], new_len - L->map_len, __ATOMIC_RELAXED);
-            } else {
+            count_backing(tc, L->domain, L->backing, L->map_len, -1);
+            count_backing(tc, L->domain, L->backing, new_len, +1);
+            if (new_len > L->map_len)
+                nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], new_len - L->map_len, __ATOMIC_RELAXED));
+            else
                 nm_gstat_sub(NM_C_large_live_bytes, L->map_len - new_len);
-                __atomic_fetch_sub(&nm_large_backing_bytes[L->backing], L->map_len - new_len, __ATOMIC_RELAXED);
-                __atomic_fetch_sub(&nm_domains[L->domain].large_bytes[L->backing], L->map_len - new_len, __ATOMIC_RELAXED);
-            }
             L->map = L->user = q;
             L->map_len = new_len;
             L->req = n;

@@ -67,6 +67,16 @@ bool nm_pagemap_set_range(uintptr_t start, size_t len, nm_pme_t e)
     return true;
 }
 
-bool nm_pagemap_set(uintptr_t a, nm_pme_t e) { return nm_pagemap_set_range(a, 1, e); }
+bool nm_pagemap_set(uintptr_t a, nm_pme_t e)
+{
+    nm_pme_t *leaf = leaf_for(a, e != 0);
+    if (leaf == NULL) {
+        if (e == 0) return true;
+        errno = ENOMEM;
+        return false;
+    }
+    __atomic_store_n(&leaf[(a >> NM_GRANULE_SHIFT) & (NM_PM_LEAF_LEN - 1)], e, __ATOMIC_RELEASE);
+    return true;
+}
 
 void nm_pagemap_clear_range(uintptr_t start, size_t len) { nm_pagemap_set_range(start, len, 0); }

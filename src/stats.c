@@ -135,6 +135,15 @@ static void take_snapshot(snapshot_t *s, bool from_signal)
     s->threads_read = true;
 }
 
+uint64_t nm_stats_thread_counter(int id)
+{
+    uint64_t v = LD(nm_gthr[id]);
+    nm_lock(&nm_threads_lock);
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) v += LD(tc->ctr.thr[id]);
+    nm_unlock(&nm_threads_lock);
+    return v;
+}
+
 /* ---- the dump -------------------------------------------------------------------------- */
 
 static const char *errno_name(int e)
@@ -182,10 +191,10 @@ static void compute_totals(const snapshot_t *s, totals_t *t)
     t->arena_frees = s->thr[NM_C_arena_free];
     t->arena_alloc_bytes = s->thr[NM_C_arena_alloc_bytes];
     t->arena_free_bytes = s->thr[NM_C_arena_free_bytes];
-    t->large_allocs = nm_gstat_get(NM_C_large_alloc);
-    t->large_frees = nm_gstat_get(NM_C_large_free);
-    t->large_alloc_bytes = nm_gstat_get(NM_C_large_alloc_bytes);
-    t->large_free_bytes = nm_gstat_get(NM_C_large_free_bytes);
+    t->large_allocs = s->thr[NM_C_large_alloc];
+    t->large_frees = s->thr[NM_C_large_free];
+    t->large_alloc_bytes = s->thr[NM_C_large_alloc_bytes];
+    t->large_free_bytes = s->thr[NM_C_large_free_bytes];
 }
 
 static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
@@ -328,8 +337,8 @@ static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
         em_cell_u64(em, LD(dm->nsegments));
         em_cell_bytes(em, LD(dm->slab_pages) << NM_GRANULE_SHIFT);
         em_cell_bytes(em, LD(dm->cache_bytes));
-        em_cell_bytes(em, LD(dm->large_bytes[NM_BACK_HUGETLB_2M]) + LD(dm->large_bytes[NM_BACK_HUGETLB_1G]));
-        em_cell_bytes(em, LD(dm->large_bytes[NM_BACK_THP]));
+        em_cell_bytes(em, sub0(c[NM_C_hugetlb_alloc_bytes], c[NM_C_hugetlb_free_bytes]));
+        em_cell_bytes(em, sub0(c[NM_C_thp_alloc_bytes], c[NM_C_thp_free_bytes]));
         long hf = d == nm_dom_interleave ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
         long ht = d == nm_dom_interleave ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
         if (hf >= 0) em_cell_u64(em, (uint64_t)hf); else em_cell_na(em);
@@ -352,15 +361,20 @@ static const nm_col_t fb_cols[] = {
 static const struct { const char *key, *desc; } fb_names[NM_FB_N] = { NM_FALLBACK_REASONS(NM_FB_ROW) };
 #undef NM_FB_ROW
 
-static void emit_large(nm_emit_t *em, const totals_t *t)
+static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
 {
+    uint64_t live_n[NM_BACK_COUNT], live_b[NM_BACK_COUNT];
+    for (int b = 0; b < NM_BACK_COUNT; b++) {
+        live_n[b] = sub0(s->thr[NM_C_bk_alloc_4k + b], s->thr[NM_C_bk_free_4k + b]);
+        live_b[b] = sub0(s->thr[NM_C_bk_abytes_4k + b], s->thr[NM_C_bk_fbytes_4k + b]);
+    }
     em_obj_begin(em, "large", "large blocks (own mapping, >= NUMAMALLOC_LARGE_THRESHOLD):");
     em_u64(em, "allocs", "allocations", t->large_allocs);
     em_u64(em, "frees", "frees", t->large_frees);
     em_bytes(em, "live_bytes", "live bytes (mapped)", nm_gstat_get(NM_C_large_live_bytes));
     em_bytes(em, "peak_bytes", "peak live bytes", nm_gstat_get(NM_C_large_peak_bytes));
-    em_u64(em, "cache_hits", "mapping cache hits", nm_gstat_get(NM_C_large_cache_hit));
-    em_u64(em, "cache_misses", "mapping cache misses", nm_gstat_get(NM_C_large_cache_miss));
+    em_u64(em, "cache_hits", "mapping cache hits", s->thr[NM_C_large_cache_hit]);
+    em_u64(em, "cache_misses", "mapping cache misses", s->thr[NM_C_large_cache_miss]);
     em_u64(em, "cache_evictions", "mapping cache releases", nm_gstat_get(NM_C_large_cache_evict));
     em_u64(em, "cache_splits", "cached mappings split", nm_gstat_get(NM_C_large_cache_split));
     em_u64(em, "cache_grows", "cached mappings grown", nm_gstat_get(NM_C_large_cache_grow));
@@ -368,17 +382,16 @@ static void emit_large(nm_emit_t *em, const totals_t *t)
     em_bytes(em, "cache_bytes", "mapping cache now", t->cache_bytes);
     em_u64(em, "mremaps", "reallocs by mremap", nm_gstat_get(NM_C_large_mremap));
     em_str(em, "thp_mode", "transparent huge pages", nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");
-    uint64_t huge_bytes = LD(nm_large_backing_bytes[NM_BACK_HUGETLB_2M]) + LD(nm_large_backing_bytes[NM_BACK_HUGETLB_1G]) +
-                          LD(nm_large_backing_bytes[NM_BACK_THP]);
-    uint64_t all_bytes = huge_bytes + LD(nm_large_backing_bytes[NM_BACK_NORMAL]);
+    uint64_t huge_bytes = live_b[NM_BACK_HUGETLB_2M] + live_b[NM_BACK_HUGETLB_1G] + live_b[NM_BACK_THP];
+    uint64_t all_bytes = huge_bytes + live_b[NM_BACK_NORMAL];
     if (nm_opt.hugepages == NM_HUGE_OFF) em_na(em, "huge_coverage", "live bytes on huge pages", "NUMAMALLOC_HUGEPAGES=off");
     else em_pct(em, "huge_coverage", "live bytes on huge pages", huge_bytes, all_bytes);
     em_table_begin(em, "backing", "by backing:", backing_cols, (int)NM_ARRAY_LEN(backing_cols));
     for (int b = 0; b < NM_BACK_COUNT; b++) {
         em_row_begin(em);
         em_cell_str(em, backing_names[b]);
-        em_cell_u64(em, LD(nm_large_backing_count[b]));
-        em_cell_bytes(em, LD(nm_large_backing_bytes[b]));
+        em_cell_u64(em, live_n[b]);
+        em_cell_bytes(em, live_b[b]);
         em_cell_u64(em, LD(nm_large_backing_total[b]));
         em_row_end(em);
     }
@@ -485,7 +498,7 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal)
     emit_summary(&em, &s, &t);
     emit_classes(&em, &s);
     emit_nodes(&em, &s);
-    emit_large(&em, &t);
+    emit_large(&em, &s, &t);
     emit_arena(&em, &s, &t);
     emit_syscalls(&em);
     emit_meta(&em, &s, &t);

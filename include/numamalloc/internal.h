@@ -153,9 +153,7 @@ void  *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
 size_t nm_large_usable(const nm_large_t *L);
 void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
 void   nm_large_init(void);
-extern uint64_t nm_large_backing_count[NM_BACK_COUNT];   /* live blocks per backing */
-extern uint64_t nm_large_backing_bytes[NM_BACK_COUNT];   /* live mapped bytes per backing */
-extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* blocks ever mapped per backing */
+extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made per backing */
 extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */
 
 /* ---- fallback.c (the only file that includes mimalloc.h) ------------------------- */
@@ -187,6 +185,8 @@ void nm_stats_dump_fd(int fd, int mode, const char *why);
 /* dump to the configured destination (NUMAMALLOC_STATS_FILE or stderr) */
 void nm_stats_dump(const char *why);
 size_t nm_stats_print(char *buf, size_t len, int mode);
+/* a per-thread counter summed over the exited and the live threads */
+uint64_t nm_stats_thread_counter(int id);
 void nm_verbose_print(void);
 
 /* ---- profile.c ------------------------------------------------------------------- */

@@ -156,7 +156,6 @@ typedef struct nm_domain {
     nm_large_t *cache;       /* freed large mappings, newest first */
     nm_large_t *cache_tail;
     size_t     cache_bytes;
-    uint64_t   large_bytes[NM_BACK_COUNT];  /* live large-block bytes by backing (atomic) */
     int        node;         /* NUMA node id, or -1 for the interleaved domain */
     int        mpol_mode;    /* MPOL_* used to bind this domain's memory */
     bool       bind;         /* mbind at all (false on one-node machines) */
