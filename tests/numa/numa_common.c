@@ -196,6 +196,16 @@ int nt_page_node_gm(const void *p)
     return node;
 }
 
+int nt_policy_of(const void *p, uint64_t *mask)
+{
+    int mode = -1;
+    unsigned long m[16] = { 0 };             /* 1024 nodes; NT_MAX_NODES is far below */
+    *mask = 0;
+    if (syscall(SYS_get_mempolicy, &mode, m, 1024UL, p, (unsigned long)MPOL_F_ADDR_) != 0) return -errno;
+    *mask = m[0];
+    return mode;
+}
+
 void nt_tally(nt_pages_t *s, nt_tally_t *t)
 {
     memset(t, 0, sizeof *t);
@@ -348,6 +358,26 @@ bool nt_expect_spread(const char *label, const nt_tally_t *t, uint64_t nodes, do
     if (inside != t->total) ok = false;        /* pages outside the set of nodes */
     return nt_check(ok, "%s: each of %d nodes within %.0f%% of an even share of %zu pages", label, k,
                     tolerance * 100, t->total);
+}
+
+bool nt_expect_interleaved(const char *label, const void *p, const nt_tally_t *t, uint64_t nodes)
+{
+    uint64_t mask;
+    int mode = nt_policy_of(p, &mask);
+    nt_report_spread(label, t, nodes, "2 MiB units with THP: split measured, not asserted");
+    bool ok = nt_check(mode == NT_MPOL_INTERLEAVE && mask == nodes,
+                       "%s: mapping policy is MPOL_INTERLEAVE over nodes 0x%llx (got mode %d nodes 0x%llx)", label,
+                       (unsigned long long)nodes, mode, (unsigned long long)mask);
+    size_t inside = 0;
+    bool all = t->total > 0 && t->missing == 0 && t->disagree == 0;
+    for (int n = 0; n <= nt_topo.max_node; n++) {
+        if (!((nodes >> n) & 1)) continue;
+        inside += t->on[n];
+        if (t->on[n] == 0) all = false;
+    }
+    if (inside != t->total) all = false;
+    return nt_check(all, "%s: every one of %d nodes holds pages of the block and no other node does", label,
+                    count_nodes(nodes)) && ok;
 }
 
 int nt_finish(const char *prog)

@@ -71,6 +71,11 @@ int nt_page_node(const void *p);
 /* node of one page by get_mempolicy(MPOL_F_NODE|MPOL_F_ADDR) */
 int nt_page_node_gm(const void *p);
 
+/* the memory policy of the mapping holding p (get_mempolicy(MPOL_F_ADDR)): its mode
+ * (MPOL_* number; -errno on failure) and node mask */
+int nt_policy_of(const void *p, uint64_t *mask);
+#define NT_MPOL_INTERLEAVE 3
+
 /* touch a block: memset small ones whole, one byte per page of bigger ones */
 void nt_touch(void *p, size_t len);
 
@@ -91,6 +96,11 @@ void nt_report_spread(const char *label, const nt_tally_t *t, uint64_t nodes, co
 /* the RESULT line, then check every node in `nodes` (bit mask) holds within
  * tolerance (0.25 = 25%) of an even share, and no page is elsewhere */
 bool nt_expect_spread(const char *label, const nt_tally_t *t, uint64_t nodes, double tolerance);
+/* a block interleaved by the kernel with THP: the unit is a 2 MiB page, and a node
+ * without a free 2 MiB run serves that unit in 4 KiB pages, so the split is not
+ * asserted; asserted: the mapping's policy is MPOL_INTERLEAVE over `nodes`, and
+ * every node of `nodes` holds pages and no other node does */
+bool nt_expect_interleaved(const char *label, const void *p, const nt_tally_t *t, uint64_t nodes);
 /* the program's last line and exit status */
 int nt_finish(const char *prog);
 
