@@ -7,6 +7,10 @@
 #                        programs compared with their unpreloaded runs     (issue 2)
 #   tests/numa/numa.mk   hugetlb/THP on this host, NUMA placement in QEMU VMs (issue 3)
 #   tests/obs.mk         stats dumps (text/JSON), profiler, report, man pages (issue 4)
+#   tests/fuzz/fuzz.mk   coverage-guided fuzzing (bounded run), differential vs glibc (issue 6)
+#   tests/fault/fault.mk fault injection: mmap/madvise/mbind/hugetlb failures, ulimit -v (issue 6)
+#   tests/life/life.mk   thread churn, fork storms, spawn, signals, 256 threads; `make soak` (issue 6)
+#   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan (issue 6)
 # Timings never gate a test: they belong to bench/.
 
 TB          := $(B)/tests
@@ -20,6 +24,10 @@ include tests/core.mk
 include tests/runtime.mk
 include tests/numa/numa.mk
 include tests/obs.mk
+-include tests/fuzz/fuzz.mk
+-include tests/fault/fault.mk
+-include tests/life/life.mk
+-include tests/sanitize.mk
 
 .PHONY: test test-run
 test:
