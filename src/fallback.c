@@ -112,7 +112,11 @@ static void pin_options(void)
                 "MIMALLOC_RESERVE_* may have acted while mimalloc loaded", names);
 }
 
-static bool arena_add(uint32_t dom, int mi_node, size_t size)
+/* The arena is bound to its domain by us (mbind before mimalloc touches it), so
+ * mimalloc is told no NUMA node (-1): 2.0.9 refuses a heap's own exclusive arena
+ * when the arena names a node other than the calling thread's (seen in the VM:
+ * under bind:1 every medium request of a thread on node 0 failed with ENOMEM). */
+static bool arena_add(uint32_t dom, size_t size)
 {
     if (narenas >= MAX_ARENAS) return false;
     size = nm_align_up(size, NM_ARENA_ALIGN);
@@ -120,7 +124,7 @@ static bool arena_add(uint32_t dom, int mi_node, size_t size)
     if (p == NULL) return false;
     nm_policy_bind(dom, p, size);                 /* before mimalloc commits or touches it */
     mi_arena_id_t id;
-    if (!mi_manage_os_memory_ex(p, size, false, false, true, mi_node, true, &id)) {
+    if (!mi_manage_os_memory_ex(p, size, false, false, true, -1, true, &id)) {
         nm_os_unmap(p, size);
         return false;
     }
@@ -141,20 +145,20 @@ bool nm_fallback_init(void)
 {
     pin_options();
     bool multi = nm_topo.nmem > 1;
-    if (!multi) return arena_add(nm_policy_domain_for(0), -1, reserve_for(-1));
+    if (!multi) return arena_add(nm_policy_domain_for(0), reserve_for(-1));
     switch (nm_opt.policy) {
     case NM_POL_LOCAL:
     case NM_POL_BIND:
         for (int n = 0; n <= nm_topo.max_node; n++) {
             if (!nm_topo_has_memory(n)) continue;
             if (nm_opt.policy == NM_POL_BIND && nm_policy_domain_for(n) != (uint32_t)n) continue;
-            arena_add((uint32_t)n, n, reserve_for(n));
+            arena_add((uint32_t)n, reserve_for(n));
         }
         return narenas > 0;
     case NM_POL_PREFERRED:
-        return arena_add(nm_opt.policy_nodes[0], nm_opt.policy_nodes[0], reserve_for(nm_opt.policy_nodes[0]));
+        return arena_add(nm_opt.policy_nodes[0], reserve_for(nm_opt.policy_nodes[0]));
     default:
-        return arena_add(nm_dom_interleave, -1, reserve_for(-1));
+        return arena_add(nm_dom_interleave, reserve_for(-1));
     }
 }
 
