@@ -216,9 +216,13 @@ NM_INLINE void footprint(nm_tcache_t *tc, int64_t v);
 NM_INLINE void count_alloc(nm_tcache_t *tc, int dom, size_t usable);
 NM_INLINE void count_free(nm_tcache_t *tc, nm_pme_t e, size_t usable);
 
-/* the global medium_cached hears of a thread's cache in steps of 256 KiB: an atomic
- * add on every medium malloc and free would bounce one line between all threads */
-#define MED_TELL_STEP ((uint32_t)256 << 10)
+/* the global medium_cached hears of a thread's cache in steps of 2 MiB: an atomic
+ * add on every medium malloc and free would bounce one line between all threads.
+ * The step is above the largest cached block (1.25 MiB), so a block taken and given
+ * back in a loop never reaches the atomic (at 256 KiB it did, twice a pair). The
+ * global bound is then exact for the thread checking and off by < 2 MiB per other
+ * thread (each holds at most NM_MED_THREAD_MAX anyway). */
+#define MED_TELL_STEP ((uint32_t)2 << 20)
 
 static NM_NOINLINE void med_tell_slow(nm_tcache_t *tc)
 {
