@@ -133,7 +133,8 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
         if (mode != NM_HUGE_THP && align <= NM_PAGE_2M) {
             int reason = -1, err = 0;
             refresh_pools();
-            if (mode == NM_HUGE_1G && len >= NM_PAGE_1G) {
+            if (mode == NM_HUGE_1G) {
+                /* the waste rule alone decides: 1 GiB - 4 KiB is one 1 GiB page */
                 size_t len1g = nm_align_up(n, NM_PAGE_1G);
                 if (len1g - len <= len / 8) {
                     if (pool_1g > 0) p = map_hugetlb(dom, len1g, NM_PAGE_1G, &reason, &err);

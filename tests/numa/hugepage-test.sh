@@ -110,6 +110,26 @@ if pool 4 && run small; then
   stats small 'fallback:size_too_small>=2' 'backing:hugetlb_2m.mapped_total==0'
 fi
 
+# NUMAMALLOC_HUGEPAGES=1g with one free 1 GiB page (restored at exit); a kernel
+# that cannot find 1 GiB of contiguous memory says so and the case is skipped
+G=/sys/kernel/mm/hugepages/hugepages-1048576kB
+if [ -d $G ]; then
+  gold=$(cat $G/nr_hugepages)
+  restore_giant() { echo "$gold" > $G/nr_hugepages 2>/dev/null || echo "hugepage-test: could not restore $G/nr_hugepages to $gold" >&2; }
+  trap 'restore_giant; restore' EXIT
+  echo $((gold - $(cat $G/free_hugepages) + 1)) > $G/nr_hugepages 2>/dev/null || true
+  if [ "$(cat $G/free_hugepages)" = 1 ]; then
+    if pool 0 && run giant NUMAMALLOC_HUGEPAGES=1g; then
+      stats giant 'backing:hugetlb_1g.mapped_total==1' 'fallback:no_1g_pool>=1'
+    fi
+  else
+    echo "hugepage-test: giant skipped: the kernel could not reserve one free 1 GiB page"
+  fi
+  restore_giant
+else
+  echo "hugepage-test: giant skipped: this kernel has no 1 GiB hugetlb pages"
+fi
+
 secs=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $T0}")
 if [ $fails != 0 ]; then
   echo "hugepage-test: FAILED: $fails case(s) failed, $passes checks passed (${secs}s)"

@@ -22,6 +22,8 @@
  *   thp         NUMAMALLOC_HUGEPAGES=thp with a pool: THP, the pool untouched
  *   small       1 and 1.5 MiB blocks (above the large threshold, under a huge
  *               page) stay on 4 KiB pages even with a pool
+ *   giant       NUMAMALLOC_HUGEPAGES=1g with one free 1 GiB page: a block of
+ *               1 GiB - 4 KiB takes it; the next, with the pool empty, falls back
  *   vm-pool     (VM) a thread on every node with CPUs, and alloc_onnode for every
  *               node with memory: hugetlb blocks on the right node
  *   vm-empty N  (VM) node N's pool is empty, node 0's is not: a thread on N falls
@@ -194,6 +196,45 @@ static void scenario_small(void)
     free(check_block("small 1.5 MiB", 3 * MIB / 2, -1, B_4K, nt_current_node()));
 }
 
+static long giant_free(void)
+{
+    long v = -1;
+    FILE *f = fopen("/sys/kernel/mm/hugepages/hugepages-1048576kB/free_hugepages", "r");
+    if (f) { if (fscanf(f, "%ld", &v) != 1) v = -1; fclose(f); }
+    return v;
+}
+
+static void scenario_giant(void)
+{
+    const size_t size = (1UL << 30) - 4096;          /* rounds up to one page: 4 KiB of waste */
+    long before = giant_free();
+    if (!nt_check(before == 1, "precondition: one free 1 GiB page (have %ld)", before)) return;
+    void *p = malloc(size);
+    if (!nt_check(p != NULL, "giant: allocation of %zu bytes", size)) return;
+    nt_touch(p, size);
+    struct numamalloc_block_info bi;
+    int rc = nt_api.block_info(p, &bi);
+    nt_smaps_t sm = nt_smaps_of(p);
+    nt_say("INFO giant: %zu KiB at %p kind=%d pages=%d; smaps KernelPageSize=%ld kB; free 1 GiB pages %ld -> %ld",
+           size >> 10, p, bi.kind, bi.pages, sm.kernel_page_kb, before, giant_free());
+    nt_check(rc == 0 && bi.kind == NUMAMALLOC_KIND_HUGE && bi.pages == NUMAMALLOC_PAGES_HUGETLB_1G,
+             "giant: block_info says hugetlb 1G (rc %d, kind %d, pages %d)", rc, bi.kind, bi.pages);
+    nt_check(sm.found && sm.kernel_page_kb == 1048576, "giant: smaps KernelPageSize 1048576 kB (got %ld)",
+             sm.kernel_page_kb);
+    nt_check(((uintptr_t)p & ((1UL << 30) - 1)) == 0, "giant: block 1 GiB aligned");
+    nt_check(giant_free() == 0, "giant: the pool gave its page (free %ld)", giant_free());
+    /* the pool is empty now: the same request steps down, counted as no_1g_pool */
+    void *q = malloc(size);
+    if (nt_check(q != NULL, "giant second: allocation with the 1 GiB pool empty")) {
+        nt_touch(q, size);
+        rc = nt_api.block_info(q, &bi);
+        nt_check(rc == 0 && bi.pages != NUMAMALLOC_PAGES_HUGETLB_1G, "giant second: not on a 1 GiB page (pages %d)",
+                 bi.pages);
+        free(q);
+    }
+    free(p);
+}
+
 /* ---- VM scenarios --------------------------------------------------------------------- */
 
 static void *vm_pool_worker(void *v)
@@ -268,6 +309,7 @@ int main(int argc, char **argv)
     else if (strcmp(what, "off") == 0) scenario_off();
     else if (strcmp(what, "thp") == 0) scenario_thp();
     else if (strcmp(what, "small") == 0) scenario_small();
+    else if (strcmp(what, "giant") == 0) scenario_giant();
     else if (strcmp(what, "vm-pool") == 0) scenario_vm_pool();
     else if (strcmp(what, "vm-empty") == 0 && argc > 2) scenario_vm_empty(atoi(argv[2]));
     else {
