@@ -19,6 +19,7 @@
  * process, forked children included) and keeps everything working for code that
  * runs after it. Locks: nm_init_lock (boot), nm_threads_lock (thread list). */
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -131,15 +132,46 @@ static void retire_locked(nm_tcache_t *tc)
     nm_gstat_sub(NM_C_threads_live, 1);
 }
 
+/* Has thread tid of this process stopped running user code for good? Gone (tgkill:
+ * ESRCH), or exiting: pthread_join returns once the kernel cleared the thread's tid,
+ * a moment before the thread disappears (seen: 1 dump in 40 right after a join still
+ * counted the thread, on a loaded machine); the kernel flags a thread PF_EXITING
+ * (0x4 in field 9 of /proc/.../stat) before it clears the tid, so a dump right after
+ * a join counts it out, as it should. */
+static bool thread_gone(int pid, int tid)
+{
+    if (syscall(SYS_tgkill, pid, tid, 0) != 0) return errno == ESRCH;
+    char path[48] = "/proc/self/task/", buf[512];
+    size_t n = 16;
+    char digits[12];
+    int k = 0;
+    for (unsigned v = (unsigned)tid; k == 0 || v; v /= 10) digits[k++] = (char)('0' + v % 10);
+    while (k) path[n++] = digits[--k];
+    memcpy(path + n, "/stat", 6);
+    long len = nm_os_read_file(path, buf, sizeof buf - 1);
+    if (len <= 0) return true;                          /* gone between the two calls */
+    buf[len] = 0;
+    const char *f = NULL;                               /* the last ')': the name may hold one */
+    for (const char *c = buf; *c; c++) if (*c == ')') f = c;
+    if (f == NULL) return false;
+    int field = 2;                                      /* ")" ends field 2; each space starts the next */
+    for (f++; *f && field < 9; f++) if (*f == ' ') field++;
+    unsigned long flags = 0;
+    for (; *f >= '0' && *f <= '9'; f++) flags = flags * 10 + (unsigned long)(*f - '0');
+    return field == 9 && (flags & 0x4) != 0;            /* PF_EXITING */
+}
+
 void nm_threads_reap_locked(bool all_but_self)
 {
+    int saved = errno;
     int pid = nm_os_getpid();
     nm_tcache_t *self = nm_tcp;
     for (nm_tcache_t *tc = nm_threads, *next; tc; tc = next) {
         next = tc->next;
         if (tc == self) continue;
-        if (all_but_self || (syscall(SYS_tgkill, pid, tc->tid, 0) != 0 && errno == ESRCH)) retire_locked(tc);
+        if (all_but_self || thread_gone(pid, tc->tid)) retire_locked(tc);
     }
+    errno = saved;
 }
 
 nm_tcache_t *nm_thread_start(void)
