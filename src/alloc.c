@@ -116,6 +116,7 @@ void *nm_realloc(void *p, size_t n)
     case NM_KIND_HUGE: {
         nm_large_t *L = nm_pme_desc(e);
         if (p != L->user) { nm_invalid_pointer("realloc", p, "interior pointer into a large block"); errno = EINVAL; return NULL; }
+        if (L->tcached) { nm_invalid_pointer("realloc", p, "large block already freed"); errno = EINVAL; return NULL; }
         if (L->sampled) { nm_prof_forget(p); L->sampled = 0; }   /* the block may move */
         if (tc && n >= nm_opt.large_threshold) return nm_large_realloc(tc, L, p, n);
         return realloc_move(tc, p, nm_large_usable(L), n);
@@ -153,6 +154,7 @@ size_t nm_usable_size(const void *p)
     case NM_KIND_HUGE: {
         const nm_large_t *L = nm_pme_desc(e);
         if (p != L->user) { nm_invalid_pointer("malloc_usable_size", p, "interior pointer into a large block"); return 0; }
+        if (L->tcached) { nm_invalid_pointer("malloc_usable_size", p, "large block already freed"); return 0; }
         return nm_large_usable(L);
     }
     case NM_KIND_ARENA: return nm_fallback_usable(p);

@@ -39,7 +39,9 @@ void *nm_api_alloc_interleaved(size_t size)
 int nm_api_node_of(const void *p)
 {
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
-    if (nm_pme_kind(e) == NM_KIND_NONE) return -1;
+    unsigned kind = nm_pme_kind(e);
+    if (kind == NM_KIND_NONE) return -1;
+    if ((kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) && ((const nm_large_t *)nm_pme_desc(e))->tcached) return -1;
     return nm_domain_node(nm_pme_domain(e));
 }
 
@@ -60,7 +62,8 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
         info->pages = NUMAMALLOC_PAGES_4K;
     } else if (kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) {
         const nm_large_t *L = nm_pme_desc(e);
-        if (p != L->user) { errno = EINVAL; return -1; }
+        /* interior, or freed and kept by the freeing thread (still in the page map) */
+        if (p != L->user || L->tcached) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
         info->usable_size = nm_large_usable(L);
         info->pages = L->backing;
     } else {

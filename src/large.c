@@ -324,16 +324,34 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
     return L;
 }
 
+static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align);
+
+/* the thread and domain counters of a large block handed out: one test for a
+ * started thread, which writes its own counters directly (the usual case) */
 static void register_block(nm_tcache_t *tc, nm_large_t *L)
 {
+    size_t len = L->map_len;
+    uint32_t dom = L->domain;
+    nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], len, __ATOMIC_RELAXED));
+    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) {
+        uint64_t *t = tc->ctr.thr, *d = &tc->ctr.dom[dom * NM_DOMAIN_CTR_N];
+        t[NM_C_large_alloc]++;
+        t[NM_C_large_alloc_bytes] += len;
+        t[NM_C_bk_alloc_4k + L->backing]++;
+        t[NM_C_bk_abytes_4k + L->backing] += len;
+        d[NM_C_alloc_count]++;
+        d[NM_C_alloc_bytes] += len;
+        if (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) d[NM_C_hugetlb_alloc_bytes] += len;
+        else if (L->backing == NM_BACK_THP) d[NM_C_thp_alloc_bytes] += len;
+        if (dom != nm_dom_interleave && (int)dom != tc->cpu_node) d[NM_C_remote_alloc]++;
+        return;
+    }
     nm_count_thread(tc, NM_C_large_alloc, 1);
-    nm_count_thread(tc, NM_C_large_alloc_bytes, L->map_len);
-    nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], L->map_len, __ATOMIC_RELAXED));
-    count_backing(tc, L->domain, L->backing, L->map_len, +1);
-    nm_count_domain(tc, L->domain, NM_C_alloc_count, 1);
-    nm_count_domain(tc, L->domain, NM_C_alloc_bytes, L->map_len);
-    if (tc && L->domain != nm_dom_interleave && (int)L->domain != tc->cpu_node)
-        nm_count_domain(tc, L->domain, NM_C_remote_alloc, 1);
+    nm_count_thread(tc, NM_C_large_alloc_bytes, len);
+    count_backing(tc, dom, L->backing, len, +1);
+    nm_count_domain(tc, dom, NM_C_alloc_count, 1);
+    nm_count_domain(tc, dom, NM_C_alloc_bytes, len);
+    if (tc && dom != nm_dom_interleave && (int)dom != tc->cpu_node) nm_count_domain(tc, dom, NM_C_remote_alloc, 1);
 }
 
 void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero)
@@ -346,7 +364,17 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     if (len < NM_GRANULE) len = NM_GRANULE;
     if (n < len) n = len;
 
-    nm_large_t *L = cache_take(dom, len, align);
+    nm_large_t *L = tc && tc->lcount ? lcache_take(tc, dom, len, align) : NULL;
+    if (L) {                                   /* kept by this thread: still registered */
+        nm_count_thread(tc, NM_C_large_cache_hit, 1);
+        if (zero) memset(L->map, 0, n);
+        L->req = n;
+        L->zeroed = 0;
+        L->sampled = 0;
+        register_block(tc, L);
+        return L->user;
+    }
+    L = cache_take(dom, len, align);
     if (L) {
         nm_count_thread(tc, NM_C_large_cache_hit, 1);
         if (zero && !L->zeroed) memset(L->map, 0, n);
@@ -384,15 +412,29 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
 size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_len - L->user); }
 
 
-static void unregister_block(nm_tcache_t *tc, nm_large_t *L)
+/* the counters of a free (the page-map entry is cleared by whoever gives the mapping
+ * up: a block kept by its thread stays registered) */
+static void count_unregister(nm_tcache_t *tc, nm_large_t *L)
 {
-    nm_pagemap_set((uintptr_t)L->user, 0);
+    size_t len = L->map_len;
+    nm_gstat_sub(NM_C_large_live_bytes, len);
+    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) {   /* as register_block */
+        uint64_t *t = tc->ctr.thr, *d = &tc->ctr.dom[L->domain * NM_DOMAIN_CTR_N];
+        t[NM_C_large_free]++;
+        t[NM_C_large_free_bytes] += len;
+        t[NM_C_bk_free_4k + L->backing]++;
+        t[NM_C_bk_fbytes_4k + L->backing] += len;
+        d[NM_C_free_count]++;
+        d[NM_C_free_bytes] += len;
+        if (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) d[NM_C_hugetlb_free_bytes] += len;
+        else if (L->backing == NM_BACK_THP) d[NM_C_thp_free_bytes] += len;
+        return;
+    }
     nm_count_thread(tc, NM_C_large_free, 1);
-    nm_count_thread(tc, NM_C_large_free_bytes, L->map_len);
-    nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
-    count_backing(tc, L->domain, L->backing, L->map_len, -1);
+    nm_count_thread(tc, NM_C_large_free_bytes, len);
+    count_backing(tc, L->domain, L->backing, len, -1);
     nm_count_domain(tc, L->domain, NM_C_free_count, 1);
-    nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
+    nm_count_domain(tc, L->domain, NM_C_free_bytes, len);
 }
 
 /* Unlink from the cache's old end every mapping freed at or before cutoff_ms
@@ -423,11 +465,9 @@ static void release_all(nm_large_t *evict)
     }
 }
 
-void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
+/* a freed mapping, out of the page map, into its node's cache (or unmapped) */
+static void node_cache_put(nm_large_t *L)
 {
-    if (p != L->user) { nm_invalid_pointer("free", p, "interior pointer into a large block"); return; }
-    if (L->sampled) nm_prof_forget(p);
-    unregister_block(tc, L);
     nm_domain_t *dm = &nm_domains[L->domain];
     if (L->map_len > nm_opt.large_cache || nm_opt.decay_ms == 0) { unmap_block(L); return; }
     L->freed_ms = nm_os_now_ms();
@@ -438,6 +478,83 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
     nm_large_t *evict = cache_trim_locked(dm, 0);
     nm_unlock(&dm->large_lock);
     release_all(evict);
+}
+
+/* ---- the freeing thread's own cache ---------------------------------------------------
+ * A thread that frees a large block often asks for one of about the same size next
+ * (a scratch buffer per request, a buffer regrown): it keeps up to NM_LCACHE_SLOTS of
+ * the blocks it freed, still registered in the page map (flagged tcached, so a second
+ * free is refused as a double free), and serves its next large request one of them
+ * fits from there: no domain lock, no best-fit scan, no page-map stores (bench/
+ * pairs-2M: ~800 instructions a pair through the node's cache). A block goes on to
+ * its node's cache when a newer one needs the slot, at the thread's decay check once
+ * it sat NUMAMALLOC_DECAY_MS, at thread exit and on malloc_trim in that thread. Only
+ * blocks of the thread's own domain, each at most half of NUMAMALLOC_LARGE_CACHE;
+ * off under NUMAMALLOC_CHECK=1, where every free takes the validating path. */
+
+static void lcache_release(nm_large_t *L)
+{
+    nm_gstat_sub(NM_C_large_tcache_bytes, L->map_len);
+    L->tcached = 0;
+    nm_pagemap_set((uintptr_t)L->user, 0);
+    node_cache_put(L);
+}
+
+static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
+{
+    if (tc == NULL || tc->state != NM_T_ACTIVE || nm_opt.check || nm_opt.decay_ms == 0 ||
+        L->domain != tc->domain || L->map_len > nm_opt.large_cache / 2)
+        return false;
+    if (tc->lcount == NM_LCACHE_SLOTS) {                 /* the oldest moves on */
+        nm_large_t *old = tc->lcache[0];
+        for (unsigned j = 1; j < NM_LCACHE_SLOTS; j++) tc->lcache[j - 1] = tc->lcache[j];
+        tc->lcount--;
+        lcache_release(old);
+    }
+    L->freed_ms = nm_os_now_ms();
+    L->tcached = 1;
+    tc->lcache[tc->lcount++] = L;
+    nm_gstat_add(NM_C_large_tcache_bytes, L->map_len);
+    return true;
+}
+
+/* the newest kept block of domain dom that holds len bytes at alignment align and
+ * wastes at most a quarter of it, or NULL */
+static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align)
+{
+    for (unsigned i = tc->lcount; i-- > 0;) {
+        nm_large_t *L = tc->lcache[i];
+        if (L->domain != dom || L->map_len < len || L->map_len - len > len / 4 || ((uintptr_t)L->map & (align - 1)) != 0)
+            continue;
+        for (unsigned j = i + 1; j < tc->lcount; j++) tc->lcache[j - 1] = tc->lcache[j];
+        tc->lcount--;
+        nm_gstat_sub(NM_C_large_tcache_bytes, L->map_len);
+        L->tcached = 0;
+        return L;
+    }
+    return NULL;
+}
+
+void nm_large_tcache_flush(nm_tcache_t *tc, uint64_t cutoff_ms)
+{
+    for (unsigned i = 0; i < tc->lcount;) {
+        nm_large_t *L = tc->lcache[i];
+        if (cutoff_ms != UINT64_MAX && L->freed_ms > cutoff_ms) { i++; continue; }
+        for (unsigned j = i + 1; j < tc->lcount; j++) tc->lcache[j - 1] = tc->lcache[j];
+        tc->lcount--;
+        lcache_release(L);
+    }
+}
+
+void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
+{
+    if (p != L->user) { nm_invalid_pointer("free", p, "interior pointer into a large block"); return; }
+    if (L->tcached) { nm_invalid_pointer("free", p, "double free of a large block"); return; }
+    if (L->sampled) nm_prof_forget(p);
+    count_unregister(tc, L);
+    if (lcache_put(tc, L)) return;
+    nm_pagemap_set((uintptr_t)L->user, 0);
+    node_cache_put(L);
 }
 
 void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)

@@ -380,6 +380,7 @@ static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_u64(em, "cache_grows", "cached mappings grown", nm_gstat_get(NM_C_large_cache_grow));
     em_u64(em, "cache_merges", "cached mappings merged", nm_gstat_get(NM_C_large_cache_merge));
     em_bytes(em, "cache_bytes", "mapping cache now", t->cache_bytes);
+    em_bytes(em, "thread_cache_bytes", "kept by freeing threads", nm_gstat_get(NM_C_large_tcache_bytes));
     em_u64(em, "mremaps", "reallocs by mremap", nm_gstat_get(NM_C_large_mremap));
     em_str(em, "thp_mode", "transparent huge pages", nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");
     uint64_t huge_bytes = live_b[NM_BACK_HUGETLB_2M] + live_b[NM_BACK_HUGETLB_1G] + live_b[NM_BACK_THP];

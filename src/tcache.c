@@ -213,6 +213,10 @@ void nm_tcache_tick(nm_tcache_t *tc)
     if (++tc->slow_ticks >= 32) {
         tc->slow_ticks = 0;
         nm_decay(false);
+        if (tc->lcount) {                            /* large blocks kept too long go on */
+            uint64_t now = nm_os_now_ms();
+            if (now > nm_opt.decay_ms) nm_large_tcache_flush(tc, now - nm_opt.decay_ms);
+        }
     }
 }
 
@@ -254,6 +258,7 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
             }
         }
     }
+    nm_large_tcache_flush(tc, UINT64_MAX);
 }
 
 /* ---- small allocation ------------------------------------------------------------- */

@@ -55,6 +55,9 @@
  * class, 4 MiB per thread, 64 MiB over all threads (src/fallback.c). */
 #define NM_MED_CLASSES     20
 #define NM_MED_CAP         4
+/* large blocks a thread keeps after freeing them (large.c), without a lock; each at
+ * most half of NUMAMALLOC_LARGE_CACHE (0 turns this off with the cache) */
+#define NM_LCACHE_SLOTS    2
 #define NM_MED_MAX         ((size_t)1 << 20)
 #define NM_MED_THREAD_MAX  ((size_t)4 << 20)
 #define NM_MED_GLOBAL_MAX  ((size_t)64 << 20)

@@ -152,6 +152,8 @@ void   nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p);
 void  *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
 size_t nm_large_usable(const nm_large_t *L);
 void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
+/* blocks the thread kept (large.c) freed at or before cutoff_ms (UINT64_MAX: all) go to their node's cache */
+void   nm_large_tcache_flush(nm_tcache_t *tc, uint64_t cutoff_ms);
 void   nm_large_init(void);
 extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made per backing */
 extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */

@@ -74,6 +74,7 @@
     X(large_cache_split,  "cached mappings split to fit a smaller request")          \
     X(large_cache_grow,   "cached mappings grown with mremap to fit a larger request") \
     X(large_cache_merge,  "cached mappings merged with a neighbour")                 \
+    X(large_tcache_bytes, "bytes of large mappings kept by the threads that freed them") \
     X(large_mremap,       "large reallocs done with mremap")                         \
     X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), arena blocks") \
     X(footprint_peak,     "peak of footprint")                                       \

@@ -140,7 +140,7 @@ typedef struct nm_large {
     uint8_t   backing;       /* enum nm_backing */
     uint8_t   zeroed;        /* 1 while its pages are known to read as zero */
     uint8_t   sampled;       /* profiler sampled this block */
-    uint8_t   pad_;
+    uint8_t   tcached;       /* 1 while kept by the thread that freed it (still in the page map) */
 } NM_ALIGNED(64) nm_large_t;
 
 /* ---- domain (a NUMA node, or the interleaved pseudo-node) ------------------------ */
@@ -183,6 +183,8 @@ typedef struct nm_tcache {
     uint32_t  mbytes_told;   /* part of mbytes already added to the global medium_cached */
     uint8_t   mcount[NM_MED_CLASSES];              /* blocks per medium class in mcache */
     struct { void *p; size_t usable; } mcache[NM_MED_CLASSES][NM_MED_CAP];  /* freed medium blocks kept for reuse */
+    nm_large_t *lcache[NM_LCACHE_SLOTS];  /* large blocks this thread freed, kept for its next request (large.c) */
+    uint8_t   lcount;        /* used slots of lcache */
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;
