@@ -260,3 +260,56 @@ Test(numamalloc_api, stats_text_and_json_whole)
     for (int i = 0; i < 100; i++) free(keep[i]);
     free(big);
 }
+
+/* the value of "key": in the current JSON dump (first occurrence) */
+static uint64_t json_number(const char *key)
+{
+    size_t cap = api()->stats_json(NULL, 0) + 16384;
+    char *json = malloc(cap);
+    api()->stats_json(json, cap);
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = strstr(json, pat);
+    cr_assert_not_null(at, "no %s in the dump", key);
+    uint64_t v = strtoull(at + strlen(pat), NULL, 10);
+    free(json);
+    return v;
+}
+
+/* A freed large block stays with the freeing thread for its next request of about
+ * that size (src/large.c), and is not a block meanwhile: free, realloc,
+ * malloc_usable_size and block_info refuse it; malloc_trim hands it on. */
+Test(numamalloc_api, large_block_kept_by_freeing_thread)
+{
+    const size_t n = 3 << 20;
+    char *p = malloc(n);
+    cr_assert_not_null(p);
+    memset(p, 1, n);
+    free(p);
+    cr_assert_eq(kind_of(p), NUMAMALLOC_KIND_UNKNOWN, "a freed large block is not a block");
+    cr_assert_eq(api()->node_of(p), -1);
+    cr_assert_geq(json_number("thread_cache_bytes"), n, "the thread kept it");
+    uint64_t bad = json_number("invalid_pointers");
+    free(hide(p));                                      /* a double free: refused, counted */
+    cr_assert_eq(json_number("invalid_pointers"), bad + 1);
+    cr_assert_eq(malloc_usable_size(hide(p)), 0);
+    cr_assert_eq(json_number("invalid_pointers"), bad + 2);
+    char *q = malloc(n - 4096);                          /* fits: the same mapping */
+    cr_assert_eq(q, p, "the kept block serves the next request (got %p, kept %p)", (void *)q, (void *)p);
+    cr_assert_eq(kind_of(q), NUMAMALLOC_KIND_LARGE);
+    char *r = malloc(n);                                 /* the double free gave nothing twice */
+    cr_assert_neq(r, q);
+    memset(q, 2, n - 4096);
+    memset(r, 3, n);
+    cr_assert_eq(q[n - 4097], 2);
+    cr_assert_eq(r[0], 3);
+    char *z = calloc(1, n);                              /* a kept block comes back zeroed */
+    free(r);
+    char *z2 = calloc(1, n);
+    for (size_t i = 0; i < n; i += 4096) cr_assert_eq(z2[i], 0, "calloc byte %zu", i);
+    free(z);
+    free(z2);
+    free(q);
+    malloc_trim(0);
+    cr_assert_eq(json_number("thread_cache_bytes"), 0, "malloc_trim hands kept blocks on");
+}
