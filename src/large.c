@@ -326,32 +326,52 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
 
 static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align);
 
-/* the thread and domain counters of a large block handed out: one test for a
- * started thread, which writes its own counters directly (the usual case) */
-static void register_block(nm_tcache_t *tc, nm_large_t *L)
+/* counter ids of a large block handed out [0] and freed [1] */
+static const struct large_ids {
+    int n, bytes, bk_n, bk_bytes, dom_n, dom_bytes, dom_huge, dom_thp;
+} large_ids[2] = {
+    { NM_C_large_alloc, NM_C_large_alloc_bytes, NM_C_bk_alloc_4k, NM_C_bk_abytes_4k,
+      NM_C_alloc_count, NM_C_alloc_bytes, NM_C_hugetlb_alloc_bytes, NM_C_thp_alloc_bytes },
+    { NM_C_large_free, NM_C_large_free_bytes, NM_C_bk_free_4k, NM_C_bk_fbytes_4k,
+      NM_C_free_count, NM_C_free_bytes, NM_C_hugetlb_free_bytes, NM_C_thp_free_bytes },
+};
+
+/* the thread and domain counters of a large block handed out or freed: one test for
+ * a started thread, which writes its own counters directly (the usual case) */
+NM_INLINE void count_large(nm_tcache_t *tc, const nm_large_t *L, int freed)
 {
+    const struct large_ids *id = &large_ids[freed];
     size_t len = L->map_len;
     uint32_t dom = L->domain;
-    nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], len, __ATOMIC_RELAXED));
+    int b = L->backing;
+    int huge = b == NM_BACK_HUGETLB_2M || b == NM_BACK_HUGETLB_1G ? id->dom_huge : b == NM_BACK_THP ? id->dom_thp : -1;
+    bool remote = !freed && tc && dom != nm_dom_interleave && (int)dom != tc->cpu_node;
     if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) {
         uint64_t *t = tc->ctr.thr, *d = &tc->ctr.dom[dom * NM_DOMAIN_CTR_N];
-        t[NM_C_large_alloc]++;
-        t[NM_C_large_alloc_bytes] += len;
-        t[NM_C_bk_alloc_4k + L->backing]++;
-        t[NM_C_bk_abytes_4k + L->backing] += len;
-        d[NM_C_alloc_count]++;
-        d[NM_C_alloc_bytes] += len;
-        if (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) d[NM_C_hugetlb_alloc_bytes] += len;
-        else if (L->backing == NM_BACK_THP) d[NM_C_thp_alloc_bytes] += len;
-        if (dom != nm_dom_interleave && (int)dom != tc->cpu_node) d[NM_C_remote_alloc]++;
+        t[id->n]++;
+        t[id->bytes] += len;
+        t[id->bk_n + b]++;
+        t[id->bk_bytes + b] += len;
+        d[id->dom_n]++;
+        d[id->dom_bytes] += len;
+        if (huge >= 0) d[huge] += len;
+        if (remote) d[NM_C_remote_alloc]++;
         return;
     }
-    nm_count_thread(tc, NM_C_large_alloc, 1);
-    nm_count_thread(tc, NM_C_large_alloc_bytes, len);
-    count_backing(tc, dom, L->backing, len, +1);
-    nm_count_domain(tc, dom, NM_C_alloc_count, 1);
-    nm_count_domain(tc, dom, NM_C_alloc_bytes, len);
-    if (tc && dom != nm_dom_interleave && (int)dom != tc->cpu_node) nm_count_domain(tc, dom, NM_C_remote_alloc, 1);
+    nm_count_thread(tc, id->n, 1);
+    nm_count_thread(tc, id->bytes, len);
+    nm_count_thread(tc, id->bk_n + b, 1);
+    nm_count_thread(tc, id->bk_bytes + b, len);
+    nm_count_domain(tc, dom, id->dom_n, 1);
+    nm_count_domain(tc, dom, id->dom_bytes, len);
+    if (huge >= 0) nm_count_domain(tc, dom, huge, len);
+    if (remote) nm_count_domain(tc, dom, NM_C_remote_alloc, 1);
+}
+
+static void register_block(nm_tcache_t *tc, nm_large_t *L)
+{
+    nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], L->map_len, __ATOMIC_RELAXED));
+    count_large(tc, L, 0);
 }
 
 void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero)
@@ -416,25 +436,8 @@ size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_le
  * up: a block kept by its thread stays registered) */
 static void count_unregister(nm_tcache_t *tc, nm_large_t *L)
 {
-    size_t len = L->map_len;
-    nm_gstat_sub(NM_C_large_live_bytes, len);
-    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) {   /* as register_block */
-        uint64_t *t = tc->ctr.thr, *d = &tc->ctr.dom[L->domain * NM_DOMAIN_CTR_N];
-        t[NM_C_large_free]++;
-        t[NM_C_large_free_bytes] += len;
-        t[NM_C_bk_free_4k + L->backing]++;
-        t[NM_C_bk_fbytes_4k + L->backing] += len;
-        d[NM_C_free_count]++;
-        d[NM_C_free_bytes] += len;
-        if (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) d[NM_C_hugetlb_free_bytes] += len;
-        else if (L->backing == NM_BACK_THP) d[NM_C_thp_free_bytes] += len;
-        return;
-    }
-    nm_count_thread(tc, NM_C_large_free, 1);
-    nm_count_thread(tc, NM_C_large_free_bytes, len);
-    count_backing(tc, L->domain, L->backing, len, -1);
-    nm_count_domain(tc, L->domain, NM_C_free_count, 1);
-    nm_count_domain(tc, L->domain, NM_C_free_bytes, len);
+    nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
+    count_large(tc, L, 1);
 }
 
 /* Unlink from the cache's old end every mapping freed at or before cutoff_ms
