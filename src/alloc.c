@@ -13,12 +13,12 @@
  *
  * NUMAMALLOC_CHECK=1 also catches writes past the end of a block: every block is
  * taken with at least one byte to spare (a small request that fills its class takes
- * the next class; large ones ask for one byte more), and the first up to
+ * the next class; medium and large ones ask for one byte more), and the first up to
  * NM_CANARY_MAX spare bytes get a pattern that free and realloc verify. The pattern
  * depends on the offset and always has its top bit set, so an off-by-one NUL or
  * ASCII byte always shows. The size asked for is remembered where it is cheap: per
- * block beside the slab (small), in the mapping's descriptor (large);
- * malloc_usable_size then answers that size, as
+ * block beside the slab (small), in the block's header (medium, src/fallback.c), in
+ * the mapping's descriptor (large); malloc_usable_size then answers that size, as
  * AddressSanitizer's does, so a program that writes up to it stays correct. */
 #include <errno.h>
 #include <stdint.h>
@@ -168,13 +168,9 @@ void *nm_realloc(void *p, size_t n)
         return realloc_move(tc, p, nm_large_usable(L), n);
     }
     case NM_KIND_ARENA:
-        if (tc) return nm_fallback_realloc(tc, p, n);
-        return realloc_move(tc, p, nm_fallback_usable(p), n);
+        return nm_fallback_realloc(tc, p, n);
     default:
-        if (nm_fallback_owns(p)) {
-            if (tc) return nm_fallback_realloc(tc, p, n);
-            return realloc_move(tc, p, nm_fallback_usable(p), n);
-        }
+        if (nm_fallback_owns(p)) return nm_fallback_realloc(tc, p, n);
         nm_invalid_pointer("realloc", p, "not allocated by numamalloc");
         nm_warn("realloc(%p, %lu): pointer not allocated by numamalloc; returning NULL and leaving it alone",
                 p, (unsigned long)n);
@@ -208,7 +204,11 @@ size_t nm_usable_size(const void *p)
         if (p != L->user) { nm_invalid_pointer("malloc_usable_size", p, "interior pointer into a large block"); return 0; }
         return nm_opt.check ? L->req : nm_large_usable(L);
     }
-    case NM_KIND_ARENA: return nm_fallback_usable(p);
+    case NM_KIND_ARENA: {
+        const char *why = nm_fallback_check(p);
+        if (why) { nm_invalid_pointer("malloc_usable_size", p, why); return 0; }
+        return nm_fallback_usable(p);
+    }
     default:
         if (nm_fallback_owns(p)) return nm_fallback_usable(p);
         nm_invalid_pointer("malloc_usable_size", p, "not allocated by numamalloc");

@@ -64,6 +64,7 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
         info->usable_size = nm_large_usable(L);
         info->pages = L->backing;
     } else {
+        if (nm_fallback_check(p)) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
         info->usable_size = nm_fallback_usable(p);
         info->pages = NUMAMALLOC_PAGES_4K;
     }

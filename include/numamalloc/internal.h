@@ -186,6 +186,9 @@ void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
 /* e: p's page-map entry (kind ARENA), or 0 for mimalloc blocks outside our arenas */
 void   nm_fallback_free(nm_tcache_t *tc, void *p, nm_pme_t e);
 void  *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n);
+/* NULL if p is a live block of the fallback arena (or a bootstrap block), else why not */
+const char *nm_fallback_check(const void *p);
+/* usable bytes of a block nm_fallback_check accepted (NUMAMALLOC_CHECK=1: the bytes asked for) */
 size_t nm_fallback_usable(const void *p);
 bool   nm_fallback_owns(const void *p);        /* mimalloc memory, registered or not */
 void   nm_fallback_collect(bool force);
