@@ -9,7 +9,17 @@
  * and a pointer's origin is never guessed: the page map says slab, large, huge or
  * arena; anything else is either a block mimalloc served while we were booting, or
  * not ours, in which case it is counted and left alone (NUMAMALLOC_CHECK=1 aborts
- * with a message instead). No locks here. */
+ * with a message instead). No locks here.
+ *
+ * NUMAMALLOC_CHECK=1 also catches writes past the end of a block: every block is
+ * taken with at least one byte to spare (a small request that fills its class takes
+ * the next class; medium and large ones ask for one byte more), and the first up to
+ * NM_CANARY_MAX spare bytes get a pattern that free and realloc verify. The pattern
+ * depends on the offset and always has its top bit set, so an off-by-one NUL or
+ * ASCII byte always shows. The size asked for is remembered where it is cheap: per
+ * block beside the slab (small), in the block's header (medium, src/fallback.c), in
+ * the mapping's descriptor (large); malloc_usable_size then answers that size, as
+ * AddressSanitizer's does, so a program that writes up to it stays correct. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -27,14 +37,46 @@ void nm_invalid_pointer(const char *fn, const void *p, const char *why)
         nm_fatal("%s(): invalid pointer %p: %s (NUMAMALLOC_CHECK=1: aborting)", fn, p, why);
 }
 
+/* ---- NUMAMALLOC_CHECK=1 canaries ------------------------------------------------- */
+
+static inline unsigned char canary_byte(size_t off) { return (unsigned char)(0x80 | ((off * 37) & 0x7f)); }
+
+void nm_canary_fill(void *p, size_t req, size_t usable)
+{
+    unsigned char *b = p;
+    size_t end = usable - req > NM_CANARY_MAX ? req + NM_CANARY_MAX : usable;
+    for (size_t i = req; i < end; i++) b[i] = canary_byte(i);
+}
+
+size_t nm_canary_check(const void *p, size_t req, size_t usable)
+{
+    const unsigned char *b = p;
+    size_t end = usable - req > NM_CANARY_MAX ? req + NM_CANARY_MAX : usable;
+    for (size_t i = req; i < end; i++)
+        if (b[i] != canary_byte(i)) return i;
+    return NM_CANARY_OK;
+}
+
+bool nm_verdict_ok(const char *fn, const void *p, nm_verdict_t v)
+{
+    if (v.why) { nm_invalid_pointer(fn, p, v.why); return false; }
+    if (v.bad != NM_CANARY_OK) {
+        nm_gstat_add(NM_C_invalid_free, 1);
+        nm_fatal("%s(): heap buffer overflow past %lu-byte block %p: byte at offset %lu overwritten "
+                 "(NUMAMALLOC_CHECK=1: aborting)", fn, (unsigned long)v.req, p, (unsigned long)v.bad);
+    }
+    return true;
+}
+
 void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
 {
     if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
     if (align <= 16) align = 0;
-    if (n <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
-        unsigned cls = align ? nm_size_class_aligned(n, align) : nm_size_class(n);
+    size_t cn = n + nm_opt.check;           /* NUMAMALLOC_CHECK=1: a byte of canary at least */
+    if (cn <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
+        unsigned cls = align ? nm_size_class_aligned(cn, align) : nm_size_class(cn);
         if (cls < NM_NUM_CLASSES) {
-            void *p = nm_small_alloc(tc, cls, align == 0);
+            void *p = nm_small_alloc(tc, cls, n, align == 0);
             if (p && zero) memset(p, 0, n);
             return p;
         }
@@ -101,12 +143,13 @@ void *nm_realloc(void *p, size_t n)
     case NM_KIND_SLAB: {
         size_t size = nm_class_size[nm_pme_class(e)];
         if (NM_UNLIKELY(nm_opt.check)) {
-            const char *why = nm_small_check(p, e);
-            if (why) { nm_invalid_pointer("realloc", p, why); errno = EINVAL; return NULL; }
+            /* always move: the free of the old block validates it once more */
+            nm_verdict_t v = nm_small_verdict(p, e);
+            if (!nm_verdict_ok("realloc", p, v)) { errno = EINVAL; return NULL; }
+            return realloc_move(tc, p, v.req, n);
         }
-        /* keep it when it still fits and would not waste more than half (under
-         * NUMAMALLOC_CHECK=1 always move: the free of the old block validates it) */
-        if (n <= size && (n > size / 2 || size <= 16) && !nm_opt.check) {
+        /* keep it when it still fits and would not waste more than half */
+        if (n <= size && (n > size / 2 || size <= 16)) {
             if (tc) nm_count_thread(tc, NM_C_realloc_inplace, 1);
             return p;
         }
@@ -117,18 +160,18 @@ void *nm_realloc(void *p, size_t n)
         nm_large_t *L = nm_pme_desc(e);
         if (p != L->user) { nm_invalid_pointer("realloc", p, "interior pointer into a large block"); errno = EINVAL; return NULL; }
         if (L->tcached) { nm_invalid_pointer("realloc", p, "large block already freed"); errno = EINVAL; return NULL; }
+        if (NM_UNLIKELY(nm_opt.check)) {
+            if (!nm_verdict_ok("realloc", p, nm_large_verdict(L))) { errno = EINVAL; return NULL; }
+            return realloc_move(tc, p, L->req, n);
+        }
         if (L->sampled) { nm_prof_forget(p); L->sampled = 0; }   /* the block may move */
         if (tc && n >= nm_opt.large_threshold) return nm_large_realloc(tc, L, p, n);
         return realloc_move(tc, p, nm_large_usable(L), n);
     }
     case NM_KIND_ARENA:
-        if (tc) return nm_fallback_realloc(tc, p, n);
-        return realloc_move(tc, p, nm_fallback_usable(p), n);
+        return nm_fallback_realloc(tc, p, n);
     default:
-        if (nm_fallback_owns(p)) {
-            if (tc) return nm_fallback_realloc(tc, p, n);
-            return realloc_move(tc, p, nm_fallback_usable(p), n);
-        }
+        if (nm_fallback_owns(p)) return nm_fallback_realloc(tc, p, n);
         nm_invalid_pointer("realloc", p, "not allocated by numamalloc");
         nm_warn("realloc(%p, %lu): pointer not allocated by numamalloc; returning NULL and leaving it alone",
                 p, (unsigned long)n);
@@ -149,15 +192,25 @@ size_t nm_usable_size(const void *p)
     if (p == NULL) return 0;
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     switch (nm_pme_kind(e)) {
-    case NM_KIND_SLAB:  return nm_class_size[nm_pme_class(e)];
+    case NM_KIND_SLAB:
+        if (NM_UNLIKELY(nm_opt.check)) {          /* the size asked for: the rest is canary */
+            nm_verdict_t v = nm_small_verdict(p, e);
+            if (v.why) { nm_invalid_pointer("malloc_usable_size", p, v.why); return 0; }
+            return v.req;
+        }
+        return nm_class_size[nm_pme_class(e)];
     case NM_KIND_LARGE:
     case NM_KIND_HUGE: {
         const nm_large_t *L = nm_pme_desc(e);
         if (p != L->user) { nm_invalid_pointer("malloc_usable_size", p, "interior pointer into a large block"); return 0; }
         if (L->tcached) { nm_invalid_pointer("malloc_usable_size", p, "large block already freed"); return 0; }
-        return nm_large_usable(L);
+        return nm_opt.check ? L->req : nm_large_usable(L);
     }
-    case NM_KIND_ARENA: return nm_fallback_usable(p);
+    case NM_KIND_ARENA: {
+        const char *why = nm_fallback_check(p);
+        if (why) { nm_invalid_pointer("malloc_usable_size", p, why); return 0; }
+        return nm_fallback_usable(p);
+    }
     default:
         if (nm_fallback_owns(p)) return nm_fallback_usable(p);
         nm_invalid_pointer("malloc_usable_size", p, "not allocated by numamalloc");

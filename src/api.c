@@ -24,7 +24,7 @@ void *nm_api_alloc_onnode(size_t size, int node)
     if (!nm_topo_has_memory(node)) { errno = EINVAL; return NULL; }
     if (size > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
     if (tc->state == NM_T_ACTIVE && (uint32_t)node == tc->domain) return nm_alloc_any(tc, size, 0, false);
-    if (size <= NM_SMALL_MAX) return nm_small_alloc_direct((uint32_t)node, nm_size_class(size));
+    if (size <= NM_SMALL_MAX) return nm_small_alloc_direct((uint32_t)node, nm_size_class(size), size);
     return nm_large_alloc(tc, (uint32_t)node, size, 0, false);
 }
 
@@ -67,6 +67,7 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
         info->usable_size = nm_large_usable(L);
         info->pages = L->backing;
     } else {
+        if (nm_fallback_check(p)) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
         info->usable_size = nm_fallback_usable(p);
         info->pages = NUMAMALLOC_PAGES_4K;
     }

@@ -20,6 +20,11 @@
  * Descriptors (nm_large_t) are metadata; the page map holds the granule of the
  * pointer handed out.
  *
+ * NUMAMALLOC_CHECK=1: a mapping is at least one byte longer than asked for (a
+ * request of whole pages takes one page more), the descriptor keeps the size asked
+ * for, and the first up to NM_CANARY_MAX bytes past it hold the canary that free
+ * verifies (src/alloc.c); realloc then always moves (src/alloc.c).
+ *
  * Lock: nm_domain_t.large_lock guards the domain's cache list and cache_bytes. */
 #include <errno.h>
 #include <string.h>
@@ -377,8 +382,10 @@ static void register_block(nm_tcache_t *tc, nm_large_t *L)
 void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero)
 {
     if (align < nm_os_page) align = nm_os_page;
-    size_t len = nm_align_up(n ? n : 1, nm_os_page);
-    if (len < n || n > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    if (n > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    size_t want = n;
+    size_t len = nm_align_up(n + (nm_opt.check ? 1 : n == 0), nm_os_page);   /* check: canary room */
+    if (len < n) { errno = ENOMEM; return NULL; }
     /* at least one page-map granule: then no two mappings start in the same granule
      * (numamalloc_alloc_onnode and big alignments bring small sizes here) */
     if (len < NM_GRANULE) len = NM_GRANULE;
@@ -388,7 +395,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     if (L) {                                   /* kept by this thread: still registered */
         nm_count_thread(tc, NM_C_large_cache_hit, 1);
         if (zero) memset(L->map, 0, n);
-        L->req = n;
+        L->req = want;                         /* (never in check mode: no canary to lay) */
         L->zeroed = 0;
         L->sampled = 0;
         register_block(tc, L);
@@ -416,7 +423,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         __atomic_fetch_add(&nm_large_backing_total[backing], 1, __ATOMIC_RELAXED);
     }
     L->user = L->map;
-    L->req = n;
+    L->req = want;
     L->zeroed = 0;
     L->sampled = 0;
     unsigned kind = (L->backing == NM_BACK_HUGETLB_2M || L->backing == NM_BACK_HUGETLB_1G) ? NM_KIND_HUGE : NM_KIND_LARGE;
@@ -426,7 +433,13 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         return NULL;
     }
     register_block(tc, L);
+    if (nm_opt.check) nm_canary_fill(L->user, want, nm_large_usable(L));
     return L->user;
+}
+
+nm_verdict_t nm_large_verdict(const nm_large_t *L)
+{
+    return (nm_verdict_t){ .req = L->req, .bad = nm_canary_check(L->user, L->req, nm_large_usable(L)) };
 }
 
 size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_len - L->user); }
@@ -553,6 +566,7 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
 {
     if (p != L->user) { nm_invalid_pointer("free", p, "interior pointer into a large block"); return; }
     if (L->tcached) { nm_invalid_pointer("free", p, "double free of a large block"); return; }
+    if (NM_UNLIKELY(nm_opt.check) && !nm_verdict_ok("free", p, nm_large_verdict(L))) return;
     if (L->sampled) nm_prof_forget(p);
     count_unregister(tc, L);
     if (lcache_put(tc, L)) return;

@@ -11,6 +11,11 @@
  * boundary) or goes back to its segment, and its page-map entries are cleared so a
  * stale free of one of its blocks is reported, not obeyed.
  *
+ * NUMAMALLOC_CHECK=1: each slab also has an array of the bytes requested per block
+ * (2 bytes a block, metadata memory), so that free can find the canary the
+ * allocation wrote between the request and the class size (src/alloc.c); the
+ * normal paths never read or write it.
+ *
  * Lock: every function here runs with the depot's lock held (the depot owns its
  * slabs); segment calls take the domain's seg_lock inside it. */
 #include "numamalloc/internal.h"
@@ -33,6 +38,7 @@ static void partial_remove(nm_depot_t *d, nm_slab_t *s)
 }
 
 static size_t map_bytes(const nm_slab_t *s) { return ((size_t)s->nblocks + 63) / 64 * 8; }
+static size_t req_bytes(const nm_slab_t *s) { return (size_t)s->nblocks * sizeof *s->req; }
 
 static nm_slab_t *slab_new(nm_depot_t *d)
 {
@@ -46,10 +52,17 @@ static nm_slab_t *slab_new(nm_depot_t *d)
     s->nfree = 0;
     s->hint = 0;
     s->freemap = nm_meta_alloc(map_bytes(s));
+    s->req = NULL;
     if (s->freemap == NULL) { nm_segment_free_slab(d->domain, s); return NULL; }
+    if (nm_opt.check && (s->req = nm_meta_alloc(req_bytes(s))) == NULL) {
+        nm_meta_free(s->freemap, map_bytes(s));
+        nm_segment_free_slab(d->domain, s);
+        return NULL;
+    }
     nm_pme_t e = nm_pme_make(NM_KIND_SLAB, d->domain, cls, s);
     if (!nm_pagemap_set_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT, e)) {
         nm_meta_free(s->freemap, map_bytes(s));
+        if (s->req) nm_meta_free(s->req, req_bytes(s));
         nm_segment_free_slab(d->domain, s);
         return NULL;
     }
@@ -63,6 +76,7 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
     nm_pagemap_clear_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT);
     nm_meta_free(s->freemap, map_bytes(s));
     s->freemap = NULL;
+    if (s->req) { nm_meta_free(s->req, req_bytes(s)); s->req = NULL; }
     d->nslabs--;
     d->fresh -= s->fresh;
     nm_segment_free_slab(d->domain, s);
@@ -163,17 +177,32 @@ const char *nm_slab_check_locked(const nm_slab_t *s, const void *p)
     return NULL;
 }
 
-const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
+void nm_slab_set_req_locked(nm_slab_t *s, const void *p, size_t n)
 {
-    const char *why = nm_slab_check_locked(s, p);
-    if (why) return why;
+    if (s->req) s->req[block_index(s, p)] = (uint16_t)n;
+}
+
+nm_verdict_t nm_slab_verdict_locked(const nm_slab_t *s, const void *p)
+{
+    nm_verdict_t v = { .why = nm_slab_check_locked(s, p), .req = nm_class_size[s->cls], .bad = NM_CANARY_OK };
+    if (v.why == NULL && s->req) {
+        v.req = s->req[block_index(s, p)];
+        v.bad = nm_canary_check(p, v.req, nm_class_size[s->cls]);
+    }
+    return v;
+}
+
+nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
+{
+    nm_verdict_t v = nm_slab_verdict_locked(s, p);
+    if (v.why || v.bad != NM_CANARY_OK) return v;
     size_t size = nm_class_size[s->cls];
     /* poison freed memory so a use after free reads garbage, not stale data */
     for (size_t i = 0; i < size; i++) ((unsigned char *)p)[i] = 0x5a;
     free_one(d, s, p);
     d->held--;
     nm_footprint_add(-(int64_t)size);
-    return NULL;
+    return v;
 }
 
 void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms)

@@ -269,24 +269,28 @@ static uint32_t current_domain(void)
     return nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
 }
 
-void *nm_small_alloc_direct(uint32_t dom, unsigned cls)
+void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n)
 {
     nm_depot_t *d = nm_depot(dom, cls);
     void *p = NULL;
     nm_lock(&d->lock);
     unsigned got = nm_slab_alloc_batch_locked(d, &p, 1);
+    if (got && nm_opt.check) nm_slab_set_req_locked(nm_pme_desc(nm_pagemap_get((uintptr_t)p)), p, n);
     nm_unlock(&d->lock);
     if (got == 0) { errno = ENOMEM; return NULL; }
-    if (nm_opt.check) memset(p, 0xa5, nm_class_size[cls]);   /* uninitialised reads show */
+    if (nm_opt.check) {
+        memset(p, 0xa5, n);                          /* uninitialised reads show */
+        nm_canary_fill(p, n, nm_class_size[cls]);    /* and writes past n are caught at free */
+    }
     return p;
 }
 
-void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample)
+void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample)
 {
     size_t size = nm_class_size[cls];
     if (NM_UNLIKELY(tc->state != NM_T_ACTIVE || nm_opt.check)) {
         uint32_t dom = tc->state == NM_T_ACTIVE ? tc->domain : current_domain();
-        void *p = nm_small_alloc_direct(dom, cls);
+        void *p = nm_small_alloc_direct(dom, cls, n);
         if (p) { count_class(tc, cls, NM_C_alloc_slow, 1); count_alloc(tc, dom, 1, size); }
         return p;
     }
@@ -315,7 +319,8 @@ void *nm_malloc_slow(size_t n)
 {
     nm_tcache_t *tc = nm_thread_cache();
     if (NM_UNLIKELY(tc == NULL)) return nm_bootstrap_alloc(n, 0, false);
-    if (n <= NM_SMALL_MAX) return nm_small_alloc(tc, nm_size_class(n), true);
+    if (NM_UNLIKELY(nm_opt.check)) return nm_alloc_any(tc, n, 0, false);   /* canary room */
+    if (n <= NM_SMALL_MAX) return nm_small_alloc(tc, nm_size_class(n), n, true);
     if (n <= NM_MED_MAX && tc->state == NM_T_ACTIVE) {
         void *p = nm_fallback_cached(tc, n);      /* a medium block this thread freed */
         if (p) return p;
@@ -331,12 +336,12 @@ void nm_small_free_direct(void *p, nm_pme_t e)
     uint32_t dom = nm_pme_domain(e);
     unsigned cls = nm_pme_class(e);
     nm_depot_t *d = nm_depot(dom, cls);
-    const char *why = NULL;
+    nm_verdict_t v = { .bad = NM_CANARY_OK };
     nm_lock(&d->lock);
-    if (nm_opt.check) why = nm_slab_free_checked_locked(d, nm_pme_desc(e), p);
+    if (nm_opt.check) v = nm_slab_free_checked_locked(d, nm_pme_desc(e), p);
     else nm_slab_free_batch_locked(d, &p, 1);
     nm_unlock(&d->lock);
-    if (why) { nm_invalid_pointer("free", p, why); return; }
+    if (!nm_verdict_ok("free", p, v)) return;
     count_class(tc, cls, NM_C_free_slow, 1);
     count_free(tc, dom, 1, nm_class_size[cls]);
 }
@@ -348,6 +353,15 @@ const char *nm_small_check(const void *p, nm_pme_t e)
     const char *why = nm_slab_check_locked(nm_pme_desc(e), p);
     nm_unlock(&d->lock);
     return why;
+}
+
+nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e)
+{
+    nm_depot_t *d = nm_depot(nm_pme_domain(e), nm_pme_class(e));
+    nm_lock(&d->lock);
+    nm_verdict_t v = nm_slab_verdict_locked(nm_pme_desc(e), p);
+    nm_unlock(&d->lock);
+    return v;
 }
 
 static void remote_free(nm_tcache_t *tc, uint32_t dom, unsigned cls, void *p)

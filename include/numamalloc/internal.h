@@ -73,12 +73,16 @@ NM_INLINE nm_segment_t *nm_slab_segment(nm_slab_t *s)
 /* ---- slab.c (depot lock held) ---------------------------------------------------- */
 unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n);
 void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n);
-/* NUMAMALLOC_CHECK=1: validate p against its slab and free it; returns NULL, or
- * why p cannot be freed (nothing changed then) */
-const char *nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p);
+/* NUMAMALLOC_CHECK=1: validate p against its slab (pointer and canary) and free it
+ * if both are good; nothing changes otherwise */
+nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p);
 /* NULL if p is the start of a block of slab s (and, under NUMAMALLOC_CHECK=1, an
  * allocated one), else why not. Depot lock held (or the slab otherwise pinned). */
 const char *nm_slab_check_locked(const nm_slab_t *s, const void *p);
+/* NUMAMALLOC_CHECK=1: the pointer check plus the bytes requested and the canary */
+nm_verdict_t nm_slab_verdict_locked(const nm_slab_t *s, const void *p);
+/* NUMAMALLOC_CHECK=1: remember that block p was allocated for n bytes */
+void nm_slab_set_req_locked(nm_slab_t *s, const void *p, size_t n);
 /* release the spare slab if idle since before cutoff */
 void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms);
 
@@ -98,13 +102,16 @@ void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all);
 /* ---- tcache.c -------------------------------------------------------------------- */
 void *nm_malloc_slow(size_t n);
 void  nm_free_slow(void *p, nm_pme_t e);
-/* small block of class cls for tc (slow path: reconcile, refill, sample) */
-void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, bool may_sample);
-/* small block of class cls straight from domain dom's slabs (no thread cache) */
-void *nm_small_alloc_direct(uint32_t dom, unsigned cls);
+/* small block of class cls for a request of n bytes for tc (slow path: reconcile,
+ * refill, sample; NUMAMALLOC_CHECK=1: canary after n) */
+void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample);
+/* small block of class cls for n bytes straight from domain dom's slabs (no thread cache) */
+void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n);
 void  nm_small_free_direct(void *p, nm_pme_t e);
 /* NULL if p is a valid small block (start, allocated under CHECK), else why not */
 const char *nm_small_check(const void *p, nm_pme_t e);
+/* NUMAMALLOC_CHECK=1: nm_small_check plus the bytes requested and the canary */
+nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e);
 void  nm_tcache_flush_all(nm_tcache_t *tc);
 void  nm_tcache_tick(nm_tcache_t *tc);
 void  nm_tcache_node_check(nm_tcache_t *tc);
@@ -137,6 +144,16 @@ size_t nm_usable_size(const void *p);
 void  *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero);
 /* report misuse of pointer p by function fn; aborts under NUMAMALLOC_CHECK=1 */
 void   nm_invalid_pointer(const char *fn, const void *p, const char *why);
+/* NUMAMALLOC_CHECK=1 canary: bytes [req, min(usable, req + NM_CANARY_MAX)) of a
+ * block hold a pattern that depends on the offset; check returns the offset of the
+ * first byte that differs, or NM_CANARY_OK */
+#define NM_CANARY_MAX 4096
+void   nm_canary_fill(void *p, size_t req, size_t usable);
+size_t nm_canary_check(const void *p, size_t req, size_t usable);
+/* NUMAMALLOC_CHECK=1: act on a verdict about p in function fn: an invalid pointer is
+ * reported (nm_invalid_pointer), an overwritten canary aborts with its own message;
+ * returns true if p is good */
+bool   nm_verdict_ok(const char *fn, const void *p, nm_verdict_t v);
 
 /* ---- aligned.c ------------------------------------------------------------------- */
 void *nm_memalign(size_t align, size_t n);
@@ -150,6 +167,8 @@ void *nm_pvalloc(size_t n);
 void  *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero);
 void   nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p);
 void  *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
+/* NUMAMALLOC_CHECK=1: the bytes requested and the canary after them */
+nm_verdict_t nm_large_verdict(const nm_large_t *L);
 size_t nm_large_usable(const nm_large_t *L);
 void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
 /* blocks the thread kept (large.c) freed at or before cutoff_ms (UINT64_MAX: all) go to their node's cache */
@@ -169,6 +188,9 @@ void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
 /* e: p's page-map entry (kind ARENA), or 0 for mimalloc blocks outside our arenas */
 void   nm_fallback_free(nm_tcache_t *tc, void *p, nm_pme_t e);
 void  *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n);
+/* NULL if p is a live block of the fallback arena (or a bootstrap block), else why not */
+const char *nm_fallback_check(const void *p);
+/* usable bytes of a block nm_fallback_check accepted (NUMAMALLOC_CHECK=1: the bytes asked for) */
 size_t nm_fallback_usable(const void *p);
 bool   nm_fallback_owns(const void *p);        /* mimalloc memory, registered or not */
 void   nm_fallback_collect(bool force);

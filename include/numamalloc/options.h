@@ -27,7 +27,7 @@
   X(ARENA_RESERVE,   NM_T_SIZE,    "auto",   "auto, or a size from 64M to 64T (suffix M, G or T)", \
     "address space reserved per node for the fallback arena (auto: the node's memory)") \
   X(CHECK,           NM_T_BOOL,    "0",      "0 or 1", \
-    "validate every free and realloc (double free, interior and foreign pointers) and abort on misuse") \
+    "validate every free and realloc (double free, interior and foreign pointers, writes past the end) and abort on misuse") \
   X(STATS,           NM_T_ENUM,    "off",    "off, text or json", \
     "print a statistics dump when the process exits") \
   X(STATS_FILE,      NM_T_PATH,    "",       "a file path; %p becomes the pid, %t a timestamp", \

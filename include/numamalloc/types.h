@@ -90,8 +90,10 @@ typedef struct nm_slab {
     uint8_t   npages;        /* 64 KiB pages in the slab */
     uint8_t   page;          /* index of its first page in the segment */
     uint8_t   on_partial;    /* 1 while on the depot's partial list */
-    uint8_t   pad_[10];
+    uint16_t *req;           /* NUMAMALLOC_CHECK=1: bytes requested per block (canary
+                                start), beside the slab; NULL otherwise */
 } NM_ALIGNED(64) nm_slab_t;
+_Static_assert(sizeof(nm_slab_t) == 64, "a slab descriptor is one cache line");
 
 /* ---- segment (4 MiB of slab pages; descriptor kept off the data pages) ---------- */
 typedef struct nm_segment {
@@ -190,5 +192,13 @@ typedef struct nm_tcache {
     struct nm_tcache *prev;
     nm_counters_t ctr;       /* plain per-thread counters */
 } nm_tcache_t;
+
+/* ---- NUMAMALLOC_CHECK=1 verdict on a block about to be freed or reallocated -------- */
+#define NM_CANARY_OK SIZE_MAX
+typedef struct nm_verdict {
+    const char *why;         /* NULL: p is a live block of ours; else why it is not */
+    size_t    req;           /* bytes the program asked for (valid when why == NULL) */
+    size_t    bad;           /* offset of the first overwritten canary byte, or NM_CANARY_OK */
+} nm_verdict_t;
 
 #endif
