@@ -92,9 +92,10 @@ void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *ne
     nm_gstat_add(NM_C_mremap_calls, 1);
     long r = syscall(SYS_mremap, p, old_size, new_size, flags, new_addr);
     if (r == -1) {
-        /* an in-place attempt (no MREMAP_MAYMOVE) that finds the neighbour taken is an
-         * answer, not a failure */
-        if ((flags & MREMAP_MAYMOVE) || errno != ENOMEM) fail(NM_OS_MREMAP, NM_C_mremap_fail);
+        /* an in-place attempt (no MREMAP_MAYMOVE) that finds the neighbour taken
+         * (ENOMEM), or the range made of mappings the kernel did not merge (EFAULT:
+         * large.c coalesces cached neighbours), is an answer, not a failure */
+        if ((flags & MREMAP_MAYMOVE) || (errno != ENOMEM && errno != EFAULT)) fail(NM_OS_MREMAP, NM_C_mremap_fail);
         return NULL;
     }
     return (void *)r;

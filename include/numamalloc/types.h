@@ -140,7 +140,7 @@ typedef struct nm_large {
     uint8_t   backing;       /* enum nm_backing */
     uint8_t   zeroed;        /* 1 while its pages are known to read as zero */
     uint8_t   sampled;       /* profiler sampled this block */
-    uint8_t   pad_;
+    uint8_t   multi_vma;     /* mremap answered EFAULT: coalesced from mappings the kernel kept apart */
 } NM_ALIGNED(64) nm_large_t;
 
 /* ---- domain (a NUMA node, or the interleaved pseudo-node) ------------------------ */
