@@ -367,6 +367,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         size_t map_len = 0;
         int backing = NM_BACK_NORMAL;
         char *p = map_new(dom, n, align, &map_len, &backing);
+        if (p == NULL && nm_reclaim(tc)) p = map_new(dom, n, align, &map_len, &backing);   /* see nm_reclaim */
         if (p == NULL) { errno = ENOMEM; return NULL; }
         if (nm_opt.prefault && backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G)
             nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
