@@ -203,8 +203,18 @@ static char *remap_block(nm_large_t *L, size_t new_len, size_t align)
 {
     int saved = errno;                                        /* a refused attempt is not an error */
     char *q = nm_os_remap(L->map, L->map_len, new_len, 0, NULL);
+    int err = errno;
     errno = saved;
     if (q != NULL) return q;                                  /* grown or shrunk in place */
+    if (err == EFAULT) {
+        /* L spans two or more VMAs (cache_coalesce_locked joined mappings the kernel
+         * did not merge: separately faulted anonymous VMAs keep apart): a move would
+         * fail the same way. Found by the fault suite's baseline, which saw 82 of 531
+         * mremap calls fail with EFAULT in a run without faults, each attempt also
+         * mapping and unmapping a destination in vain. Never try this block again. */
+        L->multi_vma = 1;
+        return NULL;
+    }
     if (L->backing == NM_BACK_THP && align < NM_PAGE_2M) align = NM_PAGE_2M;
     if (align < nm_os_page) align = nm_os_page;
     char *dest = nm_os_map_aligned(new_len, align, MAP_NORESERVE);
@@ -240,6 +250,8 @@ static void cache_push_locked(nm_domain_t *dm, nm_large_t *L)
 }
 
 static bool resizable(const nm_large_t *L) { return L->backing == NM_BACK_NORMAL || L->backing == NM_BACK_THP; }
+/* ... and mremap can resize it: one VMA as far as we know */
+static bool remappable(const nm_large_t *L) { return resizable(L) && !L->multi_vma; }
 
 /* Merge L (not yet in the cache) with cached mappings right before or after it, as
  * tcmalloc's page heap coalesces spans: splits leave the tail of a mapping cached,
@@ -264,6 +276,7 @@ static void cache_coalesce_locked(nm_domain_t *dm, nm_large_t *L)
         } else {
             continue;
         }
+        L->multi_vma |= X->multi_vma;
         nm_meta_free(X, sizeof *X);
         nm_gstat_add(NM_C_large_cache_merge, 1);
         next = dm->cache;                         /* L grew: look again from the start */
@@ -286,7 +299,7 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
         if (((uintptr_t)L->map & (align - 1)) != 0) continue;
         if (L->map_len >= len) {
             if (best == NULL || L->map_len < best->map_len) best = L;
-        } else if (resizable(L) && L->map_len >= len / 2 && (grow == NULL || L->map_len > grow->map_len)) {
+        } else if (remappable(L) && L->map_len >= len / 2 && (grow == NULL || L->map_len > grow->map_len)) {
             grow = L;
         }
     }
@@ -410,6 +423,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         size_t map_len = 0;
         int backing = NM_BACK_NORMAL;
         char *p = map_new(dom, n, align, &map_len, &backing);
+        if (p == NULL && nm_reclaim(tc)) p = map_new(dom, n, align, &map_len, &backing);   /* see nm_reclaim */
         if (p == NULL) { errno = ENOMEM; return NULL; }
         if (nm_opt.prefault && backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G)
             nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
@@ -593,7 +607,7 @@ void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
         nm_count_thread(tc, NM_C_realloc_inplace, 1);
         return p;
     }
-    bool can_remap = L->user == L->map && (L->backing == NM_BACK_NORMAL || L->backing == NM_BACK_THP);
+    bool can_remap = L->user == L->map && remappable(L);
     if (can_remap) {
         size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
         char *q = remap_block(L, new_len, nm_os_page);

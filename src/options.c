@@ -9,6 +9,7 @@
 
 #include "numamalloc/options.h"
 #include "numamalloc/out.h"
+#include "numamalloc/os.h"
 
 nm_options_t nm_opt;
 
@@ -210,6 +211,10 @@ void nm_options_init(char **envp, bool is_secure)
         while (*eq && *eq != '=') eq++;
         if (*eq != '=') continue;
         size_t nlen = (size_t)(eq - name);
+#ifdef NM_FAULT_INJECT
+        /* the fault-injection build's own variable (src/os.c); unknown elsewhere */
+        if (nlen == 5 && nm_strncmp(name, "FAULT", 5) == 0) { nm_fault_configure(eq + 1, is_secure); continue; }
+#endif
         int id = -1;
         for (int i = 0; i < NM_OPT_N; i++) {
             const char *n = nm_option_table[i].name;

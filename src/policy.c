@@ -99,7 +99,8 @@ bool nm_policy_init(void)
         for (int n = 0; n <= nm_topo.max_node; n++) if (nm_topo_has_memory(n)) set_bit(interleave_mask, n);
     effective_policy = pol;
 
-    bool multi = nm_topo.nmem > 1;
+    /* the fault-injection build may bind with one node too, to exercise mbind failures */
+    bool multi = nm_topo.nmem > 1 || nm_fault_force_bind();
     for (uint32_t d = 0; d < nm_ndomains; d++) {
         nm_domain_t *dm = &nm_domains[d];
         dm->bind = multi;

@@ -131,6 +131,10 @@ NM_INLINE void nm_count_thread(nm_tcache_t *tc, int id, uint64_t v)
 }
 /* run decay now if due (or forced) */
 void  nm_decay(bool force);
+/* a mapping failed: release everything idle (as malloc_trim does; tc's own caches if it
+ * is active); true if anything was released, so that one more try may succeed. No
+ * locks may be held by the caller. */
+bool  nm_reclaim(nm_tcache_t *tc);
 extern nm_lock_t nm_decay_lock;
 
 /* ---- alloc.c --------------------------------------------------------------------- */

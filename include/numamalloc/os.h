@@ -40,4 +40,29 @@ uint64_t nm_os_rss(void);
 /* pid without libc's cache (correct in a child after fork via raw clone) */
 int   nm_os_getpid(void);
 
+/* ---- fault injection: the test build only --------------------------------------------
+ * build/libnumamalloc_fault.so (tests/fault/fault.mk) is built from these sources with
+ * -DNM_FAULT_INJECT. There, NUMAMALLOC_FAULT (read by the options scan, ignored in
+ * AT_SECURE processes) makes chosen mmap, MAP_HUGETLB mmap, madvise, mbind and mremap
+ * calls fail as the kernel would: errno set, the call counted as failed, the caller's
+ * fallback taken. In every other build none of this exists: the hook below is the
+ * constant false and the parser, the counters and the variable's name are not
+ * compiled (tests/fault/fault-test.sh checks the release library with nm and strings). */
+#ifdef NM_FAULT_INJECT
+enum nm_fault_class { NM_FAULT_MMAP, NM_FAULT_HUGETLB, NM_FAULT_MADVISE, NM_FAULT_MBIND, NM_FAULT_MREMAP, NM_FAULT_N };
+/* parse the value of NUMAMALLOC_FAULT (src/options.c calls it from its environ scan);
+ * warns and injects nothing if the text is not acceptable */
+void nm_fault_configure(const char *spec, bool is_secure);
+/* true if this call of class c is to fail (errno is then set); counts the call */
+bool nm_fault_hit(int c);
+/* bind=1: mbind fresh memory even with one node, so that mbind faults have calls to hit */
+bool nm_fault_force_bind(void);
+/* the test program's switch and counters (exported, found with dlsym) */
+void numamalloc_fault_arm(int on);
+int  numamalloc_fault_count(const char *cls, unsigned long long *calls, unsigned long long *injected);
+#else
+#define nm_fault_hit(c)         false
+#define nm_fault_force_bind()   false
+#endif
+
 #endif

@@ -140,9 +140,12 @@ typedef struct nm_large {
     uint64_t  freed_ms;      /* when it entered the cache */
     uint32_t  domain;
     uint8_t   backing;       /* enum nm_backing */
-    uint8_t   zeroed;        /* 1 while its pages are known to read as zero */
-    uint8_t   sampled;       /* profiler sampled this block */
-    uint8_t   tcached;       /* 1 while kept by the thread that freed it (still in the page map) */
+    /* flags, written only by whoever owns the block at that moment (one byte: the
+     * descriptor stays one cache line) */
+    uint8_t   zeroed : 1;    /* 1 while its pages are known to read as zero */
+    uint8_t   sampled : 1;   /* profiler sampled this block */
+    uint8_t   tcached : 1;   /* kept by the thread that freed it (still in the page map) */
+    uint8_t   multi_vma : 1; /* mremap answered EFAULT: coalesced from mappings the kernel kept apart */
 } NM_ALIGNED(64) nm_large_t;
 
 /* ---- domain (a NUMA node, or the interleaved pseudo-node) ------------------------ */
