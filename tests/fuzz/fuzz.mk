@@ -1,9 +1,11 @@
 # tests/fuzz/fuzz.mk — coverage-guided fuzzing and the differential test against glibc (issue 6).
 #
-#   make fuzz-test       (in make test, ~40 s) the committed corpus and regressions replayed
-#                        once under LD_PRELOAD=$(LIB) (the release build), then a bounded
-#                        libFuzzer run of FUZZ_TEST_SECONDS; checks that numamalloc served
-#                        the blocks (numamalloc_block_info counts by kind)
+#   make fuzz-test       (in make test, ~40 s) an oracle self-test (a broken malloc must be
+#                        caught); the committed corpus and regressions replayed under
+#                        LD_PRELOAD=$(LIB) (the release build) with default options, check
+#                        mode, a 300K large threshold, no decay or mapping cache; then a
+#                        bounded libFuzzer run of FUZZ_TEST_SECONDS, which must show that
+#                        numamalloc served the blocks (numamalloc_block_info counts by kind)
 #   make fuzz-diff-test  (in make test, ~10 s) the same operation sequences, single-threaded,
 #                        under glibc and under numamalloc: transcripts must hash the same
 #   make fuzz            a long run: FUZZ_SECONDS (600) on FUZZ_JOBS (all cores) workers, niced;
@@ -40,10 +42,14 @@ FZ_SEEDS   := tests/fuzz/corpus tests/fuzz/regressions
 # engine keeps 128 MiB live at most, so 2 GiB of RSS means a leak in the allocator
 FZ_FLAGS   := -max_len=2048 -timeout=60 -rss_limit_mb=2048 -print_final_stats=1
 
+# the replay runs once per option set (commas separate variables within one set)
+FZ_VARIANTS := NUMAMALLOC_CHECK=0 NUMAMALLOC_CHECK=1 NUMAMALLOC_LARGE_THRESHOLD=300K \
+               NUMAMALLOC_DECAY_MS=0,NUMAMALLOC_LARGE_CACHE=0
+
 FUZZ_SECONDS      ?= 600
 FUZZ_JOBS         ?= $(shell nproc)
 FUZZ_TEST_SECONDS ?= 30
-FUZZ_DIFF_SEQS    ?= 200
+FUZZ_DIFF_SEQS    ?= 500
 
 $(FZ_DIR)/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -79,13 +85,19 @@ $(FZ_BROKEN): tests/fuzz/broken.c
 fuzz-test: $(LIB) $(FZ_BIN) $(FZ_REPLAY) $(FZ_BROKEN)
 	@echo "== fuzz-test (oracle self-test; corpus and regressions on $(LIB); $(FUZZ_TEST_SECONDS) s of libFuzzer)"
 	$(Q)tests/fuzz/oracle-selftest.sh $(FZ_REPLAY) $(abspath $(FZ_BROKEN)) tests/fuzz/corpus
-	$(Q)LD_PRELOAD=$(NM_LIB_ABS) $(FZ_REPLAY) check $(FZ_SEEDS)
+	$(Q)for v in $(FZ_VARIANTS); do \
+	    v=$$(echo $$v | tr , ' '); echo "fuzz-test: replay on $(LIB) with $$v"; \
+	    env $$v LD_PRELOAD=$(NM_LIB_ABS) $(FZ_REPLAY) check $(FZ_SEEDS) > $(FZ_DIR)/replay.log 2>&1 \
+	        || { cat $(FZ_DIR)/replay.log; exit 1; }; tail -n 1 $(FZ_DIR)/replay.log; \
+	done
 	$(Q)rm -rf $(FZ_DIR)/test && mkdir -p $(FZ_DIR)/test/corpus
 	$(Q)nice $(FZ_BIN) $(FZ_FLAGS) -seed=1 -max_total_time=$(FUZZ_TEST_SECONDS) \
 	    -artifact_prefix=$(FZ_DIR)/test/ $(FZ_DIR)/test/corpus $(FZ_SEEDS) > $(FZ_DIR)/test/log 2>&1; \
-	rc=$$?; tests/fuzz/fuzz-report.sh $(FZ_DIR)/test/log; \
-	if [ $$rc -ne 0 ]; then echo "fuzz-test: libFuzzer exited $$rc; input(s):"; ls $(FZ_DIR)/test/crash-* $(FZ_DIR)/test/timeout-* $(FZ_DIR)/test/oom-* 2>/dev/null; \
-	    grep -m5 -E "nmf: FAIL|ERROR|==[0-9]+==" $(FZ_DIR)/test/log; exit 1; fi
+	rc=$$?; tests/fuzz/fuzz-report.sh $(FZ_DIR)/test/log; rep=$$?; \
+	if [ $$rc -ne 0 ]; then echo "fuzz-test: libFuzzer exited $$rc; input(s):"; \
+	    ls $(FZ_DIR)/test/crash-* $(FZ_DIR)/test/timeout-* $(FZ_DIR)/test/oom-* 2>/dev/null; \
+	    grep -m5 -E "nmf: FAIL|ERROR|==[0-9]+==" $(FZ_DIR)/test/log; exit 1; fi; \
+	exit $$rep
 
 fuzz-diff-test: $(LIB) $(FZ_REPLAY)
 	@echo "== fuzz-diff-test (glibc against numamalloc, $(FUZZ_DIFF_SEQS) generated sequences + corpus)"

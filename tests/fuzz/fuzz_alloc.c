@@ -29,7 +29,8 @@
  *    8    slot                free; v1: free(NULL)
  *    9    slot                free_sized, or free_aligned_sized for an aligned block (free if absent)
  *   10    slot                realloc(p, 0) (v < 2) or reallocarray(p, 0, 1 + hi): frees
- *   11    slot                malloc_usable_size: unchanged, whole usable size rewritten; v1: of NULL
+ *   11    slot                malloc_usable_size: unchanged, whole usable size rewritten; v1: of
+ *                             NULL; v2: malloc_trim(0) (caches flushed while blocks live)
  *   12    slot                hand the block to thread hi mod threads (its mailbox, 32 deep)
  *   13    slot                take a block from this thread's mailbox into the slot (v1: oldest)
  *   14    slot delta          realloc relative: v0 + 4K delta + 1, v1 - 64 delta, v2 + delta, v3 x1.5 + delta
@@ -760,6 +761,11 @@ static void run_op(thr_t *t, const op_t *o)
             if (r->tr) trf(t, "usable(NULL) -> 0");
             return;
         }
+        if (o->var == 2) {                          /* the result says whether memory was released */
+            malloc_trim(0);
+            if (r->tr) trf(t, "malloc_trim");
+            return;
+        }
         if (b->p == NULL) { if (r->tr) trf(t, "usable -> empty slot"); return; }
         verify_pattern(t, b, b->usable, "usable");
         if (malloc_usable_size(b->p) != b->usable)
@@ -857,7 +863,7 @@ void nmf_run(const uint8_t *data, size_t size, bool single, nmf_transcript_t *tr
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void summary_at_exit(void) { nmf_summary(stderr); }
+static void summary_at_exit(void) { if (st_runs) nmf_summary(stderr); }   /* not -jobs' parent */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {

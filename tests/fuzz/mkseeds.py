@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """tests/fuzz/mkseeds.py [DIR] - write the hand-made seeds of tests/fuzz/corpus.
+   tests/fuzz/mkseeds.py --pack DIR FILE... - pack fuzz-found inputs into a few files.
 
 Each seed is a small program in the input language of tests/fuzz/fuzz_alloc.c (see its
 top comment) aimed at one region: size-class edges, medium and large growth, every
@@ -178,6 +179,15 @@ def seeds():
     for n in [1000000, 960 * K, 100000, 300000]:
         p += alloc(MALLOC, 0, n - (n - 32768) % 15) + one(FREE, 0) + alloc(MALLOC, 1, n + 15 - (n - 32768) % 15)
     out["medium-cache-reuse"] = p
+    # malloc_trim while blocks of every region are live in two threads, then all checked
+    p = b"\1"
+    for th in range(2):
+        for i, n in enumerate([24, 3000, 40000, 300000, M + 48 * 100, 6 * M]):
+            p += alloc(MALLOC, i, n, th=th)
+        p += batch(40000, 8, var=th, th=th) + one(USABLE, 0, th=th, var=2)
+        for i in range(6):
+            p += one(USABLE, i, th=th)
+    out["trim-with-live-blocks"] = p
     # the same sequence on 1..4 threads (header byte), slots reused with replacement
     body = b""
     for i in range(24):
@@ -187,7 +197,51 @@ def seeds():
     return out
 
 
+ARGS = {MALLOC: 4, CALLOC: 4, REALLOC: 4, REALLOCARRAY: 4, VALLOC: 4, POSIX_MEMALIGN: 5,
+        ALIGNED_ALLOC: 5, MEMALIGN: 5, RESIZE: 2, BATCH: 4}
+
+
+def ops_of(data):
+    """the operation bytes of an input, its last operation completed with zero bytes"""
+    body, i = bytearray(), 1
+    while i < len(data):
+        n = 1 + ARGS.get(data[i] & 15, 1)
+        body += data[i:i + n].ljust(n, b"\0")
+        i += n
+    return bytes(body)
+
+
+def pack(paths, outdir, limit=2048):
+    """Concatenate fuzz-found inputs (e.g. a libFuzzer -merge of build/fuzz/corpus) into
+    few files of at most `limit` bytes: inputs with the same thread count (header byte)
+    go together, each input's operations whole. The packs cover about what the inputs
+    cover (later operations start from the state earlier ones left)."""
+    groups = {}
+    for path in sorted(paths):
+        with open(path, "rb") as f:
+            data = f.read()
+        if data:
+            groups.setdefault(data[0] & 3, []).append(ops_of(data))
+    count = 0
+    for h, bodies in sorted(groups.items()):
+        packs, cur = [], b""
+        for b in bodies:
+            if cur and 1 + len(cur) + len(b) > limit:
+                packs.append(cur)
+                cur = b""
+            cur += b[:limit - 1]
+        packs.append(cur)
+        for k, body in enumerate(packs):
+            with open(os.path.join(outdir, "fuzz-pack-%dthreads-%d" % (h + 1, k)), "wb") as f:
+                f.write(bytes([h]) + body)
+            count += 1
+    print("mkseeds: %d inputs packed into %d files in %s" % (sum(map(len, groups.values())), count, outdir))
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--pack":
+        pack(sys.argv[3:], sys.argv[2])
+        return
     d = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus")
     os.makedirs(d, exist_ok=True)
     for name, data in sorted(seeds().items()):
