@@ -6,7 +6,7 @@
 #                        mode, a 300K large threshold, no decay or mapping cache; then a
 #                        bounded libFuzzer run of FUZZ_TEST_SECONDS, which must show that
 #                        numamalloc served the blocks (numamalloc_block_info counts by kind)
-#   make fuzz-diff-test  (in make test, ~10 s) the same operation sequences, single-threaded,
+#   make fuzz-diff-test  (in make test, ~5 s) the same operation sequences, single-threaded,
 #                        under glibc and under numamalloc: transcripts must hash the same
 #   make fuzz            a long run: FUZZ_SECONDS (600) on FUZZ_JOBS (all cores) workers, niced;
 #                        corpus in $(FZ_DIR)/corpus, crashes in $(FZ_DIR)/crashes
@@ -39,7 +39,7 @@ FZ_NOBUILTIN := $(foreach f,malloc calloc realloc free aligned_alloc posix_memal
 FZ_CFLAGS  := $(TEST_CFLAGS) -O2 $(FZ_NOBUILTIN)
 FZ_SEEDS   := tests/fuzz/corpus tests/fuzz/regressions
 # libFuzzer: inputs up to 2 KiB (~400 operations); a stuck input fails after 60 s; the
-# engine keeps 128 MiB live at most, so 2 GiB of RSS means a leak in the allocator
+# engine keeps 64 MiB live at most (peak RSS seen: ~400 MiB), so 2 GiB means a leak
 FZ_FLAGS   := -max_len=2048 -timeout=60 -rss_limit_mb=2048 -print_final_stats=1
 
 # the replay runs once per option set (commas separate variables within one set)

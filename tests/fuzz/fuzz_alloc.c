@@ -27,7 +27,8 @@
  *    6    slot align size     memalign (non-powers of two round up)
  *    7    slot size           valloc; v odd: pvalloc
  *    8    slot                free; v1: free(NULL)
- *    9    slot                free_sized, or free_aligned_sized for an aligned block (free if absent)
+ *    9    slot                free_sized(p, size asked), free_aligned_sized(p, alignment, size)
+ *                             for a block of the aligned family (free where glibc has neither)
  *   10    slot                realloc(p, 0) (v < 2) or reallocarray(p, 0, 1 + hi): frees
  *   11    slot                malloc_usable_size: unchanged, whole usable size rewritten; v1: of
  *                             NULL; v2: malloc_trim(0) (caches flushed while blocks live)
@@ -50,10 +51,14 @@
  *     usable size before every realloc and free, on handover, at the end; realloc keeps
  *     min(old, new) requested bytes; malloc_usable_size is stable
  *   - failures: sizes > PTRDIFF_MAX and overflowing products give NULL with ENOMEM and
- *     leave a realloc'ed block intact; bad posix_memalign alignments EINVAL; free and
- *     posix_memalign never change errno (numamalloc(3))
- * MEMORY stays bounded: at most 64 MiB live and NMF_TOUCH_MAX written per input; past
- * either, sizes above 64K shrink to their low 16 bits.
+ *     leave a realloc'ed block intact; bad posix_memalign alignments EINVAL, output
+ *     untouched; memalign rounds up, EINVAL only above 2^63, ENOMEM for what cannot be
+ *     mapped; realloc(p, 0) frees and returns NULL; malloc_usable_size(NULL) is 0; free
+ *     never changes errno (numamalloc(3), glibc since 2.33)
+ *   - numamalloc only (numamalloc(3)): posix_memalign never changes errno;
+ *     aligned_alloc with a non-power of two fails with EINVAL; pvalloc gives whole pages
+ * MEMORY stays bounded: at most 64 MiB live and 64 MiB written per input (8 MiB in the
+ * differential test); past either, sizes above 64K shrink to their low 16 bits.
  * The same engine runs single-threaded with a transcript for the differential test
  * against glibc (tests/fuzz/replay.c). */
 #include <dlfcn.h>
