@@ -8,7 +8,8 @@
 set -euo pipefail
 
 pkgs=(gcc g++ make libc6-dev libnuma-dev libmimalloc-dev libmimalloc2.0 libunwind-dev
-      libcriterion-dev python3 git sqlite3 coreutils valgrind numactl pkg-config groff-base)
+      libcriterion-dev python3 git sqlite3 coreutils valgrind numactl pkg-config groff-base
+      clang libclang-rt-14-dev)   # tests/fuzz: libFuzzer (only recommended by clang-14)
 for what in "$@"; do
   case $what in
     bench) pkgs+=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 time) ;;

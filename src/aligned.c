@@ -28,12 +28,13 @@ static void *aligned_any(size_t align, size_t n)
     return nm_alloc_any(tc, n, align, false);
 }
 
-/* glibc: memalign rounds a non-power-of-two alignment up to the next power of two */
+/* glibc: memalign rounds a non-power-of-two alignment up to the next power of two;
+ * EINVAL only when there is none (above 2^63); 2^63 itself then fails with ENOMEM */
 void *nm_memalign(size_t align, size_t n)
 {
     if (align <= 16) return nm_malloc(n);
     if (!nm_is_pow2(align)) {
-        if (align > ((size_t)1 << 62)) { errno = EINVAL; return NULL; }
+        if (align > ((size_t)1 << 63)) { errno = EINVAL; return NULL; }
         size_t a = 32;
         while (a < align) a <<= 1;
         align = a;

@@ -329,8 +329,10 @@ void *nm_malloc_slow(size_t n)
     if (NM_UNLIKELY(tc == NULL)) return nm_bootstrap_alloc(n, 0, false);
     if (NM_UNLIKELY(nm_opt.check)) return nm_alloc_any(tc, n, 0, false);   /* canary room */
     if (n <= NM_SMALL_MAX) return nm_small_alloc(tc, nm_size_class(n), n, true);
-    if (n <= NM_MED_MAX && tc->state == NM_T_ACTIVE) {
-        void *p = nm_fallback_cached(tc, n);      /* a medium block this thread freed */
+    /* a medium block this thread freed; below the large threshold only, as in
+     * nm_alloc_any (a cached 1 MiB block served malloc(1 MiB), found by tests/fuzz) */
+    if (n <= NM_MED_MAX && n < nm_opt.large_threshold && tc->state == NM_T_ACTIVE) {
+        void *p = nm_fallback_cached(tc, n);
         if (p) return p;
     }
     return nm_alloc_any(tc, n, 0, false);
