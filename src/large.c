@@ -123,6 +123,12 @@ static char *map_hugetlb(uint32_t dom, size_t len, size_t page, int *reason, int
     return p;
 }
 
+/* Large blocks are mapped without MAP_NORESERVE: the kernel's overcommit policy then
+ * judges each one as it judges glibc's mmap chunks, and malloc(64 TiB) is NULL with
+ * ENOMEM instead of a pointer the OOM killer collects on first touch (found by the
+ * differential test in tests/fuzz). */
+#define LARGE_MAP_FLAGS 0
+
 static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int *backing)
 {
     size_t len = nm_align_up(n, nm_os_page);
@@ -165,7 +171,7 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
             } else {
                 /* 2 MiB-aligned start; the 2 MiB ranges inside get huge pages, a tail
                  * under 2 MiB stays on 4 KiB pages: nothing is rounded up or wasted */
-                p = nm_os_map_aligned(len, NM_MAX(align, NM_PAGE_2M), MAP_NORESERVE);
+                p = nm_os_map_aligned(len, NM_MAX(align, NM_PAGE_2M), LARGE_MAP_FLAGS);
                 if (p == NULL) return NULL;
                 nm_policy_bind(dom, p, len);
                 *len_out = len;
@@ -176,7 +182,7 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
             }
         }
     }
-    p = nm_os_map_aligned(len, NM_MAX(align, nm_os_page), MAP_NORESERVE);
+    p = nm_os_map_aligned(len, NM_MAX(align, nm_os_page), LARGE_MAP_FLAGS);
     if (p == NULL) return NULL;
     nm_policy_bind(dom, p, len);
     *len_out = len;

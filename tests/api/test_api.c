@@ -175,6 +175,27 @@ Test(api, requests_over_ptrdiff_max_fail_with_enomem)
     free(keep);
 }
 
+/* Far more than the machine has (64 TiB), under the default overcommit heuristic:
+ * the kernel refuses the mapping, as it refuses glibc's, and every entry point says
+ * NULL/ENOMEM instead of handing out memory the OOM killer collects on first touch. */
+Test(api, more_than_the_machine_has_is_enomem)
+{
+    char mode[8] = "";
+    FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+    if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
+    if (mode[0] == '1') cr_skip_test("overcommit_memory is 1: the kernel grants any mapping");
+    const size_t huge = (size_t)64 << 40;
+    EXPECT_ENOMEM(malloc(opaque_size(huge)));
+    EXPECT_ENOMEM(calloc(opaque_size(huge), 1));
+    EXPECT_ENOMEM(aligned_alloc(1 << 21, opaque_size(huge)));
+    char *p = malloc(4 << 20);
+    cr_assert_not_null(p);
+    memset(p, 7, 4 << 20);
+    EXPECT_ENOMEM(realloc(p, opaque_size(huge)));
+    cr_assert_eq(p[(4 << 20) - 1], 7, "a failed realloc leaves the block alone");
+    free(p);
+}
+
 /* ---- realloc ----------------------------------------------------------------------------- */
 
 /* every class size and one more, then medium, large, huge; up and back down */
