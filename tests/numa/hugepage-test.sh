@@ -20,6 +20,9 @@ HP=/sys/kernel/mm/hugepages/hugepages-2048kB
 if [ ! -d $HP ]; then echo "hugepage-test: skipped: this kernel has no 2 MiB hugetlb pages"; exit 0; fi
 if [ "$(id -u)" != 0 ] || [ ! -w $NR ]; then echo "hugepage-test: skipped: needs root to size $NR"; exit 0; fi
 
+# one checkout at a time sizes the global pool (tests/fault takes the same lock)
+exec 9> "${TMPDIR:-/tmp}/numamalloc-hugepages.lock"
+flock -w 300 9 || { echo "FAIL hugepage-test: the hugetlb pool lock is held by another run"; exit 1; }
 T0=$(date +%s.%N)
 old=$(cat $NR)
 T=$(mktemp -d "${TMPDIR:-/tmp}/nm-hugepage.XXXXXX")
