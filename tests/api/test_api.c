@@ -631,6 +631,9 @@ Test(api, malloc_trim_returns_memory)
     cr_assert_geq(rss_freed - rss_trimmed, (uint64_t)150 << 20, "RSS %lu MiB before the blocks, %lu MiB with them, "
                   "%lu MiB after free, %lu MiB after trim", (unsigned long)(rss0 >> 20), (unsigned long)(rss_full >> 20),
                   (unsigned long)(rss_freed >> 20), (unsigned long)(rss_trimmed >> 20));
+    /* the medium blocks' pages too: trim collects the thread's mimalloc heap (before
+     * it did, 50 MiB stayed here and the test passed by 2 MiB; now 1-2 MiB stay run
+     * alone, 26 MiB under the suite's --jobs 2, where the cause is not yet known) */
     cr_assert_lt(rss_trimmed, rss0 + (48 << 20), "RSS after trim %lu MiB, before the blocks %lu MiB",
                  (unsigned long)(rss_trimmed >> 20), (unsigned long)(rss0 >> 20));
     /* a second trim with nothing to give back is allowed to say so */
