@@ -37,13 +37,24 @@
  * Blocks outside the arenas (bootstrap, arena full) are recognised on free by
  * mi_is_in_heap_region: correct, a little slower.
  *
+ * Fork: mimalloc 2.0.9 has no fork handlers, and one call can leave a mark that only
+ * the same call clears: freeing another thread's block into a full page sets the
+ * page's MI_DELAYED_FREEING while the block is linked into its owner heap's delayed
+ * list. A fork at that moment copies the mark into the child, where nobody clears
+ * it, and whatever waits for it there (mi_heap_delete at thread exit, a page
+ * filling up) spins forever (tests/life: about 1 child in 250 forked by a busy
+ * thread hung in mi_heap_delete). So every call into mimalloc passes a gate that
+ * fork's prepare handler closes, after waiting for the threads inside to leave.
+ *
  * MIMALLOC_* variables: mimalloc read them while it loaded (before us). At start-up
  * we pin every option that changes behaviour to our value with mi_option_set, and
  * warn once naming any MIMALLOC_* variable set in the environment. Options acted on
  * during mimalloc's own load (MIMALLOC_RESERVE_*) may already have taken effect.
- * No locks of ours here; mimalloc is thread-safe. */
+ * Locks: gate_lock, held by a forking thread from prepare to parent/child; no other
+ * lock of ours is taken inside the gate (mimalloc is thread-safe). */
 #include <errno.h>
 #include <mimalloc.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -64,6 +75,52 @@ static unsigned narenas;
 extern char **environ;
 
 unsigned nm_fallback_arena_count(void) { return narenas; }
+
+/* ---- fork gate --------------------------------------------------------------------------
+ * Threads inside mimalloc are counted in stripes chosen by CPU (no line bounces
+ * between threads on different CPUs); a thread keeps its stripe from enter to exit.
+ * Dekker-style: the caller increments, then reads closed; the closer sets closed,
+ * then reads the counts; both sequentially consistent, so one of them sees the
+ * other. A caller that finds the gate closed backs out and waits on gate_lock. */
+#define GATE_STRIPES 16
+static struct { unsigned n; } NM_ALIGNED(64) gate[GATE_STRIPES];
+static int gate_closed;
+static nm_lock_t gate_lock = NM_LOCK_INIT;
+
+static unsigned gate_enter(void)
+{
+    unsigned s = (unsigned)nm_os_cpu() % GATE_STRIPES;
+    for (;;) {
+        __atomic_fetch_add(&gate[s].n, 1, __ATOMIC_SEQ_CST);
+        if (NM_LIKELY(!__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))) return s;
+        __atomic_fetch_sub(&gate[s].n, 1, __ATOMIC_RELEASE);
+        nm_lock(&gate_lock);                  /* until the fork is done */
+        nm_unlock(&gate_lock);
+    }
+}
+
+static void gate_exit(unsigned s) { __atomic_fetch_sub(&gate[s].n, 1, __ATOMIC_RELEASE); }
+
+void nm_fallback_fork_close(void)
+{
+    nm_lock(&gate_lock);
+    __atomic_store_n(&gate_closed, 1, __ATOMIC_SEQ_CST);
+    for (unsigned s = 0; s < GATE_STRIPES; s++)
+        while (__atomic_load_n(&gate[s].n, __ATOMIC_SEQ_CST) != 0) sched_yield();
+}
+
+void nm_fallback_fork_open(bool child)
+{
+    if (child) {
+        /* a caller that had just incremented (and would have backed out) is not here */
+        for (unsigned s = 0; s < GATE_STRIPES; s++) __atomic_store_n(&gate[s].n, 0, __ATOMIC_RELAXED);
+        nm_lock_reinit(&gate_lock);
+        __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
+        return;
+    }
+    __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
+    nm_unlock(&gate_lock);
+}
 
 uint64_t nm_fallback_reserved_bytes(void)
 {
@@ -233,6 +290,7 @@ static inline void med_tell(nm_tcache_t *tc)
 
 void nm_fallback_cache_flush(nm_tcache_t *tc)
 {
+    unsigned g = gate_enter();
     for (unsigned c = 0; c < NM_MED_CLASSES; c++) {
         while (tc->mcount[c]) {
             unsigned i = --tc->mcount[c];
@@ -240,6 +298,7 @@ void nm_fallback_cache_flush(nm_tcache_t *tc)
             mi_free(tc->mcache[c][i].p);
         }
     }
+    gate_exit(g);
     tc->mbytes = 0;
     med_tell_slow(tc);
 }
@@ -281,7 +340,12 @@ static void thread_exiting(void *arg)
     if (tc != nm_tcp) return;
     nm_fallback_cache_flush(tc);
     tc->mheap_gone = 1;
-    if (tc->mheap) { mi_heap_delete(tc->mheap); tc->mheap = NULL; }
+    if (tc->mheap) {
+        unsigned g = gate_enter();
+        mi_heap_delete(tc->mheap);
+        gate_exit(g);
+        tc->mheap = NULL;
+    }
 }
 
 void nm_fallback_thread_start(nm_tcache_t *tc)
@@ -305,12 +369,16 @@ static mi_heap_t *thread_heap_slow(nm_tcache_t *tc)
 {
     if (tc->mheap) {                               /* moved to another domain */
         nm_fallback_cache_flush(tc);
+        unsigned g = gate_enter();
         mi_heap_delete(tc->mheap);
+        gate_exit(g);
         tc->mheap = NULL;
     }
     const nm_arena_t *a = arena_for_domain(tc->domain);
     if (a == NULL) return NULL;
+    unsigned g = gate_enter();
     tc->mheap = mi_heap_new_in_arena(a->mi_id);
+    gate_exit(g);
     tc->mheap_dom = tc->domain;
     return tc->mheap;
 }
@@ -335,7 +403,7 @@ static int note_block(const void *p)
     return (int)a->domain;
 }
 
-void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
+static void *raw_alloc(size_t n, size_t align, bool zero)
 {
     if (align <= 16) return zero ? mi_zalloc(n) : mi_malloc(n);
     /* microsoft/mimalloc#700: size == alignment misaligns for 256, 512, 1024 */
@@ -345,7 +413,20 @@ void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
     return p;
 }
 
-void nm_fallback_raw_free(void *p) { mi_free(p); }
+void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
+{
+    unsigned g = gate_enter();
+    void *p = raw_alloc(n, align, zero);
+    gate_exit(g);
+    return p;
+}
+
+void nm_fallback_raw_free(void *p)
+{
+    unsigned g = gate_enter();
+    mi_free(p);
+    gate_exit(g);
+}
 
 /* arena bytes reach the global footprint in batches of 1 MiB per thread: an atomic
  * add per medium allocation would bounce one cache line between all threads */
@@ -402,13 +483,21 @@ NM_INLINE void count_free(nm_tcache_t *tc, nm_pme_t e, size_t usable)
     if (tc && (int)dom != tc->cpu_node && dom != nm_dom_interleave) nm_count_domain(tc, dom, NM_C_remote_free, 1);
 }
 
-static void *heap_alloc(mi_heap_t *h, size_t n, size_t align, bool zero)
+static void *heap_alloc_gated(mi_heap_t *h, size_t n, size_t align, bool zero)
 {
     if (align <= 16) return zero ? mi_heap_zalloc(h, n) : mi_heap_malloc(h, n);
     /* microsoft/mimalloc#700: size == alignment misaligns for 256, 512, 1024 */
     size_t ask = n == align ? n + 1 : n;
     void *p = zero ? mi_heap_zalloc_aligned(h, ask, align) : mi_heap_malloc_aligned(h, ask, align);
     if (p && ((uintptr_t)p & (align - 1)) != 0) { mi_free(p); return NULL; }
+    return p;
+}
+
+static void *heap_alloc(mi_heap_t *h, size_t n, size_t align, bool zero)
+{
+    unsigned g = gate_enter();
+    void *p = heap_alloc_gated(h, n, align, zero);
+    gate_exit(g);
     return p;
 }
 
@@ -449,7 +538,9 @@ void nm_fallback_free(nm_tcache_t *tc, void *p, nm_pme_t e)
     count_free(tc, e, u);
     if (!sampled && cache_put(tc, p, u, e)) return;
     footprint(tc, -(int64_t)u);
+    unsigned g = gate_enter();
     mi_free(p);
+    gate_exit(g);
 }
 
 void *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n)
@@ -460,7 +551,9 @@ void *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n)
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     if (h) {
         count_free(tc, e, old);
+        unsigned g = gate_enter();
         void *q = mi_heap_realloc(h, p, n);
+        gate_exit(g);
         if (q == NULL) {                         /* p still valid and still counted */
             count_alloc(tc, note_block(p), old);
             return NULL;
@@ -483,4 +576,9 @@ size_t nm_fallback_usable(const void *p) { return mi_usable_size(p); }
 
 bool nm_fallback_owns(const void *p) { return mi_is_in_heap_region(p); }
 
-void nm_fallback_collect(bool force) { mi_collect(force); }
+void nm_fallback_collect(bool force)
+{
+    unsigned g = gate_enter();
+    mi_collect(force);
+    gate_exit(g);
+}
