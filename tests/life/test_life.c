@@ -111,7 +111,7 @@ Test(life, fifty_thousand_threads_in_waves_cross_thread_frees_level_off, .timeou
  * 64 MiB large-mapping cache on THP) and 1,000 forks took 50-65 s here; with decay
  * after 100 ms and a 4 MiB large cache, 15-35 s. The same settings still catch the
  * fork-while-inside-mimalloc hang (src/fallback.c, fork gate): with the gate taken
- * out, 2 of the 1,000 children hung in each of the runs made. */
+ * out, 1 or 2 of the 1,000 children (all forked by a worker) hung in each of 4 runs. */
 Test(life, thousand_forks_posix_spawn_and_vfork_while_eight_threads_allocate, .timeout = 400)
 {
     nm_proc_t p;
