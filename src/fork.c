@@ -15,8 +15,8 @@
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
  * decay -> depot/seg/large of its pass; dump -> threads/profiler of a dump.)
  * In the child, the thread list is cut down to the forking thread: the other
- * threads' caches (metadata, still intact in the child) are retired, so their
- * cached blocks return to the depots instead of being lost. The handlers are registered while booting, before any thread
+ * threads' caches are retired without giving their blocks back (they were being
+ * changed, unlocked, while the fork copied them; see nm_threads_reap_locked). The handlers are registered while booting, before any thread
  * can allocate from our slabs. */
 #include <pthread.h>
 #include <sys/syscall.h>
@@ -77,8 +77,8 @@ static void child(void)
     first_locks(nm_lock_reinit);
     other_locks(nm_lock_reinit);
     nm_fallback_fork_open(true);
-    /* only the forking thread exists now: the others' caches go back to the depots
-     * (blocks a thread was in the middle of moving at the fork are lost, no more) */
+    /* only the forking thread exists now: the others' caches are dropped (their
+     * cached blocks are lost to the child; src/init.c says why) */
     nm_tcache_t *self = nm_tcp;
     if (self->state == NM_T_ACTIVE) self->tid = (int32_t)syscall(SYS_gettid);
     nm_lock(&nm_threads_lock);

@@ -3,17 +3,21 @@
  *
  *   life_fork FORKS SPAWNS
  *
- * WORKERS threads allocate and free mixed sizes (half of them medium, the others
- * small and 1% large), passing blocks to each other through shared slots, until the
- * end. Meanwhile:
+ * WORKERS threads allocate and free, until the end: every other round a batch of
+ * 100..400 small blocks of one class (walking through the classes), so their
+ * caches trade magazines with the depots all the time; in between 8 blocks of mixed
+ * sizes (half of them medium, the others small and 1% large), passing blocks to
+ * each other through shared slots. Meanwhile:
  *  1. FORKS forks. Three in four are made by the main thread (which allocates
  *     between forks too); every fourth by one of the busy workers itself, in the
  *     middle of its loop, with its magazines loaded and a mimalloc heap of its own
  *     that the child deletes when that thread exits (with exit(), whose thread-
  *     local destructors run for the calling thread). Each child frees the blocks it
- *     inherited in the slots (their owners do not exist in the child), allocates
- *     and frees, runs a thread that does the same, and ends with exit() (so the
- *     allocator's destructor runs), every fifth with _exit().
+ *     inherited in the slots (their owners do not exist in the child), holds
+ *     CHILD_BLOCKS small blocks of every class at once and checks that none was
+ *     handed out twice, allocates and frees mixed sizes, runs a thread that does the
+ *     same, and ends with exit() (so the allocator's destructor runs), every fifth
+ *     with _exit().
  *  2. SPAWNS posix_spawn()s and SPAWNS vfork()+execve()s of life_exec_child (which
  *     boots the preload again and checks itself), from the main thread.
  * The parent waits for every child with a 20 s limit (then SIGKILL) and checks its
@@ -34,12 +38,13 @@
 #include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "life/life.h"
 
-enum { WORKERS = 8, NSLOTS = 64, CHILD_TIMEOUT_MS = 20000, ALARM_S = 200 };
+enum { WORKERS = 8, NSLOTS = 64, CHILD_TIMEOUT_MS = 20000, ALARM_S = 200, CHILD_BLOCKS = 20000 };
 
 extern char **environ;
 static _Atomic(life_blk_t *) slots[NSLOTS];
@@ -78,6 +83,31 @@ static void check_free(life_blk_t *b, atomic_ulong *bad)
 
 /* ---- the child of a fork ------------------------------------------------------------ */
 
+/* Many small blocks of every class at once, each stamped with its index at both
+ * ends: a block handed out twice (a magazine that got into a depot twice) shows as
+ * a stamp overwritten by another index. */
+static int many_small(void)
+{
+    enum { N = CHILD_BLOCKS };
+    uint64_t **b = mmap(NULL, N * sizeof *b, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (b == MAP_FAILED) return 1;
+    int bad = 0;
+    for (unsigned k = 0; k < N; k++) {
+        size_t words = 2 + (k % 48) * 6;              /* 16 .. 2272 bytes */
+        if ((b[k] = malloc(words * 8)) == NULL) { bad++; continue; }
+        b[k][0] = k;
+        b[k][words - 1] = ~(uint64_t)k;
+    }
+    for (unsigned k = 0; k < N; k++) {
+        if (b[k] == NULL) continue;
+        size_t words = 2 + (k % 48) * 6;
+        if (b[k][0] != k || b[k][words - 1] != ~(uint64_t)k) bad++;
+    }
+    for (unsigned k = 0; k < N; k++) free(b[k]);
+    munmap(b, N * sizeof *b);
+    return bad;
+}
+
 static int child_work(uint64_t seed)
 {
     atomic_ulong bad = 0;
@@ -98,7 +128,7 @@ static void *child_thread(void *arg) { return (void *)(uintptr_t)child_work((uin
 static _Noreturn void child_main(unsigned n)
 {
     alarm(20);                               /* not inherited: our own guard */
-    int bad = child_work((uint64_t)n << 32);
+    int bad = child_work((uint64_t)n << 32) + many_small();
     pthread_t t;
     void *res = NULL;
     if (pthread_create(&t, NULL, child_thread, (void *)(uintptr_t)((uint64_t)n << 32 | 1)) != 0) _exit(12);
@@ -164,6 +194,23 @@ static void *worker(void *arg)
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
         wait_while_held();
         uint64_t r = life_mix(seed | i++);
+        if (i % 2) {
+            /* a batch of 100..400 blocks of one small class, freed at once: the
+             * thread cache trades magazines with the depot all the time */
+            void *v[400];
+            size_t size = 16 + (i / 2 * 7 + me * 13) % 40 * 48;
+            unsigned n = 100 + (unsigned)(r % 301);
+            for (unsigned k = 0; k < n; k++) if ((v[k] = malloc(size)) != NULL) memset(v[k], 0x5a, 16);
+            for (unsigned k = 0; k < n; k++) {
+                if (v[k] == NULL) { atomic_fetch_add(&worker_bad, 1); continue; }
+                if (k % 8 == 0) {
+                    life_blk_t *old = atomic_exchange(&slots[(r >> 12 ^ k) % NSLOTS], NULL);
+                    if (old) check_free(old, &worker_bad);
+                }
+                free(v[k]);
+            }
+            continue;
+        }
         life_blk_t *local[8];
         for (int k = 0; k < 8; k++) {
             /* half medium: mimalloc's cross-thread frees are what a fork must not cut in two */

@@ -109,9 +109,11 @@ Test(life, fifty_thousand_threads_in_waves_cross_thread_frees_level_off, .timeou
  * A fork costs in proportion to the parent's resident memory: with the defaults the
  * busy parent holds ~180 MiB (freed medium pages mimalloc keeps for a second, the
  * 64 MiB large-mapping cache on THP) and 1,000 forks took 50-65 s here; with decay
- * after 100 ms and a 4 MiB large cache, 15-35 s. The same settings still catch the
- * fork-while-inside-mimalloc hang (src/fallback.c, fork gate): with the gate taken
- * out, 1 or 2 of the 1,000 children (all forked by a worker) hung in each of 4 runs. */
+ * after 100 ms and a 4 MiB large cache, 20-40 s. With these settings the case
+ * caught both fork bugs found while writing it (see src/fallback.c and
+ * src/init.c): with the mimalloc fork gate taken out, 1 or 2 of the 1,000 children
+ * (all forked by a worker) hung in each of 4 runs; with the other threads' caches
+ * given back in the child, 15 of 1,000 children crashed. */
 Test(life, thousand_forks_posix_spawn_and_vfork_while_eight_threads_allocate, .timeout = 400)
 {
     nm_proc_t p;
