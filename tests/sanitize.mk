@@ -10,12 +10,15 @@
 #                         UBSan too (halt_on_error=1), TSan exits 66 after a run that
 #                         reported anything.
 #
-# The library flags are the Makefile's CFLAGS_LIB, plus -DNM_TESTING as for the
-# white-box archive; nothing in them conflicts with the sanitizers, so none is
-# taken out (the sanitizer runtimes replace the test binaries' malloc; the
-# allocator under test still gets its memory from raw mmap, so ASan checks how it
-# is used, not what it hands out: the unit tests never give those blocks to
-# anything but the allocator and their own checks).
+# The library flags are the Makefile's CFLAGS_LIB plus -DNM_TESTING, as for the
+# white-box archive, plus the sanitizer and -fno-omit-frame-pointer (readable
+# stacks). Nothing in CFLAGS_LIB conflicts (-O2, -fno-stack-protector,
+# -fvisibility=hidden, -ftls-model=initial-exec and -fno-plt all work with both
+# sanitizers; the test programs are executables), so nothing is filtered out. The
+# sanitizer runtimes replace the test programs' own malloc. What ASan can see: the
+# allocator's globals and stacks and the tests' own buffers (the allocator's
+# metadata and blocks come from raw mmap and have no redzones); UBSan checks every
+# operation of the allocator's code; TSan every access to shared state.
 
 SUITES += check-sanitize
 .PHONY: check-sanitize
@@ -26,7 +29,7 @@ SAN_LIB_CFLAGS := $(CFLAGS_LIB) -DNM_TESTING
 
 SAN_UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 # TSan only where there is concurrency to see: the tests that start threads
-SAN_TSAN_SRCS  := $(shell grep -l pthread_create $(SAN_UNIT_SRCS))
+SAN_TSAN_SRCS  := $(shell grep -l pthread_create $(SAN_UNIT_SRCS) /dev/null)
 
 SAN_ASAN_LIB   := $(B)/asan/libnumamalloc_test.a
 SAN_TSAN_LIB   := $(B)/tsan/libnumamalloc_test.a
