@@ -44,7 +44,7 @@
 
 #include "life/life.h"
 
-enum { WORKERS = 8, NSLOTS = 64, CHILD_TIMEOUT_MS = 20000, ALARM_S = 200, CHILD_BLOCKS = 20000 };
+enum { WORKERS = 8, NSLOTS = 64, CHILD_TIMEOUT_MS = 20000, ALARM_S = 200, CHILD_BLOCKS = 10000 };
 
 extern char **environ;
 static _Atomic(life_blk_t *) slots[NSLOTS];
