@@ -15,9 +15,9 @@
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
  * decay -> depot/seg/large of its pass; dump -> threads/profiler of a dump.)
  * In the child, the thread list is cut down to the forking thread: the other
- * threads' caches are retired without giving their blocks back (they were being
- * changed, unlocked, while the fork copied them; see nm_threads_reap_locked). The handlers are registered while booting, before any thread
- * can allocate from our slabs. */
+ * threads' caches are retired without giving their blocks back (their owners were
+ * changing them, unlocked, at the fork; see nm_threads_reap_locked). The handlers
+ * are registered while booting, before any thread can allocate from our slabs. */
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -135,14 +135,14 @@ static void retire_locked(nm_tcache_t *tc, bool give_back)
 }
 
 /* all_but_self (a forked child): the other threads' caches are dropped, not given
- * back. Their owners ran during the fork, unlocked: one may have been between a
- * depot call and the update of its bin (a magazine the depot already owns still
- * in the bin: given back again, it would sit twice in the depot, its blocks handed
- * out twice), and the kernel copies the parent's pages while the threads run, so
- * the child's copy of a cache is not even of one instant. Their cached blocks are
- * lost to the child, as glibc's and jemalloc's thread caches are. (Seen: a fork
- * storm beside 8 threads churning magazines, 33 of 1,000 children crashed or
- * looped when the caches were given back.) */
+ * back. Their owners kept running through the fork, and a cache is changed without
+ * a lock, so the child's copy may show its owner stopped anywhere: between a depot
+ * call and the update of its bin, say (a magazine the depot already owns still in
+ * the bin: given back again, it would sit twice in the depot, its blocks handed out
+ * twice), or halfway through putting a block into its medium cache. Their cached
+ * blocks are lost to the child, as glibc's and jemalloc's thread caches are.
+ * (Seen: a fork storm beside 8 threads churning magazines, 33 of 1,000 children
+ * crashed or looped when the caches were given back.) */
 void nm_threads_reap_locked(bool all_but_self)
 {
     int pid = nm_os_getpid();
