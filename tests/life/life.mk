@@ -4,17 +4,20 @@
 #                    (tests/life/life_*.c) in a fresh preloaded process:
 #                      - 50,000 threads in waves of 8, blocks freed across threads
 #                        both ways; RSS and metadata level off (life_churn)
-#                      - 1,000 forks while 8 threads allocate; posix_spawn and
+#                      - 1,000 forks while 8 threads allocate (a quarter made by
+#                        the busy threads themselves; each child checks 10,000
+#                        blocks for one handed out twice); posix_spawn and
 #                        vfork+exec from the same busy parent (life_fork)
 #                      - signal handlers that malloc, on a thread that is not inside
 #                        the allocator, at a high rate, beside busy threads (life_signal)
-#                      - 256 threads at once on this machine's CPUs, checked contents;
+#                      - 256 threads at once pinned to 2 CPUs, checked contents;
 #                        the time against glibc is printed, never gated (life_many)
 #   make soak        NOT part of `make test`: SOAK_SECONDS (600) of mixed threads
 #                    and forks with interval dumps to files; RSS must stay bounded
 #                    and every dump must be valid JSON (tests/life/soak.sh)
-# Every helper has its own hang guard (alarm) besides the spawn timeout, so a
-# deadlock fails the case with SIGALRM instead of hanging CI.
+# Every helper has its own hang guard (alarm(), or a watchdog thread where SIGALRM
+# is the test's own signal) besides the spawn timeout, so a deadlock fails the case
+# instead of hanging CI. About 30 s on an idle 2-core machine, 60 s on a busy one.
 
 SUITES += life-test
 .PHONY: life-test soak
