@@ -69,13 +69,24 @@
  * pointer whose memory mimalloc already gave to a new block (that is a free of the
  * new block, as with every allocator).
  *
+ * Fork: mimalloc 2.0.9 has no fork handlers, and one call can leave a mark that only
+ * the same call clears: freeing another thread's block into a full page sets the
+ * page's MI_DELAYED_FREEING while the block is linked into its owner heap's delayed
+ * list. A fork at that moment copies the mark into the child, where nobody clears
+ * it, and whatever waits for it there (mi_heap_delete at thread exit, a page
+ * filling up) spins forever (tests/life: about 1 child in 250 forked by a busy
+ * thread hung in mi_heap_delete). So every call into mimalloc passes a gate that
+ * fork's prepare handler closes, after waiting for the threads inside to leave.
+ *
  * MIMALLOC_* variables: mimalloc read them while it loaded (before us). At start-up
  * we pin every option that changes behaviour to our value with mi_option_set, and
  * warn once naming any MIMALLOC_* variable set in the environment. Options acted on
  * during mimalloc's own load (MIMALLOC_RESERVE_*) may already have taken effect.
- * No locks of ours here; mimalloc is thread-safe. */
+ * Locks: gate_lock, held by a forking thread from prepare to parent/child; no other
+ * lock of ours is taken inside the gate (mimalloc is thread-safe). */
 #include <errno.h>
 #include <mimalloc.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/syscall.h>
@@ -169,6 +180,52 @@ static void hdr_init_key(void)
 }
 
 unsigned nm_fallback_arena_count(void) { return narenas; }
+
+/* ---- fork gate --------------------------------------------------------------------------
+ * Threads inside mimalloc are counted in stripes chosen by CPU (no line bounces
+ * between threads on different CPUs); a thread keeps its stripe from enter to exit.
+ * Dekker-style: the caller increments, then reads closed; the closer sets closed,
+ * then reads the counts; both sequentially consistent, so one of them sees the
+ * other. A caller that finds the gate closed backs out and waits on gate_lock. */
+#define GATE_STRIPES 16
+static struct { unsigned n; } NM_ALIGNED(64) gate[GATE_STRIPES];
+static int gate_closed;
+static nm_lock_t gate_lock = NM_LOCK_INIT;
+
+static unsigned gate_enter(void)
+{
+    unsigned s = (unsigned)nm_os_cpu() % GATE_STRIPES;
+    for (;;) {
+        __atomic_fetch_add(&gate[s].n, 1, __ATOMIC_SEQ_CST);
+        if (NM_LIKELY(!__atomic_load_n(&gate_closed, __ATOMIC_SEQ_CST))) return s;
+        __atomic_fetch_sub(&gate[s].n, 1, __ATOMIC_RELEASE);
+        nm_lock(&gate_lock);                  /* until the fork is done */
+        nm_unlock(&gate_lock);
+    }
+}
+
+static void gate_exit(unsigned s) { __atomic_fetch_sub(&gate[s].n, 1, __ATOMIC_RELEASE); }
+
+void nm_fallback_fork_close(void)
+{
+    nm_lock(&gate_lock);
+    __atomic_store_n(&gate_closed, 1, __ATOMIC_SEQ_CST);
+    for (unsigned s = 0; s < GATE_STRIPES; s++)
+        while (__atomic_load_n(&gate[s].n, __ATOMIC_SEQ_CST) != 0) sched_yield();
+}
+
+void nm_fallback_fork_open(bool child)
+{
+    if (child) {
+        /* a caller that had just incremented (and would have backed out) is not here */
+        for (unsigned s = 0; s < GATE_STRIPES; s++) __atomic_store_n(&gate[s].n, 0, __ATOMIC_RELAXED);
+        nm_lock_reinit(&gate_lock);
+        __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
+        return;
+    }
+    __atomic_store_n(&gate_closed, 0, __ATOMIC_SEQ_CST);
+    nm_unlock(&gate_lock);
+}
 
 uint64_t nm_fallback_reserved_bytes(void)
 {
@@ -347,6 +404,7 @@ static inline void med_tell(nm_tcache_t *tc)
 
 void nm_fallback_cache_flush(nm_tcache_t *tc)
 {
+    unsigned g = gate_enter();
     for (unsigned c = 0; c < NM_MED_CLASSES; c++) {
         while (tc->mcount[c]) {
             unsigned i = --tc->mcount[c];
@@ -355,6 +413,7 @@ void nm_fallback_cache_flush(nm_tcache_t *tc)
             mi_free(blk_of(tc->mcache[c][i].p, pad_of(sz)));
         }
     }
+    gate_exit(g);
     tc->mbytes = 0;
     med_tell_slow(tc);
 }
@@ -405,7 +464,12 @@ static void thread_exiting(void *arg)
     if (tc != nm_tcp) return;
     nm_fallback_cache_flush(tc);
     tc->mheap_gone = 1;
-    if (tc->mheap) { mi_heap_delete(tc->mheap); tc->mheap = NULL; }
+    if (tc->mheap) {
+        unsigned g = gate_enter();
+        mi_heap_delete(tc->mheap);
+        gate_exit(g);
+        tc->mheap = NULL;
+    }
 }
 
 void nm_fallback_thread_start(nm_tcache_t *tc)
@@ -429,12 +493,16 @@ static mi_heap_t *thread_heap_slow(nm_tcache_t *tc)
 {
     if (tc->mheap) {                               /* moved to another domain */
         nm_fallback_cache_flush(tc);
+        unsigned g = gate_enter();
         mi_heap_delete(tc->mheap);
+        gate_exit(g);
         tc->mheap = NULL;
     }
     const nm_arena_t *a = arena_for_domain(tc->domain);
     if (a == NULL) return NULL;
+    unsigned g = gate_enter();
     tc->mheap = mi_heap_new_in_arena(a->mi_id);
+    gate_exit(g);
     tc->mheap_dom = tc->domain;
     return tc->mheap;
 }
@@ -459,7 +527,7 @@ static int note_block(const void *p)
     return (int)a->domain;
 }
 
-void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
+static void *raw_alloc(size_t n, size_t align, bool zero)
 {
     if (align <= 16) return zero ? mi_zalloc(n) : mi_malloc(n);
     /* microsoft/mimalloc#700: size == alignment misaligns for 256, 512, 1024 */
@@ -469,7 +537,20 @@ void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
     return p;
 }
 
-void nm_fallback_raw_free(void *p) { mi_free(p); }
+void *nm_fallback_raw_alloc(size_t n, size_t align, bool zero)
+{
+    unsigned g = gate_enter();
+    void *p = raw_alloc(n, align, zero);
+    gate_exit(g);
+    return p;
+}
+
+void nm_fallback_raw_free(void *p)
+{
+    unsigned g = gate_enter();
+    mi_free(p);
+    gate_exit(g);
+}
 
 /* arena bytes reach the global footprint in batches of 1 MiB per thread: an atomic
  * add per medium allocation would bounce one cache line between all threads */
@@ -533,6 +614,7 @@ static void *heap_alloc(nm_tcache_t *tc, mi_heap_t *h, size_t n, size_t ask, siz
 {
     void *blk;
     size_t pad = ask >= PAD_PAGE_MIN && align <= PAD_PAGE ? PAD_PAGE : PAD_LINE;
+    unsigned g = gate_enter();                 /* mimalloc calls only: see the fork gate */
     if (align <= 16) {
         blk = zero ? mi_heap_zalloc(h, ask + pad) : mi_heap_malloc(h, ask + pad);
     } else {
@@ -540,16 +622,24 @@ static void *heap_alloc(nm_tcache_t *tc, mi_heap_t *h, size_t n, size_t ask, siz
         size_t a = ask + pad == align ? ask + pad + 1 : ask + pad;
         blk = zero ? mi_heap_zalloc_aligned_at(h, a, align, pad) : mi_heap_malloc_aligned_at(h, a, align, pad);
     }
+    size_t got = blk ? mi_usable_size(blk) : 0;
+    gate_exit(g);
     if (blk == NULL) return NULL;
     char *p = (char *)blk + pad;
-    if ((align > 16 && ((uintptr_t)p & (align - 1)) != 0) || (*dom = note_block(blk)) < 0) { mi_free(blk); return NULL; }
-    *u = mi_usable_size(blk);
+    if ((align > 16 && ((uintptr_t)p & (align - 1)) != 0) || (*dom = note_block(blk)) < 0) {
+        g = gate_enter();
+        mi_free(blk);
+        gate_exit(g);
+        return NULL;
+    }
+    *u = got;
     size_t usable = *u - pad;
     hdr_set(p, sizes_make(usable, nm_opt.check ? n : usable, pad));
     if (nm_opt.check) nm_canary_fill(p, n, usable);
     footprint(tc, (int64_t)*u);
     return p;
 }
+
 
 void *nm_fallback_cached(nm_tcache_t *tc, size_t n)
 {
@@ -587,7 +677,9 @@ static void raw_free(nm_tcache_t *tc, void *p)
     size_t u = mi_usable_size(p);
     count_free(tc, 0, u);
     footprint(tc, -(int64_t)u);
+    unsigned g = gate_enter();
     mi_free(p);
+    gate_exit(g);
 }
 
 /* NUMAMALLOC_CHECK=1 verdict on a block with a header */
@@ -615,7 +707,9 @@ void nm_fallback_free(nm_tcache_t *tc, void *p, nm_pme_t e)
     count_free(tc, e, u + pad);
     if (!sampled && cache_put(tc, p, u, pad, e)) return;
     footprint(tc, -(int64_t)(u + pad));
+    unsigned g = gate_enter();
     mi_free(blk_of(p, pad));
+    gate_exit(g);
 }
 
 void *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n)
@@ -675,6 +769,8 @@ bool nm_fallback_owns(const void *p) { return arena_of(p) != NULL || mi_is_in_he
 void nm_fallback_collect(bool force)
 {
     nm_tcache_t *tc = nm_tcp;
+    unsigned g = gate_enter();
     if (tc && tc->state == NM_T_ACTIVE && tc->mheap && !tc->mheap_gone) mi_heap_collect(tc->mheap, force);
     mi_collect(force);
+    gate_exit(g);
 }

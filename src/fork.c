@@ -4,16 +4,20 @@
  * both processes after it, so the child never inherits a lock held by a thread that
  * does not exist there. THE LOCK ORDER (every nesting in the allocator follows it):
  *
- *   init -> dump -> decay -> threads -> depot[d][c] for every domain d, class c
- *        -> seg_lock[d] for every d -> large_lock[d] for every d -> meta -> pagemap
- *        -> profiler
+ *   init -> dump -> decay -> threads -> [fallback gate] -> depot[d][c] for every
+ *        domain d, class c -> seg_lock[d] for every d -> large_lock[d] for every d
+ *        -> meta -> pagemap -> profiler
  *
+ * The fallback gate (src/fallback.c) is not a lock but waits for every thread inside
+ * mimalloc to leave it: it comes after the locks a thread may hold while it calls
+ * mimalloc (threads: retiring a dead thread's cache frees its medium blocks) and
+ * before those it never holds then.
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
  * decay -> depot/seg/large of its pass; dump -> threads/profiler of a dump.)
  * In the child, the thread list is cut down to the forking thread: the other
- * threads' caches (metadata, still intact in the child) are retired, so their
- * cached blocks return to the depots instead of being lost. The handlers are registered while booting, before any thread
- * can allocate from our slabs. */
+ * threads' caches are retired without giving their blocks back (their owners were
+ * changing them, unlocked, at the fork; see nm_threads_reap_locked). The handlers
+ * are registered while booting, before any thread can allocate from our slabs. */
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,12 +25,16 @@
 #include "numamalloc/internal.h"
 
 
-static void for_each_lock(void (*op)(nm_lock_t *))
+static void first_locks(void (*op)(nm_lock_t *))
 {
     op(&nm_init_lock);
     op(&nm_stats_dump_lock);
     op(&nm_decay_lock);
     op(&nm_threads_lock);
+}
+
+static void other_locks(void (*op)(nm_lock_t *))
+{
     for (uint32_t d = 0; d < nm_ndomains; d++)
         for (unsigned c = 0; c < NM_NUM_CLASSES; c++) op(&nm_domains[d].depots[c].lock);
     for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].seg_lock);
@@ -51,14 +59,26 @@ static void unlock_reverse(void)
     nm_unlock(&nm_init_lock);
 }
 
-static void prepare(void) { for_each_lock(nm_lock); }
-static void parent(void) { unlock_reverse(); }
+static void prepare(void)
+{
+    first_locks(nm_lock);
+    nm_fallback_fork_close();
+    other_locks(nm_lock);
+}
+
+static void parent(void)
+{
+    unlock_reverse();
+    nm_fallback_fork_open(false);
+}
 
 static void child(void)
 {
-    for_each_lock(nm_lock_reinit);
-    /* only the forking thread exists now: the others' caches go back to the depots
-     * (blocks a thread was in the middle of moving at the fork are lost, no more) */
+    first_locks(nm_lock_reinit);
+    other_locks(nm_lock_reinit);
+    nm_fallback_fork_open(true);
+    /* only the forking thread exists now: the others' caches are dropped (their
+     * cached blocks are lost to the child; src/init.c says why) */
     nm_tcache_t *self = nm_tcp;
     if (self->state == NM_T_ACTIVE) self->tid = (int32_t)syscall(SYS_gettid);
     nm_lock(&nm_threads_lock);

@@ -25,7 +25,8 @@
  * for, and the first up to NM_CANARY_MAX bytes past it hold the canary that free
  * verifies (src/alloc.c); realloc then always moves (src/alloc.c).
  *
- * Lock: nm_domain_t.large_lock guards the domain's cache list and cache_bytes. */
+ * Lock: nm_domain_t.large_lock guards the domain's cache list and cache_bytes
+ * (cache_bytes is also read without it, so it is written with relaxed atomics). */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -243,7 +244,7 @@ static void cache_unlink_locked(nm_domain_t *dm, nm_large_t *L)
     if (L->prev) L->prev->next = L->next; else dm->cache = L->next;
     if (L->next) L->next->prev = L->prev; else dm->cache_tail = L->prev;
     L->next = L->prev = NULL;
-    dm->cache_bytes -= L->map_len;
+    __atomic_fetch_sub(&dm->cache_bytes, L->map_len, __ATOMIC_RELAXED);
 }
 
 static void cache_push_locked(nm_domain_t *dm, nm_large_t *L)
@@ -252,7 +253,7 @@ static void cache_push_locked(nm_domain_t *dm, nm_large_t *L)
     L->next = dm->cache;
     if (dm->cache) dm->cache->prev = L; else dm->cache_tail = L;
     dm->cache = L;
-    dm->cache_bytes += L->map_len;
+    __atomic_fetch_add(&dm->cache_bytes, L->map_len, __ATOMIC_RELAXED);
 }
 
 static bool resizable(const nm_large_t *L) { return L->backing == NM_BACK_NORMAL || L->backing == NM_BACK_THP; }
@@ -484,7 +485,7 @@ static nm_large_t *cache_trim_locked(nm_domain_t *dm, uint64_t cutoff_ms)
         nm_large_t *t = dm->cache_tail;
         dm->cache_tail = t->prev;
         if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
-        dm->cache_bytes -= t->map_len;
+        __atomic_fetch_sub(&dm->cache_bytes, t->map_len, __ATOMIC_RELAXED);
         t->next = evict;
         evict = t;
     }

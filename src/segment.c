@@ -11,7 +11,9 @@
  * metadata memory, off the data pages.
  *
  * Lock: nm_domain_t.seg_lock guards the domain's segment lists and each segment's
- * masks and timestamps. Callers may hold a depot lock (depot -> seg_lock). */
+ * masks and timestamps. Callers may hold a depot lock (depot -> seg_lock). The
+ * domain's nsegments, slab_pages and dirty_pages are read without it (decay's quick
+ * skip, stats), so they are written with relaxed atomics (ThreadSanitizer, issue 6). */
 #include <sys/mman.h>
 
 #include "numamalloc/internal.h"
@@ -92,12 +94,12 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
         seg = segment_new(d);
         if (seg == NULL) { nm_unlock(&dm->seg_lock); return NULL; }
         list_push(&dm->segs, seg);
-        dm->nsegments++;
+        __atomic_fetch_add(&dm->nsegments, 1, __ATOMIC_RELAXED);
         at = 0;
     }
     uint64_t bits = run_mask((unsigned)at, npages);
-    dm->slab_pages += npages;
-    dm->dirty_pages -= (uint64_t)__builtin_popcountll(seg->dirty_mask & bits);
+    __atomic_fetch_add(&dm->slab_pages, npages, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(seg->dirty_mask & bits), __ATOMIC_RELAXED);
     seg->free_mask &= ~bits;
     seg->dirty_mask &= ~bits;
     seg->empty_since_ms = 0;
@@ -120,8 +122,8 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl)
     bool was_full = seg->free_mask == 0;
     seg->free_mask |= bits;
     seg->dirty_mask |= bits;
-    dm->slab_pages -= sl->npages;
-    dm->dirty_pages += sl->npages;
+    __atomic_fetch_sub(&dm->slab_pages, sl->npages, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&dm->dirty_pages, sl->npages, __ATOMIC_RELAXED);
     for (unsigned i = sl->page; i < (unsigned)sl->page + sl->npages; i++) seg->freed_ms[i] = now;
     if (was_full) { list_remove(&dm->full_segs, seg); list_push(&dm->segs, seg); }
     if (seg->free_mask == ALL_PAGES) seg->empty_since_ms = now;
@@ -146,8 +148,8 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
             (cutoff_ms == UINT64_MAX || s->empty_since_ms <= cutoff_ms) && (idle & ~old) == 0) {
             /* wholly free, and every dirty page idle long enough: give it all back */
             list_remove(&dm->segs, s);
-            dm->nsegments--;
-            dm->dirty_pages -= (uint64_t)__builtin_popcountll(s->dirty_mask);
+            __atomic_fetch_sub(&dm->nsegments, 1, __ATOMIC_RELAXED);
+            __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(s->dirty_mask), __ATOMIC_RELAXED);
             s->next = unmap_list;
             unmap_list = s;
             continue;
@@ -159,7 +161,7 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
             int n = rest ? __builtin_ctzll(rest) : 64 - i;
             if (nm_os_advise(s->base + ((uintptr_t)i << NM_GRANULE_SHIFT), (size_t)n << NM_GRANULE_SHIFT, MADV_DONTNEED)) {
                 s->dirty_mask &= ~run_mask((unsigned)i, (unsigned)n);
-                dm->dirty_pages -= (uint64_t)n;
+                __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)n, __ATOMIC_RELAXED);
                 purged += (size_t)n << NM_GRANULE_SHIFT;
                 nm_gstat_add(NM_C_slab_pages_purged, (uint64_t)n);
             }

@@ -202,6 +202,10 @@ void  *nm_fallback_raw_alloc(size_t n, size_t align, bool zero);   /* bootstrap 
 void   nm_fallback_raw_free(void *p);
 uint64_t nm_fallback_reserved_bytes(void);
 unsigned nm_fallback_arena_count(void);
+/* fork (src/fork.c): close waits until no thread is inside mimalloc and keeps new
+ * callers out; open lets them in again (child: forgets callers that are not there) */
+void   nm_fallback_fork_close(void);
+void   nm_fallback_fork_open(bool child);
 
 /* ---- stats.c --------------------------------------------------------------------- */
 extern nm_lock_t nm_stats_dump_lock;
