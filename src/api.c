@@ -71,6 +71,9 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
         info->usable_size = nm_fallback_usable(p);
         info->pages = NUMAMALLOC_PAGES_4K;
     }
+    /* NUMAMALLOC_CHECK=1: what malloc_usable_size says, the size asked for (writing
+     * past it is what the canary catches) */
+    if (nm_opt.check) info->usable_size = nm_usable_size(p);
     return 0;
 }
 

@@ -727,9 +727,11 @@ void *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n)
             return NULL;
         }
         old = nm_opt.check ? v.req : hdr_usable(hdr_of(p));
-        /* keep it when it still fits and would not waste more than half (mimalloc's
-         * own rule); NUMAMALLOC_CHECK=1 always moves, the free validates the old block */
-        if (n <= old && n >= old / 2 && !nm_opt.check) {
+        /* keep it when it still fits, would not waste more than half (mimalloc's own
+         * rule) and is still a medium size (a small or large size moves to its own
+         * kind, as malloc would route it: tests/fuzz checks kinds by size);
+         * NUMAMALLOC_CHECK=1 always moves, the free validates the old block */
+        if (n <= old && n >= old / 2 && n > NM_SMALL_MAX && n < nm_opt.large_threshold && !nm_opt.check) {
             if (nm_prof_on) nm_prof_forget(p);
             nm_count_thread(tc, NM_C_realloc_inplace, 1);
             return p;

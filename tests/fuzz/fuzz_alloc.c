@@ -203,6 +203,9 @@ static free_sized_fn         fn_free_sized;
 static free_aligned_sized_fn fn_free_aligned_sized;
 static block_info_fn         fn_block_info;
 static size_t                large_threshold = (size_t)1 << 20;
+/* NUMAMALLOC_CHECK=1 gives every block a spare byte for its canary: a request that
+ * fills the largest small class (32 KiB) becomes a medium block */
+static size_t                slab_max = SMALL_MAX;
 static size_t                page_size = 4096;
 
 static _Atomic unsigned long st_runs, st_ops, st_blocks, st_kind[5];
@@ -230,6 +233,8 @@ bool nmf_setup(void)
         const char *(*opt)(const char *) = (const char *(*)(const char *))dlsym(RTLD_DEFAULT, "numamalloc_option_get");
         const char *t = opt ? opt("LARGE_THRESHOLD") : NULL;
         if (t && parse_size(t)) large_threshold = parse_size(t);
+        const char *c = opt ? opt("CHECK") : NULL;
+        if (c && strcmp(c, "1") == 0) slab_max = SMALL_MAX - 1;
     }
     return fn_block_info != NULL;
 }
@@ -419,7 +424,7 @@ static void verify_owner(const thr_t *t, const blk_t *b)
         failf(t, "block %p: numamalloc_block_info usable %zu, malloc_usable_size %zu", (void *)b->p, bi.usable_size, b->usable);
     if (bi.kind < NUMAMALLOC_KIND_SLAB || bi.kind > NUMAMALLOC_KIND_ARENA)
         failf(t, "block %p: kind %d", (void *)b->p, bi.kind);
-    if (b->req <= SMALL_MAX && b->align <= 16 && bi.kind != NUMAMALLOC_KIND_SLAB)
+    if (b->req <= slab_max && b->align <= 16 && bi.kind != NUMAMALLOC_KIND_SLAB)
         failf(t, "block %p of %zu bytes: kind %d, expected a slab block", (void *)b->p, b->req, bi.kind);
     if (b->req >= large_threshold && bi.kind != NUMAMALLOC_KIND_LARGE && bi.kind != NUMAMALLOC_KIND_HUGE)
         failf(t, "block %p of %zu bytes (>= LARGE_THRESHOLD %zu): kind %d, expected large or huge",
