@@ -173,8 +173,10 @@ static inline const char *hdr_check(const void *p)
 
 static void hdr_init_key(void)
 {
-    const uint64_t *r = (const uint64_t *)getauxval(AT_RANDOM);   /* 16 random bytes from the kernel */
-    uint64_t k = r ? r[0] ^ r[1] : 0;
+    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);   /* 16 random bytes, unaligned */
+    uint64_t w[2] = { 0, 0 };
+    if (r) memcpy(w, r, sizeof w);
+    uint64_t k = w[0] ^ w[1];
     k ^= nm_os_now_ns() ^ (uintptr_t)&k;
     hdr_key = k | 1;
 }
