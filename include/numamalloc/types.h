@@ -17,8 +17,9 @@
  *    for slabs, nobody else can see a fresh large mapping) and read without locks;
  *    see src/pagemap.c for the memory-order argument.
  *  - Global counters are relaxed atomics, added on slow paths only.
- *  - Lock order for fork (src/fork.c): init -> meta -> threads -> for each domain:
- *    depots in class order -> seg_lock -> large_lock -> profiler -> stats output.
+ *  - Lock order (src/fork.c takes them all in it): init -> dump -> decay -> threads
+ *    -> [fallback gate] -> every depot (domain, class) -> every seg_lock -> every
+ *    large_lock -> meta -> pagemap -> profiler.
  */
 #ifndef NM_TYPES_H
 #define NM_TYPES_H
