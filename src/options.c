@@ -187,11 +187,7 @@ bool nm_option_parse(nm_options_t *o, int id, const char *value, char *err, size
     const nm_option_desc_t *d = &nm_option_table[id];
     /* keep the whole warning on one line even for hostile values */
     char shown[64];
-    size_t k = 0;
-    for (size_t i = 0; value[i] && k + 4 < sizeof shown; i++)
-        shown[k++] = (value[i] >= 0x20 && value[i] < 0x7f) ? value[i] : '?';
-    if (value[k] != '\0' && k + 4 >= sizeof shown) { shown[k++] = '.'; shown[k++] = '.'; shown[k++] = '.'; }
-    shown[k] = '\0';
+    nm_copy_printable(shown, sizeof shown, value);
     nm_snprintf(err, errlen, "NUMAMALLOC_%s='%s' ignored: accepts %s; using '%s'",
                 d->name, shown, d->accepts, d->def);
     return false;

@@ -374,11 +374,7 @@ void nm_fault_configure(const char *spec, bool is_secure)
     for (int k = 0; k < NM_FAULT_N; k++) any |= c.rule[k].kind != RULE_NONE;
     if (!ok) {
         char shown[64];
-        size_t k = 0;
-        for (size_t i = 0; spec[i] && k + 4 < sizeof shown; i++)
-            shown[k++] = (spec[i] >= 0x20 && spec[i] < 0x7f) ? spec[i] : '?';
-        if (spec[k] != '\0' && k + 4 >= sizeof shown) { shown[k++] = '.'; shown[k++] = '.'; shown[k++] = '.'; }
-        shown[k] = '\0';
+        nm_copy_printable(shown, sizeof shown, spec);
         nm_warn("NUMAMALLOC_FAULT='%s' ignored: accepts comma-separated CLASS:nth=N, CLASS:every=N or "
                 "CLASS:p=P (0 to 1) with an optional :ERRNO, CLASS mmap, hugetlb, madvise, mbind or mremap, "
                 "and seed=N, bind=1, boot=1, wait=1; using '' (no faults)", shown);

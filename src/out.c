@@ -292,6 +292,14 @@ void nm_copy_cstr(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
+void nm_copy_printable(char *dst, size_t cap, const char *src)
+{
+    size_t k = 0;
+    for (; src[k] && k + 4 < cap; k++) dst[k] = (src[k] >= 0x20 && src[k] < 0x7f) ? src[k] : '?';
+    if (src[k] != '\0') { dst[k++] = '.'; dst[k++] = '.'; dst[k++] = '.'; }
+    dst[k] = '\0';
+}
+
 const char *nm_strstr(const char *hay, const char *needle)
 {
     size_t n = nm_strlen(needle);

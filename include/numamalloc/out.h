@@ -39,6 +39,9 @@ size_t nm_strlen(const char *s);
 int    nm_strcmp(const char *a, const char *b);
 int    nm_strncmp(const char *a, const char *b, size_t n);
 void   nm_copy_cstr(char *dst, size_t cap, const char *src);
+/* a bad value as a one-line warning shows it: non-printable bytes as '?', cut to
+ * fit cap (>= 8) with "..." */
+void   nm_copy_printable(char *dst, size_t cap, const char *src);
 const char *nm_strstr(const char *hay, const char *needle);
 bool   nm_parse_u64(const char *s, const char **end, uint64_t *out);
 
