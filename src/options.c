@@ -94,13 +94,6 @@ static bool parse_policy(nm_options_t *o, const char *s)
     return false;
 }
 
-static void copy_str(char *dst, size_t cap, const char *src)
-{
-    size_t i = 0;
-    for (; src[i] && i + 1 < cap; i++) dst[i] = src[i];
-    dst[i] = '\0';
-}
-
 /* Apply one value; returns false (field untouched) if the text is not acceptable. */
 static bool apply(nm_options_t *o, int id, const char *v)
 {
@@ -148,7 +141,7 @@ static bool apply(nm_options_t *o, int id, const char *v)
         return true;
     case NM_OPT_STATS_FILE:
         if (nm_strlen(v) >= sizeof o->stats_file) return false;
-        copy_str(o->stats_file, sizeof o->stats_file, v);
+        nm_copy_cstr(o->stats_file, sizeof o->stats_file, v);
         return true;
     case NM_OPT_STATS_SIGNAL:
         if (!nm_strcmp(v, "")) o->stats_signal = 0;
@@ -173,14 +166,14 @@ void nm_options_defaults(nm_options_t *o)
     for (int id = 0; id < NM_OPT_N; id++) {
         bool ok = apply(o, id, nm_option_table[id].def);
         (void)ok;   /* defaults are valid by construction; test_options.c checks it */
-        copy_str(o->raw[id], sizeof o->raw[id], nm_option_table[id].def);
+        nm_copy_cstr(o->raw[id], sizeof o->raw[id], nm_option_table[id].def);
     }
 }
 
 bool nm_option_parse(nm_options_t *o, int id, const char *value, char *err, size_t errlen)
 {
     if (apply(o, id, value)) {
-        copy_str(o->raw[id], sizeof o->raw[id], value);
+        nm_copy_cstr(o->raw[id], sizeof o->raw[id], value);
         o->from_env[id] = true;
         return true;
     }
