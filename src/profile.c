@@ -13,8 +13,8 @@
  *  - Medium and large blocks (already slow paths) use a per-thread byte countdown.
  * A sample records the call stack with libunwind's unw_backtrace, outside every
  * allocator lock, with the thread's busy flag set so that allocations made by
- * libunwind itself are served normally but never sampled (libunwind may allocate;
- * anchors 12.8). libunwind is dlopen'ed RTLD_LOCAL by our constructor, only when
+ * libunwind itself are served normally but never sampled (libunwind may allocate).
+ * libunwind is dlopen'ed RTLD_LOCAL by our constructor, only when
  * NUMAMALLOC_PROF=1, and primed once there: linked normally it would load into every
  * process and put its own _Unwind_* (it exports 36) into the global scope, where a
  * C++ library dlopen'ed later could bind its exception unwinding to it. Samples
@@ -26,7 +26,8 @@
  * look its pointer up without the lock and only locks on a hit). Full tables drop
  * samples and count them. Report: top sites by live and by allocated bytes with
  * dladdr names, and the leak estimate (sampled blocks alive at exit, scaled).
- * Lock: nm_prof_lock, a leaf (nothing else is taken under it). */
+ * Lock: nm_prof_lock, a leaf: nothing else is taken under it, and nothing that may
+ * take the loader's lock (unw_backtrace, dladdr) runs while it is held. */
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -289,33 +290,53 @@ bool nm_prof_forget(void *p)
     return true;
 }
 
-/* ---- report ----------------------------------------------------------------------------- */
+/* ---- report ------------------------------------------------------------------------------
+ * In two steps, so that the dynamic loader is never called with a lock of ours held
+ * (dladdr and dl_iterate_phdr take the loader's lock; a thread inside dlopen holds it
+ * and may allocate, be sampled and wait for ours): nm_prof_snapshot copies the numbers
+ * of the top sites under the profiler lock and releases it; a site's frames never
+ * change once it is recorded, so they are read afterwards without the lock, and named
+ * (unless from a signal handler) with no lock of ours held. nm_prof_report prints the
+ * snapshot; the dump does that under its own lock. */
 
-#define TOP_N 10
+#define NAME_OBJ 112
+#define NAME_SYM 128
+typedef struct frame_name {
+    char      object[NAME_OBJ];  /* path as the loader knows it; "" if unknown */
+    char      symbol[NAME_SYM];  /* "" if unknown */
+    uintptr_t offset;            /* from the symbol, or from the object's base */
+} frame_name_t;
+#define NAMES_BYTES (sizeof(frame_name_t) * 2 * NM_PROF_TOP * PROF_DEPTH)
 
-/* indices of the top sites by the given field, largest first */
-static int top_sites(uint32_t *out, bool by_live)
+/* indices of the top sites by the given field, largest first (profiler lock held) */
+static int top_sites_locked(nm_prof_top_t *out, bool by_live)
 {
     int n = 0;
     for (uint32_t i = 0; i < SITES; i++) {
         if (!sites[i].used) continue;
         uint64_t v = by_live ? sites[i].live_bytes : sites[i].alloc_bytes;
         if (v == 0) continue;
-        int at = n < TOP_N ? n : TOP_N;
+        int at = n < NM_PROF_TOP ? n : NM_PROF_TOP;
         while (at > 0) {
-            const prof_site_t *o = &sites[out[at - 1]];
+            const nm_prof_top_t *o = &out[at - 1];
             if ((by_live ? o->live_bytes : o->alloc_bytes) >= v) break;
-            if (at < TOP_N) out[at] = out[at - 1];
+            if (at < NM_PROF_TOP) out[at] = out[at - 1];
             at--;
         }
-        if (at < TOP_N) { out[at] = i; if (n < TOP_N) n++; }
+        if (at < NM_PROF_TOP) {
+            const prof_site_t *s = &sites[i];
+            out[at] = (nm_prof_top_t){ .site = i, .live_bytes = s->live_bytes, .live_blocks = s->live_blocks,
+                                       .alloc_bytes = s->alloc_bytes, .alloc_blocks = s->alloc_blocks,
+                                       .samples = s->samples };
+            if (n < NM_PROF_TOP) n++;
+        }
     }
     return n;
 }
 
 /* dladdr only sees dynamic symbols; a program not linked with -rdynamic has none for
  * its own (static) functions. Then read the object's .symtab from the file itself
- * (mapped read-only, no malloc). Only at report time, never from a signal handler. */
+ * (mapped read-only, no malloc). Never from a signal handler, never under our locks. */
 static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap, uintptr_t *off)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -353,36 +374,60 @@ static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap
     return found;
 }
 
-typedef struct frame_info {
-    const char *object;      /* path as the loader knows it */
-    const char *symbol;      /* NULL if unknown */
-    uintptr_t   offset;      /* from the symbol, or from the object's base */
-    char        symbuf[128];
-} frame_info_t;
-
-static bool frame_resolve(void *pc, frame_info_t *fi)
+/* name pc into fn; false if the loader knows no object there */
+static bool frame_resolve(void *pc, frame_name_t *fn)
 {
     Dl_info info;
     struct link_map *lm = NULL;
     if (!dladdr1(pc, &info, (void **)&lm, RTLD_DL_LINKMAP) || !info.dli_fname) return false;
-    fi->object = info.dli_fname;
+    nm_copy_cstr(fn->object, sizeof fn->object, info.dli_fname);
     if (info.dli_sname) {
-        fi->symbol = info.dli_sname;
-        fi->offset = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
+        nm_copy_cstr(fn->symbol, sizeof fn->symbol, info.dli_sname);
+        fn->offset = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
         return true;
     }
     uintptr_t bias = lm ? lm->l_addr : (uintptr_t)info.dli_fbase;
     /* the main program's link map has an empty name: read it through /proc */
     const char *path = (lm && lm->l_name && lm->l_name[0]) ? lm->l_name : "/proc/self/exe";
     uintptr_t off = 0;
-    if (elf_lookup(path, (uintptr_t)pc - bias, fi->symbuf, sizeof fi->symbuf, &off)) {
-        fi->symbol = fi->symbuf;
-        fi->offset = off;
-    } else {
-        fi->symbol = NULL;
-        fi->offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
-    }
+    if (elf_lookup(path, (uintptr_t)pc - bias, fn->symbol, sizeof fn->symbol, &off)) fn->offset = off;
+    else fn->offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
     return true;
+}
+
+void nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize)
+{
+    *ps = (nm_prof_snap_t){ .on = nm_prof_on };
+    if (!nm_prof_on) return;
+    /* a signal handler never waits: the interrupted code may hold the lock */
+    if (!symbolize ? !nm_trylock(&nm_prof_lock) : (nm_lock(&nm_prof_lock), false)) { ps->busy = true; return; }
+    ps->samples = samples;
+    ps->dropped = dropped;
+    for (uint32_t i = 0; i < SITES; i++)
+        if (sites[i].used && sites[i].live_bytes) {
+            ps->leak_bytes += sites[i].live_bytes;
+            ps->leak_blocks += sites[i].live_blocks;
+            ps->leak_sites++;
+        }
+    ps->n[0] = top_sites_locked(ps->top[0], true);
+    ps->n[1] = top_sites_locked(ps->top[1], false);
+    nm_unlock(&nm_prof_lock);
+    if (!symbolize || (ps->n[0] == 0 && ps->n[1] == 0)) return;
+    frame_name_t *names = nm_meta_alloc(NAMES_BYTES);
+    if (names == NULL) return;                       /* addresses only */
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < ps->n[l]; k++) {
+            const prof_site_t *s = &sites[ps->top[l][k].site];
+            for (uint32_t f = 0; f < s->depth; f++)
+                frame_resolve(s->pc[f], &names[((size_t)l * NM_PROF_TOP + (size_t)k) * PROF_DEPTH + f]);
+        }
+    ps->names = names;
+}
+
+void nm_prof_snap_release(nm_prof_snap_t *ps)
+{
+    if (ps->names) nm_meta_free(ps->names, NAMES_BYTES);
+    ps->names = NULL;
 }
 
 static const char *basename_of(const char *p)
@@ -392,45 +437,48 @@ static const char *basename_of(const char *p)
     return slash;
 }
 
-static void frame_text(nm_buf_t *b, void *pc, bool symbolize)
+static const frame_name_t *frame_name(const nm_prof_snap_t *ps, int l, int k, uint32_t f)
 {
-    frame_info_t fi;
-    if (symbolize && frame_resolve(pc, &fi)) {
-        if (fi.symbol) nm_buf_printf(b, "%s+0x%lx (%s)", fi.symbol, (unsigned long)fi.offset, basename_of(fi.object));
-        else nm_buf_printf(b, "%p (%s+0x%lx)", pc, basename_of(fi.object), (unsigned long)fi.offset);
-    } else {
-        nm_buf_printf(b, "%p", pc);
-    }
+    if (ps->names == NULL) return NULL;
+    const frame_name_t *fn = &((const frame_name_t *)ps->names)[((size_t)l * NM_PROF_TOP + (size_t)k) * PROF_DEPTH + f];
+    return fn->object[0] ? fn : NULL;
 }
 
-static void frame_json(nm_buf_t *b, void *pc, bool symbolize)
+static void frame_text(nm_buf_t *b, void *pc, const frame_name_t *fn)
 {
-    frame_info_t fi;
+    if (fn == NULL) nm_buf_printf(b, "%p", pc);
+    else if (fn->symbol[0]) nm_buf_printf(b, "%s+0x%lx (%s)", fn->symbol, (unsigned long)fn->offset, basename_of(fn->object));
+    else nm_buf_printf(b, "%p (%s+0x%lx)", pc, basename_of(fn->object), (unsigned long)fn->offset);
+}
+
+static void frame_json(nm_buf_t *b, void *pc, const frame_name_t *fn)
+{
     nm_buf_printf(b, "{\"addr\":\"%p\"", pc);
-    if (symbolize && frame_resolve(pc, &fi)) {
+    if (fn) {
         nm_buf_puts(b, ",\"object\":");
-        nm_buf_json_str(b, fi.object);
-        if (fi.symbol) {
+        nm_buf_json_str(b, fn->object);
+        if (fn->symbol[0]) {
             nm_buf_puts(b, ",\"symbol\":");
-            nm_buf_json_str(b, fi.symbol);
+            nm_buf_json_str(b, fn->symbol);
         }
-        nm_buf_printf(b, ",\"offset\":%lu", (unsigned long)fi.offset);
+        nm_buf_printf(b, ",\"offset\":%lu", (unsigned long)fn->offset);
     }
     nm_buf_puts(b, "}");
 }
 
-static void report_list(nm_buf_t *b, int mode, bool by_live, bool symbolize)
+static void report_list(nm_buf_t *b, int mode, const nm_prof_snap_t *ps, int l)
 {
-    uint32_t top[TOP_N];
-    int n = top_sites(top, by_live);
+    bool by_live = l == 0;
+    int n = ps->n[l];
     if (mode == NM_EM_JSON) {
         nm_buf_puts(b, "[");
         for (int i = 0; i < n; i++) {
-            const prof_site_t *s = &sites[top[i]];
+            const nm_prof_top_t *t = &ps->top[l][i];
+            const prof_site_t *s = &sites[t->site];
             nm_buf_printf(b, "%s{\"live_bytes\":%lu,\"live_blocks\":%lu,\"alloc_bytes\":%lu,\"alloc_blocks\":%lu,\"samples\":%lu,\"frames\":[",
-                          i ? "," : "", (unsigned long)s->live_bytes, (unsigned long)s->live_blocks,
-                          (unsigned long)s->alloc_bytes, (unsigned long)s->alloc_blocks, (unsigned long)s->samples);
-            for (uint32_t f = 0; f < s->depth; f++) { if (f) nm_buf_puts(b, ","); frame_json(b, s->pc[f], symbolize); }
+                          i ? "," : "", (unsigned long)t->live_bytes, (unsigned long)t->live_blocks,
+                          (unsigned long)t->alloc_bytes, (unsigned long)t->alloc_blocks, (unsigned long)t->samples);
+            for (uint32_t f = 0; f < s->depth; f++) { if (f) nm_buf_puts(b, ","); frame_json(b, s->pc[f], frame_name(ps, l, i, f)); }
             nm_buf_puts(b, "]}");
         }
         nm_buf_puts(b, "]");
@@ -439,69 +487,65 @@ static void report_list(nm_buf_t *b, int mode, bool by_live, bool symbolize)
     nm_buf_printf(b, "  top sites by %s:\n", by_live ? "live bytes" : "allocated bytes");
     if (n == 0) nm_buf_puts(b, "    (none)\n");
     for (int i = 0; i < n; i++) {
-        const prof_site_t *s = &sites[top[i]];
+        const nm_prof_top_t *t = &ps->top[l][i];
+        const prof_site_t *s = &sites[t->site];
         nm_buf_printf(b, "    #%d  ", i + 1);
-        nm_buf_size(b, by_live ? s->live_bytes : s->alloc_bytes);
+        nm_buf_size(b, by_live ? t->live_bytes : t->alloc_bytes);
         nm_buf_printf(b, " %s in ~%lu blocks (%lu samples); %s ", by_live ? "live" : "allocated",
-                      (unsigned long)(by_live ? s->live_blocks : s->alloc_blocks), (unsigned long)s->samples,
+                      (unsigned long)(by_live ? t->live_blocks : t->alloc_blocks), (unsigned long)t->samples,
                       by_live ? "allocated" : "live");
-        nm_buf_size(b, by_live ? s->alloc_bytes : s->live_bytes);
+        nm_buf_size(b, by_live ? t->alloc_bytes : t->live_bytes);
         nm_buf_puts(b, "\n");
         uint32_t shown = NM_MIN(s->depth, 8u);
         for (uint32_t f = 0; f < shown; f++) {
             nm_buf_puts(b, f == 0 ? "        at " : "           ");
-            frame_text(b, s->pc[f], symbolize);
+            frame_text(b, s->pc[f], frame_name(ps, l, i, f));
             nm_buf_puts(b, "\n");
         }
         if (s->depth > shown) nm_buf_printf(b, "           ... %u more frames\n", s->depth - shown);
     }
 }
 
-void nm_prof_report(nm_buf_t *b, int mode, bool from_signal)
+void nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps)
 {
-    if (!nm_prof_on) {
+    if (!ps->on) {
         if (mode == NM_EM_JSON) nm_buf_puts(b, "{\"enabled\":false}");
         else nm_buf_puts(b, "heap profile: n/a (NUMAMALLOC_PROF=0)\n");
         return;
     }
-    /* never wait for the profiler lock from a signal handler; never call dladdr
-     * (it takes the loader lock) from one either */
-    bool locked = from_signal ? nm_trylock(&nm_prof_lock) : (nm_lock(&nm_prof_lock), true);
-    if (!locked) {
+    if (ps->busy) {
         if (mode == NM_EM_JSON) nm_buf_puts(b, "{\"enabled\":true,\"busy\":true}");
         else nm_buf_puts(b, "heap profile: busy, skipped in this dump\n");
         return;
     }
-    uint64_t leak_bytes = 0, leak_blocks = 0, leak_sites = 0;
-    for (uint32_t i = 0; i < SITES; i++)
-        if (sites[i].used && sites[i].live_bytes) { leak_bytes += sites[i].live_bytes; leak_blocks += sites[i].live_blocks; leak_sites++; }
-    bool sym = !from_signal;
     if (mode == NM_EM_JSON) {
         nm_buf_printf(b, "{\"enabled\":true,\"sample_bytes\":%lu,\"samples\":%lu,\"dropped\":%lu,\"live_bytes\":%lu,\"live_blocks\":%lu,\"live_sites\":%lu,\"top_live\":",
-                      (unsigned long)nm_opt.prof_sample, (unsigned long)samples, (unsigned long)dropped,
-                      (unsigned long)leak_bytes, (unsigned long)leak_blocks, (unsigned long)leak_sites);
-        report_list(b, mode, true, sym);
+                      (unsigned long)nm_opt.prof_sample, (unsigned long)ps->samples, (unsigned long)ps->dropped,
+                      (unsigned long)ps->leak_bytes, (unsigned long)ps->leak_blocks, (unsigned long)ps->leak_sites);
+        report_list(b, mode, ps, 0);
         nm_buf_puts(b, ",\"top_alloc\":");
-        report_list(b, mode, false, sym);
+        report_list(b, mode, ps, 1);
         nm_buf_puts(b, "}");
     } else {
         nm_buf_puts(b, "heap profile (estimates from sampling, one sample per ~");
         nm_buf_size(b, nm_opt.prof_sample);
-        nm_buf_printf(b, " allocated; %lu samples, %lu dropped):\n", (unsigned long)samples, (unsigned long)dropped);
-        report_list(b, mode, true, sym);
-        report_list(b, mode, false, sym);
+        nm_buf_printf(b, " allocated; %lu samples, %lu dropped):\n", (unsigned long)ps->samples, (unsigned long)ps->dropped);
+        report_list(b, mode, ps, 0);
+        report_list(b, mode, ps, 1);
         nm_buf_puts(b, "  still live (leaks, if this is the exit dump): ~");
-        nm_buf_size(b, leak_bytes);
-        nm_buf_printf(b, " in ~%lu blocks from %lu sites\n", (unsigned long)leak_blocks, (unsigned long)leak_sites);
+        nm_buf_size(b, ps->leak_bytes);
+        nm_buf_printf(b, " in ~%lu blocks from %lu sites\n", (unsigned long)ps->leak_blocks, (unsigned long)ps->leak_sites);
     }
-    nm_unlock(&nm_prof_lock);
 }
 
 void nm_prof_dump_exit(void)
 {
+    nm_prof_snap_t ps;
+    nm_prof_snapshot(&ps, true);
     char space[4096];
     nm_buf_t b;
     nm_buf_init(&b, space, sizeof space, 2);
-    nm_prof_report(&b, NM_EM_TEXT, false);
+    nm_prof_report(&b, NM_EM_TEXT, &ps);
     nm_buf_flush(&b);
+    nm_prof_snap_release(&ps);
 }

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -474,7 +475,7 @@ static void emit_meta(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_obj_end(em);
 }
 
-static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal)
+static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, const nm_prof_snap_t *ps)
 {
     snapshot_t s;
     take_snapshot(&s, from_signal);
@@ -503,21 +504,26 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal)
     emit_arena(&em, &s, &t);
     emit_syscalls(&em);
     emit_meta(&em, &s, &t);
-    if (em.mode == NM_EM_JSON) { nm_buf_puts(b, ",\"profile\":"); nm_prof_report(b, NM_EM_JSON, from_signal); }
-    else nm_prof_report(b, NM_EM_TEXT, from_signal);
+    if (em.mode == NM_EM_JSON) { nm_buf_puts(b, ",\"profile\":"); nm_prof_report(b, NM_EM_JSON, ps); }
+    else nm_prof_report(b, NM_EM_TEXT, ps);
     if (mode != NM_STATS_JSON) nm_buf_puts(b, "=== end of numamalloc statistics ===\n");
     em_end(&em);
 }
 
-/* ---- destinations --------------------------------------------------------------------- */
+/* ---- destinations ---------------------------------------------------------------------
+ * NUMAMALLOC_STATS_FILE is opened for every dump: %p and %t expand (a name that would
+ * not fit is refused, never cut short), O_NONBLOCK so that opening a FIFO nobody reads
+ * cannot block (the exit, or a signal handler), and anything but a regular file is
+ * refused. Every refusal says why in one line and the dump goes to stderr. */
 
-static int open_dest(void)
+#define DEST_MAX 1024
+
+/* expand %p, %t and %% of pattern into path; false if the result does not fit */
+static bool expand_dest(const char *pattern, char *path, size_t cap)
 {
-    if (nm_opt.stats_file[0] == '\0') return 2;
-    char path[1024];
     nm_buf_t b;
-    nm_buf_init(&b, path, sizeof path, -1);
-    for (const char *p = nm_opt.stats_file; *p; p++) {
+    nm_buf_init(&b, path, cap, -1);
+    for (const char *p = pattern; *p; p++) {
         if (p[0] == '%' && p[1] == 'p') { nm_buf_printf(&b, "%d", nm_os_getpid()); p++; }
         else if (p[0] == '%' && p[1] == 't') {
             struct timespec ts;
@@ -528,73 +534,109 @@ static int open_dest(void)
         else if (p[0] == '%' && p[1] == '%') { nm_buf_put(&b, "%", 1); p++; }
         else nm_buf_put(&b, p, 1);
     }
-    nm_buf_finish(&b);
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        nm_warn("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
+    return nm_buf_finish(&b) < cap;
+}
+
+static int open_dest(void)
+{
+    if (nm_opt.stats_file[0] == '\0') return 2;
+    char path[DEST_MAX];
+    if (!expand_dest(nm_opt.stats_file, path, sizeof path)) {
+        nm_warn("NUMAMALLOC_STATS_FILE: '%s' expands to more than %d bytes: writing the dump to stderr",
+                nm_opt.stats_file, DEST_MAX - 1);
         return 2;
     }
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                          O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+    if (fd < 0) {
+        const char *why = errno == ENXIO ? "a FIFO nobody reads" : errno == EISDIR ? "a directory" : NULL;
+        if (why) nm_warn("NUMAMALLOC_STATS_FILE: '%s' is not a regular file (%s): writing the dump to stderr", path, why);
+        else nm_warn("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
+        return 2;
+    }
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        nm_warn("NUMAMALLOC_STATS_FILE: '%s' is not a regular file: writing the dump to stderr", path);
+        syscall(SYS_close, fd);
+        return 2;
+    }
+    syscall(SYS_fcntl, fd, F_SETFL, O_WRONLY | O_APPEND);   /* a regular file: blocking writes */
     return fd;
 }
 
-static void dump_to(int fd, int mode, const char *why, bool from_signal)
+static void dump_to(int fd, int mode, const char *why, bool from_signal, const nm_prof_snap_t *ps)
 {
     char space[4096];
     nm_buf_t b;
     nm_buf_init(&b, space, sizeof space, fd);
-    emit_all(&b, mode, why, from_signal);
+    emit_all(&b, mode, why, from_signal, ps);
     nm_buf_flush(&b);
 }
 
-static void dump(const char *why, bool from_signal)
+/* Dumps are serialised by nm_stats_dump_lock, taken only here and by fork. Nobody ever
+ * waits for it without a bound: a signal handler only tries it, everyone else gives up
+ * after 2 s with one line saying so. */
+static bool dump_lock(bool from_signal)
 {
-    if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY || snap_dom == NULL) return;
-    int saved = errno;
-    /* the exit dump waits (up to 2 s) for an interval or signal dump in progress;
-     * a signal handler never waits */
     bool locked = nm_trylock(&nm_stats_dump_lock);
     for (int i = 0; !locked && !from_signal && i < 2000; i++) {
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
         locked = nm_trylock(&nm_stats_dump_lock);
     }
-    if (!locked) {
-        static const char msg[] = "numamalloc: statistics dump skipped: another dump is in progress\n";
-        nm_write_all(2, msg, sizeof msg - 1);
-        errno = saved;
-        return;
-    }
+    return locked;
+}
+
+static const char busy_msg[] = "numamalloc: statistics dump skipped: another dump is in progress\n";
+
+/* a dump of mode to fd (-1: the configured destination); the profile's frames are
+ * named before any lock of ours is taken (src/profile.c says why) */
+static void dump(int fd, int mode, const char *why, bool from_signal)
+{
+    if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY || snap_dom == NULL) return;
+    int saved = errno;
     nm_tcache_t *tc = nm_tcp;
     bool own = tc->state == NM_T_ACTIVE;       /* the empty and dead caches are read-only */
     uint8_t busy = tc->busy;
-    if (own) tc->busy = 1;          /* nothing we call may sample or re-enter */
-    int fd = open_dest();
-    int mode = nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats;
-    dump_to(fd, mode, why, from_signal);
-    if (fd != 2) syscall(SYS_close, fd);
+    if (own) tc->busy = 1;                     /* nothing we call may sample */
+    nm_prof_snap_t ps;
+    nm_prof_snapshot(&ps, !from_signal);
+    if (dump_lock(from_signal)) {
+        int out = fd >= 0 ? fd : open_dest();
+        dump_to(out, mode, why, from_signal, &ps);
+        if (fd < 0 && out != 2) syscall(SYS_close, out);
+        nm_unlock(&nm_stats_dump_lock);
+    } else {
+        nm_write_all(2, busy_msg, sizeof busy_msg - 1);
+    }
+    nm_prof_snap_release(&ps);
     if (own) tc->busy = busy;
-    nm_unlock(&nm_stats_dump_lock);
     errno = saved;
 }
 
-void nm_stats_dump(const char *why) { dump(why, false); }
+void nm_stats_dump(const char *why) { dump(-1, nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats, why, false); }
 
-void nm_stats_dump_fd(int fd, int mode, const char *why)
-{
-    if (__atomic_load_n(&nm_pstate, __ATOMIC_ACQUIRE) != NM_P_READY || snap_dom == NULL) return;
-    nm_lock(&nm_stats_dump_lock);
-    dump_to(fd, mode, why, false);
-    nm_unlock(&nm_stats_dump_lock);
-}
+void nm_stats_dump_fd(int fd, int mode, const char *why) { dump(fd, mode, why, false); }
 
 size_t nm_stats_print(char *buf, size_t len, int mode)
 {
     if (!nm_process_init() || snap_dom == NULL) { if (len) buf[0] = '\0'; return 0; }
     nm_buf_t b;
     nm_buf_init(&b, buf, len, -1);
-    nm_lock(&nm_stats_dump_lock);
-    emit_all(&b, mode, "api", false);
-    nm_unlock(&nm_stats_dump_lock);
+    nm_tcache_t *tc = nm_tcp;
+    bool own = tc->state == NM_T_ACTIVE;
+    uint8_t busy = tc->busy;
+    if (own) tc->busy = 1;
+    nm_prof_snap_t ps;
+    nm_prof_snapshot(&ps, true);
+    if (dump_lock(false)) {
+        emit_all(&b, mode, "api", false, &ps);
+        nm_unlock(&nm_stats_dump_lock);
+    } else {
+        nm_buf_puts(&b, busy_msg);
+    }
+    nm_prof_snap_release(&ps);
+    if (own) tc->busy = busy;
     return nm_buf_finish(&b);
 }
 
@@ -603,7 +645,7 @@ size_t nm_stats_print(char *buf, size_t len, int mode)
 static void on_signal(int sig)
 {
     (void)sig;
-    dump("signal", true);
+    dump(-1, nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats, "signal", true);
 }
 
 static void *interval_thread(void *arg)
@@ -612,7 +654,7 @@ static void *interval_thread(void *arg)
     for (;;) {
         struct timespec ts = { (time_t)nm_opt.stats_interval, 0 };
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-        dump("interval", false);
+        nm_stats_dump("interval");
     }
     return NULL;
 }

@@ -273,13 +273,13 @@ void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n)
 {
     nm_depot_t *d = nm_depot(dom, cls);
     void *p = NULL;
-    nm_lock(&d->lock);
-    unsigned got = nm_slab_alloc_batch_locked(d, &p, 1);
-    if (got && nm_opt.check) nm_slab_set_req_locked(nm_pme_desc(nm_pagemap_get((uintptr_t)p)), p, n);
-    nm_unlock(&d->lock);
-    if (got == 0 && nm_reclaim(nm_tcp)) {
+    unsigned got = 0;
+    /* once more after a reclaim (see nm_reclaim) */
+    for (int attempt = 0; attempt < 2 && got == 0; attempt++) {
+        if (attempt && !nm_reclaim(nm_tcp)) break;
         nm_lock(&d->lock);
         got = nm_slab_alloc_batch_locked(d, &p, 1);
+        if (got && nm_opt.check) nm_slab_set_req_locked(nm_pme_desc(nm_pagemap_get((uintptr_t)p)), p, n);
         nm_unlock(&d->lock);
     }
     if (got == 0) { errno = ENOMEM; return NULL; }

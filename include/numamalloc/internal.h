@@ -234,7 +234,23 @@ void    nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight);
 bool    nm_prof_forget(void *p);           /* on free of a possibly sampled block */
 size_t  nm_prof_weight_small(unsigned cls);
 size_t  nm_prof_weight_bytes(size_t n);
-void    nm_prof_report(nm_buf_t *b, int mode, bool from_signal);
+/* the numbers of the top sites, copied under the profiler lock; their frames named
+ * (symbolize) afterwards with no lock of ours held, or left as addresses (signal handlers) */
+#define NM_PROF_TOP 10
+typedef struct nm_prof_top {
+    uint32_t site;
+    uint64_t live_bytes, live_blocks, alloc_bytes, alloc_blocks, samples;
+} nm_prof_top_t;
+typedef struct nm_prof_snap {
+    bool     on, busy;           /* profiling on; lock busy (signal handler): nothing copied */
+    uint64_t samples, dropped, leak_bytes, leak_blocks, leak_sites;
+    int      n[2];               /* sites in top[0] (by live bytes) and top[1] (by allocated) */
+    nm_prof_top_t top[2][NM_PROF_TOP];
+    void    *names;              /* frame names (metadata memory), or NULL */
+} nm_prof_snap_t;
+void    nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize);
+void    nm_prof_snap_release(nm_prof_snap_t *ps);
+void    nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps);
 
 /* ---- fork.c ---------------------------------------------------------------------- */
 void nm_fork_init(void);
