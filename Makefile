@@ -3,7 +3,7 @@
 #   make            build/libnumamalloc.so (+ the white-box archive for the unit tests)
 #   make test       install missing Debian packages, build, run every test suite
 #   make bench      benchmarks side by side with glibc, jemalloc, tcmalloc, mimalloc
-#   make check      exported-symbol check only
+#   make check      exported symbols, and the library's call graph is a tower (no circles)
 #   make install PREFIX=/usr/local DESTDIR=
 #   make clean
 
@@ -26,6 +26,10 @@ CFLAGS_LIB := -std=gnu11 -O2 -g -fPIC -fvisibility=hidden -ftls-model=initial-ex
 LDLIBS_LIB := -lmimalloc -lpthread -ldl
 
 SRCS := $(wildcard src/*.c)
+# the fault-injection build (tests/fault/fault.mk) also gets the fault hook
+ifneq ($(findstring -DNM_FAULT_INJECT,$(EXTRA_CFLAGS)),)
+SRCS += src/fault/fault.c
+endif
 OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS))
 TOBJS := $(patsubst src/%.c,$(B)/tobj/%.o,$(SRCS))
 PRELOAD_OBJS := $(B)/obj/interpose.o
@@ -77,6 +81,7 @@ deps:
 
 check: $(LIB)
 	scripts/check-exports.sh $(LIB)
+	scripts/check-tower.py $(B)/obj
 
 hotpath: $(LIB)
 	scripts/hotpath.sh

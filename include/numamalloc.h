@@ -17,10 +17,12 @@ extern "C" {
 /* where a block came from */
 enum numamalloc_kind {
     NUMAMALLOC_KIND_UNKNOWN = 0,   /* not allocated by numamalloc (or already freed) */
-    NUMAMALLOC_KIND_SLAB    = 1,   /* small block (<= 32 KiB) in a node-local slab */
+    NUMAMALLOC_KIND_SLAB    = 1,   /* small (<= 32 KiB) or medium (<= 1 MiB, below the large
+                                      threshold) block in a node-local slab */
     NUMAMALLOC_KIND_LARGE   = 2,   /* own mapping on 4 KiB or transparent huge pages */
     NUMAMALLOC_KIND_HUGE    = 3,   /* own mapping on hugetlb pages */
-    NUMAMALLOC_KIND_ARENA   = 4,   /* fallback arena (mimalloc) */
+    NUMAMALLOC_KIND_ARENA   = 4,   /* fallback arena (mimalloc): served while booting, or when
+                                      no memory of our own could be had */
 };
 
 /* how a block's pages are backed */
@@ -35,7 +37,7 @@ struct numamalloc_block_info {
     int    kind;          /* enum numamalloc_kind */
     int    node;          /* NUMA node of the block's memory; -1 interleaved or unknown */
     int    pages;         /* enum numamalloc_pages */
-    int    size_class;    /* small blocks: class index 0..39; otherwise -1 */
+    int    size_class;    /* slab blocks: class index, 0..39 small, 40..59 medium; otherwise -1 */
     size_t usable_size;   /* bytes usable from ptr (malloc_usable_size) */
 };
 

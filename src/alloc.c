@@ -1,25 +1,21 @@
-/* numamalloc — malloc, free, calloc, realloc and malloc_usable_size.
+/* numamalloc — routing: malloc, free, calloc, realloc and malloc_usable_size, and the
+ * slow halves of the hot path.
  *
  * The small-block fast paths are include/numamalloc/fastpath.h (inlined into every
- * exported entry point); this file routes everything else by size and by the page
- * map's answer for a pointer:
- *   size <= 32 KiB            slab blocks through the thread cache (tcache.c)
- *   32 KiB .. threshold       the fallback arena (mimalloc on NUMA-bound arenas)
- *   >= LARGE_THRESHOLD        own NUMA-bound mapping, huge pages when possible
- * and a pointer's origin is never guessed: the page map says slab, large, huge or
- * arena; anything else is either a block mimalloc served while we were booting, or
- * not ours, in which case it is counted and left alone (NUMAMALLOC_CHECK=1 aborts
- * with a message instead). No locks here.
- *
- * NUMAMALLOC_CHECK=1 also catches writes past the end of a block: every block is
- * taken with at least one byte to spare (a small request that fills its class takes
- * the next class; medium and large ones ask for one byte more), and the first up to
- * NM_CANARY_MAX spare bytes get a pattern that free and realloc verify. The pattern
- * depends on the offset and always has its top bit set, so an off-by-one NUL or
- * ASCII byte always shows. The size asked for is remembered where it is cheap: per
- * block beside the slab (small), in the block's header (medium, src/fallback.c), in
- * the mapping's descriptor (large); malloc_usable_size then answers that size, as
- * AddressSanitizer's does, so a program that writes up to it stays correct. */
+ * exported entry point); everything else comes here and is routed by size
+ *   n <= 32 KiB                       small classes: the thread's magazines (tcache.c)
+ *   32 KiB < n < LARGE_THRESHOLD      medium classes (up to 1 MiB): the same, in bytes
+ *   n >= LARGE_THRESHOLD (or bigger   an own NUMA-bound mapping, huge pages when
+ *   than the medium classes)          possible (large.c)
+ * and, for a pointer, by the page map's kind: slab (small and medium), large or
+ * huge; anything else is a block the fallback arena served (while booting, or when
+ * our own memory was refused), or not ours, in which case it is counted and left
+ * alone (NUMAMALLOC_CHECK=1 aborts with a message instead).
+ * Every slow path gives decay its turn (nm_decay_tick). When memory cannot be had,
+ * nm_reclaim gives back everything idle and the request is tried once more; only
+ * then does a small or medium request go to the fallback arena, and a NULL (ENOMEM)
+ * reach the program. The process boots on the first call of any thread; allocations
+ * made while it boots go to the fallback arena. No locks here. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -30,78 +26,99 @@
 void *nm_malloc(size_t n) { return nm_malloc_fast(n); }
 void nm_free(void *p) { nm_free_fast(p); }
 
-void nm_invalid_pointer(const char *fn, const void *p, const char *why)
+nm_tcache_t *nm_thread_ready(void)
 {
-    nm_gstat_add(NM_C_invalid_free, 1);
-    if (nm_opt.check)
-        nm_fatal("%s(): invalid pointer %p: %s (NUMAMALLOC_CHECK=1: aborting)", fn, p, why);
+    if (NM_UNLIKELY(nm_load_acquire(&nm_pstate) != NM_P_READY) && !nm_process_init()) return NULL;
+    return nm_thread_cache();
 }
 
-/* ---- NUMAMALLOC_CHECK=1 canaries ------------------------------------------------- */
-
-static inline unsigned char canary_byte(size_t off) { return (unsigned char)(0x80 | ((off * 37) & 0x7f)); }
-
-void nm_canary_fill(void *p, size_t req, size_t usable)
+void *nm_bootstrap_alloc(size_t n, size_t align, bool zero)
 {
-    unsigned char *b = p;
-    size_t end = usable - req > NM_CANARY_MAX ? req + NM_CANARY_MAX : usable;
-    for (size_t i = req; i < end; i++) b[i] = canary_byte(i);
+    if (n > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    nm_gstat_add(NM_C_bootstrap_allocs, 1);
+    return nm_fallback_alloc(NULL, n, align, zero);
 }
 
-size_t nm_canary_check(const void *p, size_t req, size_t usable)
+static void tick(nm_tcache_t *tc)
 {
-    const unsigned char *b = p;
-    size_t end = usable - req > NM_CANARY_MAX ? req + NM_CANARY_MAX : usable;
-    for (size_t i = req; i < end; i++)
-        if (b[i] != canary_byte(i)) return i;
-    return NM_CANARY_OK;
+    if (tc->state == NM_T_ACTIVE) nm_decay_tick(tc);
 }
 
-bool nm_verdict_ok(const char *fn, const void *p, nm_verdict_t v)
+/* the domain a request of tc goes to */
+static uint32_t domain_of(nm_tcache_t *tc)
 {
-    if (v.why) { nm_invalid_pointer(fn, p, v.why); return false; }
-    if (v.bad != NM_CANARY_OK) {
-        nm_gstat_add(NM_C_invalid_free, 1);
-        nm_fatal("%s(): heap buffer overflow past %lu-byte block %p: byte at offset %lu overwritten "
-                 "(NUMAMALLOC_CHECK=1: aborting)", fn, (unsigned long)v.req, p, (unsigned long)v.bad);
+    return tc->state == NM_T_ACTIVE ? tc->domain : nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
+}
+
+/* a slab block (small or medium class cls) for n bytes; on no memory, reclaim and try
+ * again, then the fallback arena */
+static void *slab_alloc(nm_tcache_t *tc, unsigned cls, size_t n, size_t align, bool zero, bool may_sample)
+{
+    void *p = nm_small_alloc(tc, cls, n, may_sample);
+    if (NM_UNLIKELY(p == NULL)) {
+        if (nm_reclaim(tc)) p = nm_small_alloc(tc, cls, n, may_sample);
+        if (p == NULL) {
+            /* mimalloc maps memory too: the fault-injection build fails it with ours */
+            p = nm_fault_hit(NM_FAULT_MMAP) ? NULL : nm_fallback_alloc(tc, n, align, zero);
+            if (p) nm_fallback_count(NM_FB_OWN_MEMORY, ENOMEM);
+            else errno = ENOMEM;
+            return p;
+        }
     }
-    return true;
+    if (zero) memset(p, 0, n);
+    return p;
+}
+
+static void *large_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero)
+{
+    uint32_t dom = domain_of(tc);
+    void *p = nm_large_alloc(tc, dom, n, align, zero);
+    if (p == NULL && nm_reclaim(tc)) p = nm_large_alloc(tc, dom, n, align, zero);
+    if (p == NULL) errno = ENOMEM;           /* (not what a failed call inside reclaim left) */
+    return p;
 }
 
 void *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero)
 {
     if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
     if (align <= 16) align = 0;
+    tick(tc);
     size_t cn = n + nm_opt.check;           /* NUMAMALLOC_CHECK=1: a byte of canary at least */
-    if (cn <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
-        unsigned cls = align ? nm_size_class_aligned(cn, align) : nm_size_class(cn);
+    if (cn <= NM_SMALL_MAX || (cn <= NM_MEDIUM_MAX && n < nm_opt.large_threshold)) {
+        unsigned cls = align ? nm_size_class_aligned(cn, align) : nm_class_of(cn);
         if (cls < NM_NUM_CLASSES) {
-            void *p = nm_small_alloc(tc, cls, n, align == 0);
-            if (p && zero) memset(p, 0, n);
-            return p;
+            if (cls >= NM_SMALL_CLASSES && tc->state == NM_T_ACTIVE) nm_tcache_node_check(tc);
+            return slab_alloc(tc, cls, n, align, zero, align == 0);
         }
+        if (n < nm_opt.large_threshold) nm_fallback_count(NM_FB_LARGE_ALIGN, 0);
     }
-    if (tc->state == NM_T_ACTIVE) nm_tcache_node_check(tc);   /* medium and large follow a migrated thread at once */
+    if (tc->state == NM_T_ACTIVE) nm_tcache_node_check(tc);   /* large blocks follow a migrated thread at once */
     bool sample = nm_prof_on && align == 0 && !tc->busy && tc->state == NM_T_ACTIVE && nm_prof_tick_bytes(tc, n);
-    void *p = NULL;
-    if (n < nm_opt.large_threshold) {
-        if (align <= NM_SMALL_MAX) {
-            p = nm_fallback_alloc(tc, n, align, zero);
-            if (p == NULL) nm_fallback_count(NM_FB_ARENA_FULL, errno);
-        } else {
-            nm_fallback_count(NM_FB_LARGE_ALIGN, 0);
-        }
-    }
-    if (p == NULL) {
-        uint32_t dom = tc->state == NM_T_ACTIVE ? tc->domain : nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
-        p = nm_large_alloc(tc, dom, n, align, zero);
-    }
+    void *p = large_alloc(tc, n, align, zero);
     if (p && sample) {
         nm_prof_record(tc, p, n, nm_prof_weight_bytes(n));
-        nm_pme_t e = nm_pagemap_get((uintptr_t)p);       /* large frees forget only if marked */
-        if (nm_pme_kind(e) == NM_KIND_LARGE || nm_pme_kind(e) == NM_KIND_HUGE) ((nm_large_t *)nm_pme_desc(e))->sampled = 1;
+        ((nm_large_t *)nm_pme_desc(nm_pagemap_get((uintptr_t)p)))->sampled = 1;   /* its free forgets it */
     }
     return p;
+}
+
+/* everything but a medium block popped from the thread's bin (kept out of line so
+ * that nm_malloc_slow stays a leaf for that case) */
+static NM_NOINLINE void *malloc_slower(size_t n)
+{
+    nm_tcache_t *tc = nm_tcp;
+    if (NM_UNLIKELY(tc->state != NM_T_ACTIVE) && (tc = nm_thread_ready()) == NULL) return nm_bootstrap_alloc(n, 0, false);
+    bool slab = n <= NM_SMALL_MAX || (n <= NM_MEDIUM_MAX && n < nm_opt.large_threshold);
+    if (NM_UNLIKELY(nm_opt.check) || !slab) return nm_alloc_any(tc, n, 0, false);
+    tick(tc);
+    return slab_alloc(tc, (unsigned)nm_class_of(n), n, 0, false, true);
+}
+
+void *nm_malloc_slow(size_t n)
+{
+    if (NM_LIKELY(n > NM_SMALL_MAX && n <= NM_MEDIUM_MAX && n < nm_opt.large_threshold))
+        NM_MEDIUM_POP_RETURN(nm_tcp, nm_medium_class(n));
+    return malloc_slower(n);
 }
 
 void *nm_calloc(size_t n, size_t m)
@@ -116,20 +133,64 @@ void *nm_calloc(size_t n, size_t m)
         if (p) memset(p, 0, total);
         return p;
     }
-    nm_tcache_t *tc = nm_thread_cache();
+    nm_tcache_t *tc = nm_thread_ready();
     if (tc == NULL) return nm_bootstrap_alloc(total, 0, true);
     return nm_alloc_any(tc, total, 0, true);
 }
 
-/* move p (usable bytes `old`) to a new block of n bytes */
+/* ---- free --------------------------------------------------------------------------------- */
+
+static void free_unknown(nm_tcache_t *tc, void *p)
+{
+    if (nm_fallback_owns(p)) { nm_fallback_free(tc, p); return; }
+    nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_foreign_free, 1);
+    nm_invalid_pointer("free", p, "not allocated by numamalloc");
+}
+
+/* everything but a medium block pushed into the thread's bin */
+static NM_NOINLINE void free_slower(void *p, nm_pme_t e)
+{
+    if (p == NULL) return;
+    int saved = errno;                   /* free preserves errno (glibc manual) */
+    nm_tcache_t *tc = nm_thread_ready(); /* a thread's first free starts it too */
+    if (tc == NULL) tc = (nm_tcache_t *)&nm_tcache_empty;
+    switch (nm_pme_kind(e)) {
+    case NM_KIND_SLAB:   nm_small_free(tc, p, e); break;
+    case NM_KIND_MEDIUM: nm_medium_free(tc, p, e); break;
+    case NM_KIND_LARGE:
+    case NM_KIND_HUGE:   nm_large_free(tc, nm_pme_desc(e), p); break;
+    default:             free_unknown(tc, p); break;
+    }
+    tick(tc);
+    errno = saved;
+}
+
+void nm_free_slow(void *p, nm_pme_t e)
+{
+    if (NM_LIKELY(nm_medium_free_fast(nm_tcp, p, e))) return;
+    free_slower(p, e);
+}
+
+/* ---- realloc ------------------------------------------------------------------------------- */
+
+/* move p (`old` bytes worth keeping) to a new block of n bytes; p is untouched if
+ * that fails, as C requires */
 static void *realloc_move(nm_tcache_t *tc, void *p, size_t old, size_t n)
 {
     void *q = nm_malloc_fast(n);            /* the new block takes malloc's fast path */
-    if (q == NULL) return NULL;                    /* p is untouched, as C requires */
+    if (q == NULL) return NULL;
     memcpy(q, p, NM_MIN(old, n));
     nm_free_fast(p);
-    if (tc) nm_count_thread(tc, NM_C_realloc_move, 1);
+    nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_realloc_move, 1);
     return q;
+}
+
+static void *realloc_refused(const char *why, void *p, size_t n)
+{
+    nm_invalid_pointer("realloc", p, why);
+    nm_warn("realloc(%p, %lu): %s; returning NULL and leaving it alone", p, (unsigned long)n, why);
+    errno = EINVAL;
+    return NULL;
 }
 
 void *nm_realloc(void *p, size_t n)
@@ -137,20 +198,29 @@ void *nm_realloc(void *p, size_t n)
     if (p == NULL) return nm_malloc_fast(n);
     if (n == 0) { nm_free_fast(p); return NULL; } /* glibc: realloc(p, 0) frees, returns NULL */
     if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
-    nm_tcache_t *tc = nm_thread_cache();
+    nm_tcache_t *tc = nm_thread_ready();
+    if (tc == NULL) tc = (nm_tcache_t *)&nm_tcache_empty;
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     switch (nm_pme_kind(e)) {
-    case NM_KIND_SLAB: {
-        size_t size = nm_class_size[nm_pme_class(e)];
+    case NM_KIND_SLAB:
+    case NM_KIND_MEDIUM: {
+        unsigned cls = nm_pme_class(e);
+        size_t size = nm_class_size[cls];
+        if (nm_pme_kind(e) == NM_KIND_MEDIUM && !nm_opt.check) {
+            const char *why = nm_medium_check(nm_pme_desc(e), p);
+            if (why) return realloc_refused(why, p, n);
+        }
         if (NM_UNLIKELY(nm_opt.check)) {
             /* always move: the free of the old block validates it once more */
             nm_verdict_t v = nm_small_verdict(p, e);
             if (!nm_verdict_ok("realloc", p, v)) { errno = EINVAL; return NULL; }
             return realloc_move(tc, p, v.req, n);
         }
-        /* keep it when it still fits and would not waste more than half */
-        if (n <= size && (n > size / 2 || size <= 16)) {
-            if (tc) nm_count_thread(tc, NM_C_realloc_inplace, 1);
+        /* keep it when it still fits, would not waste more than half and is still a
+         * size slabs serve (at or above the large threshold it moves to a mapping,
+         * as malloc would route it) */
+        if (n <= size && (n > size / 2 || size <= 16) && (cls < NM_SMALL_CLASSES || n < nm_opt.large_threshold)) {
+            nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
             return p;
         }
         return realloc_move(tc, p, size, n);
@@ -158,25 +228,22 @@ void *nm_realloc(void *p, size_t n)
     case NM_KIND_LARGE:
     case NM_KIND_HUGE: {
         nm_large_t *L = nm_pme_desc(e);
-        if (p != L->user) { nm_invalid_pointer("realloc", p, "interior pointer into a large block"); errno = EINVAL; return NULL; }
-        if (L->tcached) { nm_invalid_pointer("realloc", p, "large block already freed"); errno = EINVAL; return NULL; }
+        const char *why = nm_large_check(L, p);
+        if (why) { nm_invalid_pointer("realloc", p, why); errno = EINVAL; return NULL; }
         if (NM_UNLIKELY(nm_opt.check)) {
             if (!nm_verdict_ok("realloc", p, nm_large_verdict(L))) { errno = EINVAL; return NULL; }
             return realloc_move(tc, p, L->req, n);
         }
         if (L->sampled) { nm_prof_forget(p); L->sampled = 0; }   /* the block may move */
-        if (tc && n >= nm_opt.large_threshold) return nm_large_realloc(tc, L, p, n);
+        if (n >= nm_opt.large_threshold) {
+            void *q = nm_large_resize(tc, L, p, n);
+            if (q) return q;
+        }
         return realloc_move(tc, p, nm_large_usable(L), n);
     }
-    case NM_KIND_ARENA:
-        return nm_fallback_realloc(tc, p, n);
     default:
-        if (nm_fallback_owns(p)) return nm_fallback_realloc(tc, p, n);
-        nm_invalid_pointer("realloc", p, "not allocated by numamalloc");
-        nm_warn("realloc(%p, %lu): pointer not allocated by numamalloc; returning NULL and leaving it alone",
-                p, (unsigned long)n);
-        errno = EINVAL;
-        return NULL;
+        if (nm_fallback_owns(p)) return realloc_move(tc, p, nm_fallback_usable(p), n);
+        return realloc_refused("not allocated by numamalloc", p, n);
     }
 }
 
@@ -192,6 +259,13 @@ size_t nm_usable_size(const void *p)
     if (p == NULL) return 0;
     nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     switch (nm_pme_kind(e)) {
+    case NM_KIND_MEDIUM:
+        if (!nm_opt.check) {
+            const char *why = nm_medium_check(nm_pme_desc(e), p);
+            if (why) { nm_invalid_pointer("malloc_usable_size", p, why); return 0; }
+            return nm_class_size[nm_pme_class(e)];
+        }
+        __attribute__((fallthrough));
     case NM_KIND_SLAB:
         if (NM_UNLIKELY(nm_opt.check)) {          /* the size asked for: the rest is canary */
             nm_verdict_t v = nm_small_verdict(p, e);
@@ -202,14 +276,9 @@ size_t nm_usable_size(const void *p)
     case NM_KIND_LARGE:
     case NM_KIND_HUGE: {
         const nm_large_t *L = nm_pme_desc(e);
-        if (p != L->user) { nm_invalid_pointer("malloc_usable_size", p, "interior pointer into a large block"); return 0; }
-        if (L->tcached) { nm_invalid_pointer("malloc_usable_size", p, "large block already freed"); return 0; }
-        return nm_opt.check ? L->req : nm_large_usable(L);
-    }
-    case NM_KIND_ARENA: {
-        const char *why = nm_fallback_check(p);
+        const char *why = nm_large_check(L, p);
         if (why) { nm_invalid_pointer("malloc_usable_size", p, why); return 0; }
-        return nm_fallback_usable(p);
+        return nm_opt.check ? L->req : nm_large_usable(L);
     }
     default:
         if (nm_fallback_owns(p)) return nm_fallback_usable(p);

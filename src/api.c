@@ -13,24 +13,34 @@
 #include "numamalloc/fastpath.h"
 #include "numamalloc.h"
 
-static nm_tcache_t *api_tcache(void) { return nm_thread_cache(); }
-
 const char *nm_api_version(void) { return NM_VERSION; }
 
+/* Blocks placed as asked whatever the calling thread's own domain is: straight from
+ * the slabs of the node (small and medium sizes) or an own mapping bound to it. */
 void *nm_api_alloc_onnode(size_t size, int node)
 {
-    nm_tcache_t *tc = api_tcache();
+    nm_tcache_t *tc = nm_thread_ready();
     if (tc == NULL) { errno = EAGAIN; return NULL; }
     if (!nm_topo_has_memory(node)) { errno = EINVAL; return NULL; }
     if (size > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
     if (tc->state == NM_T_ACTIVE && (uint32_t)node == tc->domain) return nm_alloc_any(tc, size, 0, false);
-    if (size <= NM_SMALL_MAX) return nm_small_alloc_direct((uint32_t)node, nm_size_class(size), size);
+    if (size <= NM_SMALL_MAX || (size <= NM_MEDIUM_MAX && size < nm_opt.large_threshold)) {
+        unsigned cls = (unsigned)nm_class_of(size);
+        void *p = nm_small_alloc_direct((uint32_t)node, cls, size);
+        if (p) {
+            nm_counters_t *c = nm_tc_ctr(tc);
+            nm_count(c, NM_CT_CLASS, cls, NM_C_alloc_slow, 1);
+            nm_count(c, NM_CT_DOMAIN, (uint32_t)node, NM_C_alloc_count, 1);
+            nm_count(c, NM_CT_DOMAIN, (uint32_t)node, NM_C_alloc_bytes, nm_class_size[cls]);
+        }
+        return p;
+    }
     return nm_large_alloc(tc, (uint32_t)node, size, 0, false);
 }
 
 void *nm_api_alloc_interleaved(size_t size)
 {
-    nm_tcache_t *tc = api_tcache();
+    nm_tcache_t *tc = nm_thread_ready();
     if (tc == NULL) { errno = EAGAIN; return NULL; }
     if (nm_topo.nmem <= 1) return nm_alloc_any(tc, size, 0, false);
     return nm_large_alloc(tc, nm_dom_interleave, size, 0, false);
@@ -52,37 +62,41 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
     memset(info, 0, sizeof *info);
     info->node = -1;
     info->size_class = -1;
-    if (kind == NM_KIND_NONE || p == NULL) { errno = EINVAL; return -1; }
-    info->kind = (int)kind;
-    info->node = nm_domain_node(nm_pme_domain(e));
-    if (kind == NM_KIND_SLAB) {
-        if (nm_small_check(p, e)) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
+    if (p == NULL) { errno = EINVAL; return -1; }
+    if (kind == NM_KIND_SLAB || kind == NM_KIND_MEDIUM) {
+        if (nm_small_check(p, e)) { errno = EINVAL; return -1; }
+        kind = NM_KIND_SLAB;                              /* to the program, both are slab blocks */
         info->size_class = (int)nm_pme_class(e);
         info->usable_size = nm_class_size[nm_pme_class(e)];
         info->pages = NUMAMALLOC_PAGES_4K;
     } else if (kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) {
         const nm_large_t *L = nm_pme_desc(e);
-        /* interior, or freed and kept by the freeing thread (still in the page map) */
-        if (p != L->user || L->tcached) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
+        if (nm_large_check(L, p)) { errno = EINVAL; return -1; }
         info->usable_size = nm_large_usable(L);
         info->pages = L->backing;
-    } else {
-        if (nm_fallback_check(p)) { errno = EINVAL; info->kind = 0; info->node = -1; return -1; }
+    } else if (nm_fallback_owns(p)) {
+        kind = NM_KIND_ARENA;
         info->usable_size = nm_fallback_usable(p);
         info->pages = NUMAMALLOC_PAGES_4K;
+    } else {
+        errno = EINVAL;
+        return -1;
     }
+    info->kind = (int)kind;
+    info->node = kind == NM_KIND_ARENA ? -1 : nm_domain_node(nm_pme_domain(e));
     /* NUMAMALLOC_CHECK=1: what malloc_usable_size says, the size asked for (writing
      * past it is what the canary catches) */
     if (nm_opt.check) info->usable_size = nm_usable_size(p);
     return 0;
 }
 
-size_t nm_api_stats_print(char *buf, size_t len) { return nm_stats_print(buf, len, NM_STATS_TEXT); }
-size_t nm_api_stats_json(char *buf, size_t len) { return nm_stats_print(buf, len, NM_STATS_JSON); }
+/* the process boots first if this is its first allocator call */
+size_t nm_api_stats_print(char *buf, size_t len) { nm_thread_ready(); return nm_stats_print(buf, len, NM_STATS_TEXT); }
+size_t nm_api_stats_json(char *buf, size_t len) { nm_thread_ready(); return nm_stats_print(buf, len, NM_STATS_JSON); }
 
 const char *nm_api_option_get(const char *name)
 {
-    if (name == NULL || !nm_process_init()) return NULL;
+    if (name == NULL || nm_thread_ready() == NULL) return NULL;
     if (nm_strncmp(name, "NUMAMALLOC_", 11) == 0) name += 11;
     for (int i = 0; i < NM_OPT_N; i++)
         if (nm_strcmp(nm_option_table[i].name, name) == 0) return nm_opt.raw[i];
@@ -94,69 +108,28 @@ const char *nm_api_option_get(const char *name)
 int nm_malloc_trim(size_t pad)
 {
     (void)pad;
-    if (!nm_process_init()) return 0;
+    if (nm_thread_ready() == NULL) return 0;
+    int saved = errno;
     nm_gstat_add(NM_C_trim_calls, 1);
-    nm_tcache_t *tc = nm_tcp;
     uint64_t before_rss = nm_os_rss();
-    uint64_t before_seg = nm_gstat_get(NM_C_segments), before_purged = nm_gstat_get(NM_C_slab_pages_purged);
-    uint64_t before_evict = nm_gstat_get(NM_C_large_cache_evict);
-    if (tc->state == NM_T_ACTIVE) {                            /* this thread's caches */
-        nm_tcache_flush_all(tc);
-        nm_fallback_cache_flush(tc);
-    }
-    nm_decay(true);                                            /* everything idle, now */
-    nm_fallback_collect(true);
-    uint64_t after_rss = nm_os_rss();
-    return (after_rss < before_rss || nm_gstat_get(NM_C_segments) < before_seg ||
-            nm_gstat_get(NM_C_slab_pages_purged) > before_purged ||
-            nm_gstat_get(NM_C_large_cache_evict) > before_evict) ? 1 : 0;
-}
-
-typedef struct heap_numbers {
-    uint64_t live, held_free, large_live_count, large_live_bytes, releasable, footprint_peak, arena_bytes;
-} heap_numbers_t;
-
-static void heap_numbers(heap_numbers_t *h)
-{
-    memset(h, 0, sizeof *h);
-    uint64_t slab = 0, dirty = 0, cache = 0, held = 0;
-    for (uint32_t d = 0; d < nm_ndomains; d++) {
-        nm_domain_t *dm = &nm_domains[d];
-        slab += __atomic_load_n(&dm->slab_pages, __ATOMIC_RELAXED) << NM_GRANULE_SHIFT;
-        dirty += __atomic_load_n(&dm->dirty_pages, __ATOMIC_RELAXED) << NM_GRANULE_SHIFT;
-        cache += __atomic_load_n(&dm->cache_bytes, __ATOMIC_RELAXED);
-        for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
-            held += __atomic_load_n(&dm->depots[c].held, __ATOMIC_RELAXED) * nm_class_size[c];
-    }
-    uint64_t large = nm_gstat_get(NM_C_large_live_bytes);
-    /* fallback-arena bytes reach the global footprint in per-thread batches: add
-     * every live thread's pending batch so the numbers are exact */
-    int64_t pending = 0;
-    nm_lock(&nm_threads_lock);
-    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) pending += __atomic_load_n(&tc->fp_pending, __ATOMIC_RELAXED);
-    nm_unlock(&nm_threads_lock);
-    uint64_t fp = (uint64_t)((int64_t)nm_gstat_get(NM_C_footprint) + pending);
-    h->large_live_bytes = large;
-    h->large_live_count = nm_stats_thread_counter(NM_C_large_alloc) - nm_stats_thread_counter(NM_C_large_free);
-    h->arena_bytes = fp > held + large ? fp - held - large : 0;
-    h->live = fp;                          /* live + cached in thread magazines */
-    h->held_free = (slab > held ? slab - held : 0) + dirty + cache;
-    h->releasable = dirty + cache;
-    h->footprint_peak = NM_MAX(nm_gstat_get(NM_C_footprint_peak), fp);
+    bool released = nm_reclaim(nm_tcp);
+    int r = (released || nm_os_rss() < before_rss) ? 1 : 0;
+    errno = saved;
+    return r;
 }
 
 struct mallinfo2 nm_mallinfo2(void)
 {
     struct mallinfo2 m;
     memset(&m, 0, sizeof m);
-    if (!nm_process_init()) return m;
-    heap_numbers_t h;
-    heap_numbers(&h);
-    m.arena = h.live - h.large_live_bytes + h.held_free;   /* non-mmapped heap: slabs and arena */
+    if (nm_thread_ready() == NULL) return m;
+    nm_heap_numbers_t h;
+    nm_stats_heap_numbers(&h);
+    m.arena = h.live - h.large_live_bytes - h.cached_large + h.held_free;   /* slabs and fallback */
     m.hblks = h.large_live_count;                          /* own mappings */
     m.hblkhd = h.large_live_bytes;
-    m.uordblks = h.live;                                   /* in use (incl. thread caches) */
-    m.fordblks = h.held_free;                              /* held but free */
+    m.uordblks = h.live - h.cached_large;                  /* in use (incl. thread caches) */
+    m.fordblks = h.held_free + h.cached_large;             /* held but free */
     m.keepcost = h.releasable;                             /* what malloc_trim can return now */
     m.usmblks = h.footprint_peak;
     return m;
@@ -196,7 +169,7 @@ int nm_mallopt(int param, int value)
 
 void nm_malloc_stats(void)
 {
-    if (!nm_process_init()) return;
+    if (nm_thread_ready() == NULL) return;
     nm_stats_dump_fd(2, NM_STATS_TEXT, "malloc_stats");
 }
 
@@ -204,7 +177,7 @@ int nm_malloc_info(int options, void *fpv)
 {
     FILE *fp = fpv;
     if (options != 0) { errno = EINVAL; return -1; }
-    if (!nm_process_init() || fp == NULL) return 0;
+    if (nm_thread_ready() == NULL || fp == NULL) return 0;
     struct mallinfo2 m = nm_mallinfo2();
     fprintf(fp, "<malloc version=\"numamalloc-%s\">\n", NM_VERSION);
     fprintf(fp, "<total type=\"inuse\" size=\"%zu\"/>\n", m.uordblks);

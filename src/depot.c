@@ -54,6 +54,16 @@ void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)
     d->nempty++;
 }
 
+nm_mag_t *nm_depot_take_empty_locked(nm_depot_t *d)
+{
+    nm_mag_t *m = d->empty;
+    if (m == NULL) return NULL;
+    d->empty = m->next;
+    d->nempty--;
+    if (d->nempty < d->nempty_min) d->nempty_min = d->nempty;
+    return m;
+}
+
 nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d)
 {
     nm_mag_t *m = d->full;
@@ -80,12 +90,7 @@ nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full)
     d->full = full;
     d->nfull++;
     d->exchanges++;
-    nm_mag_t *e = d->empty;
-    if (e) {
-        d->empty = e->next;
-        d->nempty--;
-        if (d->nempty < d->nempty_min) d->nempty_min = d->nempty;
-    }
+    nm_mag_t *e = nm_depot_take_empty_locked(d);
     nm_unlock(&d->lock);
     return e;
 }
@@ -129,7 +134,7 @@ void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
     }
     d->nfull_min = d->nfull;
     d->nempty_min = d->nempty;
-    nm_slab_release_spare_locked(d, all ? UINT64_MAX : cutoff_ms);
+    nm_slab_decay_locked(d, cutoff_ms, all);
     nm_unlock(&d->lock);
     while (drop) {
         nm_mag_t *m = drop;

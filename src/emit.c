@@ -5,7 +5,7 @@
  * single line; sections are nested objects, tables are arrays of objects keyed by
  * the column keys; "n/a" is null. Formatting goes through nm_buf_t (src/out.c): no
  * allocation, no locks, usable from a signal handler. */
-#include "numamalloc/emit.h"
+#include "numamalloc/out.h"
 
 static void sep(nm_emit_t *em)
 {

@@ -9,18 +9,17 @@
  *        -> meta -> pagemap -> profiler
  *
  * The fallback gate (src/fallback.c) is not a lock but waits for every thread inside
- * mimalloc to leave it: it comes after the locks a thread may hold while it calls
- * mimalloc (threads: retiring a dead thread's cache frees its medium blocks) and
- * before those it never holds then.
+ * mimalloc to leave it; no lock of ours is taken inside it.
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
- * decay -> depot/seg/large of its pass; dump -> threads/profiler of a dump.)
+ * decay -> threads -> depot/seg/large of its pass; threads -> depot of retiring a
+ * dead thread's cache.) No lock of ours is held across a call into the dynamic
+ * loader or stdio (numamalloc(7), THREADS, THE LOADER AND LOCKS).
  * In the child, the thread list is cut down to the forking thread: the other
- * threads' caches are retired without giving their blocks back (their owners were
- * changing them, unlocked, at the fork; see nm_threads_reap_locked). The handlers
- * are registered while booting, before any thread can allocate from our slabs. */
+ * threads' caches are retired without giving their magazines back (their owners were
+ * changing them, unlocked, at the fork; src/tcache.c), and the helper threads the
+ * parent had (interval dumps, background) are started again. The handlers are
+ * registered while booting, before any thread can allocate from our slabs. */
 #include <pthread.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "numamalloc/internal.h"
 
@@ -77,13 +76,9 @@ static void child(void)
     first_locks(nm_lock_reinit);
     other_locks(nm_lock_reinit);
     nm_fallback_fork_open(true);
-    /* only the forking thread exists now: the others' caches are dropped (their
-     * cached blocks are lost to the child; src/init.c says why) */
-    nm_tcache_t *self = nm_tcp;
-    if (self->state == NM_T_ACTIVE) self->tid = (int32_t)syscall(SYS_gettid);
-    nm_lock(&nm_threads_lock);
-    nm_threads_reap_locked(true);
-    nm_unlock(&nm_threads_lock);
+    nm_tcache_fork_child();
+    nm_decay_fork_child();
+    nm_stats_fork_child();
 }
 
 void nm_fork_init(void)

@@ -1,8 +1,8 @@
 /* numamalloc — large blocks: one NUMA-bound mapping each, on huge pages when we can.
  *
- * A request of at least NUMAMALLOC_LARGE_THRESHOLD (default 1 MiB: below it the
- * fallback arena packs blocks without per-block system calls; at it, a mapping of
- * its own lets the block sit on its node and be released whole) gets, in order:
+ * A request of at least NUMAMALLOC_LARGE_THRESHOLD (default 1 MiB: below it slabs
+ * pack blocks without per-block system calls; at it, a mapping of its own lets the
+ * block sit on its node and be released whole) gets, in order:
  *   1. MAP_HUGETLB pages (1 GiB with NUMAMALLOC_HUGEPAGES=1g when the size allows,
  *      else 2 MiB) if the target node's free_hugepages covers it. Reservations are
  *      global, so a mapping bound to a node without free pages would mmap fine and
@@ -25,8 +25,12 @@
  * for, and the first up to NM_CANARY_MAX bytes past it hold the canary that free
  * verifies (src/alloc.c); realloc then always moves (src/alloc.c).
  *
+ * A mapping that cannot be made returns NULL; the caller (src/alloc.c) may reclaim
+ * idle memory and try again.
+ *
  * Lock: nm_domain_t.large_lock guards the domain's cache list and cache_bytes
- * (cache_bytes is also read without it, so it is written with relaxed atomics). */
+ * (cache_bytes is also read without it, so it is written with relaxed atomics). The
+ * blocks threads keep are in atomic slots of their caches, not under a lock. */
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -72,15 +76,30 @@ static void refresh_pools(void)
     __atomic_store_n(&pool_checked_ms, now, __ATOMIC_RELAXED);
 }
 
-/* per-thread counters of a large block's mapping coming (sign > 0) or going */
-static void count_backing(nm_tcache_t *tc, uint32_t dom, int backing, size_t len, int sign)
+/* the counters of a large block's mapping of len bytes coming (freed == 0) or going */
+static void count_mapping(nm_tcache_t *tc, uint32_t dom, int backing, size_t len, int freed)
 {
-    nm_count_thread(tc, (sign > 0 ? NM_C_bk_alloc_4k : NM_C_bk_free_4k) + backing, 1);
-    nm_count_thread(tc, (sign > 0 ? NM_C_bk_abytes_4k : NM_C_bk_fbytes_4k) + backing, len);
+    nm_counters_t *c = nm_tc_ctr(tc);
+    nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_free : NM_C_bk_alloc, 1);
+    nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_fbytes : NM_C_bk_abytes, len);
     if (backing == NM_BACK_HUGETLB_2M || backing == NM_BACK_HUGETLB_1G)
-        nm_count_domain(tc, dom, sign > 0 ? NM_C_hugetlb_alloc_bytes : NM_C_hugetlb_free_bytes, len);
+        nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_hugetlb_free_bytes : NM_C_hugetlb_alloc_bytes, len);
     else if (backing == NM_BACK_THP)
-        nm_count_domain(tc, dom, sign > 0 ? NM_C_thp_alloc_bytes : NM_C_thp_free_bytes, len);
+        nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_thp_free_bytes : NM_C_thp_alloc_bytes, len);
+}
+
+/* a large block handed out (freed == 0) or freed: every counter of it */
+static void count_block(nm_tcache_t *tc, const nm_large_t *L, int freed)
+{
+    nm_counters_t *c = nm_tc_ctr(tc);
+    size_t len = L->map_len;
+    nm_count(c, NM_CT_THREAD, 0, freed ? NM_C_large_free : NM_C_large_alloc, 1);
+    nm_count(c, NM_CT_THREAD, 0, freed ? NM_C_large_free_bytes : NM_C_large_alloc_bytes, len);
+    nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_count : NM_C_alloc_count, 1);
+    nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_bytes : NM_C_alloc_bytes, len);
+    if (!freed && c && L->domain < nm_dom_interleave && (int)L->domain != tc->cpu_node)
+        nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_remote_alloc, 1);
+    count_mapping(tc, L->domain, L->backing, len, freed);
 }
 
 /* does domain dom have `pages` free hugetlb pages of size_kb? */
@@ -351,52 +370,11 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
 
 static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align);
 
-/* counter ids of a large block handed out [0] and freed [1] */
-static const struct large_ids {
-    int n, bytes, bk_n, bk_bytes, dom_n, dom_bytes, dom_huge, dom_thp;
-} large_ids[2] = {
-    { NM_C_large_alloc, NM_C_large_alloc_bytes, NM_C_bk_alloc_4k, NM_C_bk_abytes_4k,
-      NM_C_alloc_count, NM_C_alloc_bytes, NM_C_hugetlb_alloc_bytes, NM_C_thp_alloc_bytes },
-    { NM_C_large_free, NM_C_large_free_bytes, NM_C_bk_free_4k, NM_C_bk_fbytes_4k,
-      NM_C_free_count, NM_C_free_bytes, NM_C_hugetlb_free_bytes, NM_C_thp_free_bytes },
-};
-
-/* the thread and domain counters of a large block handed out or freed: one test for
- * a started thread, which writes its own counters directly (the usual case) */
-NM_INLINE void count_large(nm_tcache_t *tc, const nm_large_t *L, int freed)
-{
-    const struct large_ids *id = &large_ids[freed];
-    size_t len = L->map_len;
-    uint32_t dom = L->domain;
-    int b = L->backing;
-    int huge = b == NM_BACK_HUGETLB_2M || b == NM_BACK_HUGETLB_1G ? id->dom_huge : b == NM_BACK_THP ? id->dom_thp : -1;
-    bool remote = !freed && tc && dom != nm_dom_interleave && (int)dom != tc->cpu_node;
-    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) {
-        uint64_t *t = tc->ctr.thr, *d = &tc->ctr.dom[dom * NM_DOMAIN_CTR_N];
-        t[id->n]++;
-        t[id->bytes] += len;
-        t[id->bk_n + b]++;
-        t[id->bk_bytes + b] += len;
-        d[id->dom_n]++;
-        d[id->dom_bytes] += len;
-        if (huge >= 0) d[huge] += len;
-        if (remote) d[NM_C_remote_alloc]++;
-        return;
-    }
-    nm_count_thread(tc, id->n, 1);
-    nm_count_thread(tc, id->bytes, len);
-    nm_count_thread(tc, id->bk_n + b, 1);
-    nm_count_thread(tc, id->bk_bytes + b, len);
-    nm_count_domain(tc, dom, id->dom_n, 1);
-    nm_count_domain(tc, dom, id->dom_bytes, len);
-    if (huge >= 0) nm_count_domain(tc, dom, huge, len);
-    if (remote) nm_count_domain(tc, dom, NM_C_remote_alloc, 1);
-}
-
 static void register_block(nm_tcache_t *tc, nm_large_t *L)
 {
-    nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], L->map_len, __ATOMIC_RELAXED));
-    count_large(tc, L, 0);
+    nm_gstat_add_peak(NM_C_large_live_bytes, NM_C_large_peak_bytes, L->map_len);
+    nm_gstat_add(NM_C_large_live, 1);
+    count_block(tc, L, 0);
 }
 
 void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero)
@@ -411,9 +389,9 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     if (len < NM_GRANULE) len = NM_GRANULE;
     if (n < len) n = len;
 
-    nm_large_t *L = tc && tc->lcount ? lcache_take(tc, dom, len, align) : NULL;
+    nm_large_t *L = tc->state == NM_T_ACTIVE ? lcache_take(tc, dom, len, align) : NULL;
     if (L) {                                   /* kept by this thread: still registered */
-        nm_count_thread(tc, NM_C_large_cache_hit, 1);
+        nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
         if (zero) memset(L->map, 0, n);
         L->req = want;                         /* (never in check mode: no canary to lay) */
         L->zeroed = 0;
@@ -423,15 +401,14 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     }
     L = cache_take(dom, len, align);
     if (L) {
-        nm_count_thread(tc, NM_C_large_cache_hit, 1);
+        nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
         if (zero && !L->zeroed) memset(L->map, 0, n);
     } else {
-        nm_count_thread(tc, NM_C_large_cache_miss, 1);
         size_t map_len = 0;
         int backing = NM_BACK_NORMAL;
         char *p = map_new(dom, n, align, &map_len, &backing);
-        if (p == NULL && nm_reclaim(tc)) p = map_new(dom, n, align, &map_len, &backing);   /* see nm_reclaim */
         if (p == NULL) { errno = ENOMEM; return NULL; }
+        nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_miss, 1);
         if (nm_opt.prefault && backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G)
             nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
         L = nm_meta_alloc(sizeof *L);
@@ -441,7 +418,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         L->map_len = map_len;
         L->domain = dom;
         L->backing = (uint8_t)backing;
-        __atomic_fetch_add(&nm_large_backing_total[backing], 1, __ATOMIC_RELAXED);
+        nm_add_relaxed(&nm_large_backing_total[backing], 1);
     }
     L->user = L->map;
     L->req = want;
@@ -471,7 +448,8 @@ size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_le
 static void count_unregister(nm_tcache_t *tc, nm_large_t *L)
 {
     nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
-    count_large(tc, L, 1);
+    nm_gstat_sub(NM_C_large_live, 1);
+    count_block(tc, L, 1);
 }
 
 /* Unlink from the cache's old end every mapping freed at or before cutoff_ms
@@ -480,14 +458,12 @@ static void count_unregister(nm_tcache_t *tc, nm_large_t *L)
 static nm_large_t *cache_trim_locked(nm_domain_t *dm, uint64_t cutoff_ms)
 {
     nm_large_t *evict = NULL;
-    /* the bound covers what threads keep too (see lcache_put) */
-    size_t kept = (size_t)nm_gstat_get(NM_C_large_tcache_bytes);
-    while (dm->cache_tail && (dm->cache_bytes + kept > nm_opt.large_cache ||
+    while (dm->cache_tail && (dm->cache_bytes > nm_opt.large_cache ||
                               cutoff_ms == UINT64_MAX || dm->cache_tail->freed_ms <= cutoff_ms)) {
         nm_large_t *t = dm->cache_tail;
         dm->cache_tail = t->prev;
         if (t->prev) t->prev->next = NULL; else dm->cache = NULL;
-        __atomic_fetch_sub(&dm->cache_bytes, t->map_len, __ATOMIC_RELAXED);
+        nm_sub_relaxed(&dm->cache_bytes, t->map_len);
         t->next = evict;
         evict = t;
     }
@@ -519,52 +495,53 @@ static void node_cache_put(nm_large_t *L)
     release_all(evict);
 }
 
-/* ---- the freeing thread's own cache ---------------------------------------------------
+/* ---- blocks kept by the thread that freed them ---------------------------------------
  * A thread that frees a large block often asks for one of about the same size next
  * (a scratch buffer per request, a buffer regrown): it keeps up to NM_LCACHE_SLOTS of
  * the blocks it freed, still registered in the page map (flagged tcached, so a second
  * free is refused as a double free), and serves its next large request one of them
- * fits from there: no domain lock, no best-fit scan, no page-map stores (bench/
- * pairs-2M: ~800 instructions a pair through the node's cache). A block goes on to
- * its node's cache when a newer one needs the slot, at the thread's decay check once
- * it sat NUMAMALLOC_DECAY_MS, at thread exit and on malloc_trim in that thread. Only
- * blocks of the thread's own domain, each at most half of NUMAMALLOC_LARGE_CACHE;
- * off under NUMAMALLOC_CHECK=1, where every free takes the validating path. */
+ * fits from there: no domain lock, no best-fit scan, no page-map stores.
+ * The slots are atomic: the owner and any other thread (a decay pass, malloc_trim, a
+ * forked child retiring the copy of a thread that is not there) take a block only by
+ * exchanging its slot for NULL, so nobody needs the owner's cooperation and an idle
+ * thread's blocks still age out. A slot holding a block means the block is wholly
+ * kept: tcached and the bytes counted are set before it is stored.
+ * Bounds: only blocks of the thread's own domain, each at most half of
+ * NUMAMALLOC_LARGE_CACHE, all threads' together at most half of it (counted apart
+ * from the node caches, so that blocks an idle thread keeps never turn caching off
+ * for the others), for at most NUMAMALLOC_DECAY_MS; off under NUMAMALLOC_CHECK=1,
+ * where every free takes the validating path. */
 
-/* remove slot i, keeping the others in order (oldest first) */
-static void lcache_drop(nm_tcache_t *tc, unsigned i)
-{
-    memmove(&tc->lcache[i], &tc->lcache[i + 1], (tc->lcount - i - 1) * sizeof tc->lcache[0]);
-    tc->lcount--;
-}
-
-static void lcache_release(nm_large_t *L)
+/* a block taken out of a slot: no longer kept */
+static void lcache_unkeep(nm_large_t *L)
 {
     nm_gstat_sub(NM_C_large_tcache_bytes, L->map_len);
     L->tcached = 0;
-    nm_pagemap_set((uintptr_t)L->user, 0);
-    node_cache_put(L);
 }
 
 static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
 {
-    if (tc == NULL || tc->state != NM_T_ACTIVE || nm_opt.check || nm_opt.decay_ms == 0 ||
+    if (tc->state != NM_T_ACTIVE || nm_opt.check || nm_opt.decay_ms == 0 ||
         L->domain != tc->domain || L->map_len > nm_opt.large_cache / 2)
         return false;
-    /* what threads keep counts against NUMAMALLOC_LARGE_CACHE with the node's cache:
-     * unbounded, 16 threads of bench/ pareto-16t kept 45 MB more resident */
-    if (nm_gstat_get(NM_C_large_tcache_bytes) + __atomic_load_n(&nm_domains[L->domain].cache_bytes, __ATOMIC_RELAXED) +
-        L->map_len > nm_opt.large_cache)
-        return false;
-    if (tc->lcount == NM_LCACHE_SLOTS) {                 /* the oldest moves on */
-        nm_large_t *old = tc->lcache[0];
-        lcache_drop(tc, 0);
-        lcache_release(old);
-    }
+    if (nm_gstat_get(NM_C_large_tcache_bytes) + L->map_len > nm_opt.large_cache / 2) return false;
     L->freed_ms = nm_os_now_ms();
     L->tcached = 1;
-    tc->lcache[tc->lcount++] = L;
     nm_gstat_add(NM_C_large_tcache_bytes, L->map_len);
+    /* an empty slot, else the one holding the oldest block */
+    unsigned at = 0;
+    uint64_t oldest = UINT64_MAX;
+    for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) {
+        nm_large_t *K = nm_load_acquire(&tc->lcache[i]);
+        if (K == NULL) { at = i; break; }
+        if (K->freed_ms < oldest) { oldest = K->freed_ms; at = i; }
+    }
+    nm_large_t *old = nm_xchg_acq_rel(&tc->lcache[at], L);
+    if (old) {                                           /* the oldest moves on */
+        lcache_unkeep(old);
+        nm_pagemap_set((uintptr_t)old->user, 0);
+        node_cache_put(old);
+    }
     return true;
 }
 
@@ -572,32 +549,54 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
  * wastes at most a quarter of it, or NULL */
 static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align)
 {
-    for (unsigned i = tc->lcount; i-- > 0;) {
-        nm_large_t *L = tc->lcache[i];
-        if (L->domain != dom || L->map_len < len || L->map_len - len > len / 4 || ((uintptr_t)L->map & (align - 1)) != 0)
+    for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) {
+        nm_large_t *L = nm_load_acquire(&tc->lcache[i]);
+        if (L == NULL || L->domain != dom || L->map_len < len || L->map_len - len > len / 4 ||
+            ((uintptr_t)L->map & (align - 1)) != 0)
             continue;
-        lcache_drop(tc, i);
-        nm_gstat_sub(NM_C_large_tcache_bytes, L->map_len);
-        L->tcached = 0;
+        if (!nm_cas_acq_rel(&tc->lcache[i], &L, NULL)) continue;   /* taken by a decay pass */
+        lcache_unkeep(L);
         return L;
     }
     return NULL;
 }
 
-void nm_large_tcache_flush(nm_tcache_t *tc, uint64_t cutoff_ms)
+size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms)
 {
-    for (unsigned i = 0; i < tc->lcount;) {
-        nm_large_t *L = tc->lcache[i];
-        if (cutoff_ms != UINT64_MAX && L->freed_ms > cutoff_ms) { i++; continue; }
-        lcache_drop(tc, i);
-        lcache_release(L);
+    size_t bytes = 0;
+    for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) {
+        nm_large_t *L = nm_load_acquire(&tc->lcache[i]);
+        if (L == NULL) continue;
+        /* L may be taken (and even kept again) by its owner meanwhile: the exchange
+         * decides; a stale look at freed_ms only makes a fresh block go early */
+        if (cutoff_ms != UINT64_MAX && L->freed_ms > cutoff_ms) continue;
+        if (!nm_cas_acq_rel(&tc->lcache[i], &L, NULL)) continue;
+        lcache_unkeep(L);
+        nm_pagemap_set((uintptr_t)L->user, 0);
+        bytes += L->map_len;
+        if (cutoff_ms == UINT64_MAX) {
+            node_cache_put(L);                           /* still worth reusing */
+        } else {
+            nm_gstat_add(NM_C_large_cache_evict, 1);     /* aged out */
+            unmap_block(L);
+        }
     }
+    return bytes;
+}
+
+/* ---- free, check, resize ------------------------------------------------------------- */
+
+const char *nm_large_check(const nm_large_t *L, const void *p)
+{
+    if (p != L->user) return "interior pointer into a large block";
+    if (L->tcached) return "large block already freed";
+    return NULL;
 }
 
 void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
 {
-    if (p != L->user) { nm_invalid_pointer("free", p, "interior pointer into a large block"); return; }
-    if (L->tcached) { nm_invalid_pointer("free", p, "double free of a large block"); return; }
+    const char *why = nm_large_check(L, p);
+    if (why) { nm_invalid_pointer("free", p, why); return; }
     if (NM_UNLIKELY(nm_opt.check) && !nm_verdict_ok("free", p, nm_large_verdict(L))) return;
     if (L->sampled) nm_prof_forget(p);
     count_unregister(tc, L);
@@ -615,45 +614,35 @@ void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)
     release_all(evict);
 }
 
-void *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
+void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
 {
     size_t len = nm_align_up(n, nm_os_page);
-    if (len < n) { errno = ENOMEM; return NULL; }
+    if (len < n) return NULL;
     size_t usable = nm_large_usable(L);
+    nm_counters_t *c = nm_tc_ctr(tc);
     if (n <= usable && len >= L->map_len / 2) {          /* fits, and wastes under half */
         L->req = n;
-        nm_count_thread(tc, NM_C_realloc_inplace, 1);
+        nm_count(c, NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
         return p;
     }
-    bool can_remap = L->user == L->map && remappable(L);
-    if (can_remap) {
-        size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
-        char *q = remap_block(L, new_len, nm_os_page);
-        if (q != NULL) {
-            /* counted as the old length freed and the new one allocated, same block */
-            nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
-            nm_count_thread(tc, NM_C_large_free_bytes, L->map_len);
-            nm_count_thread(tc, NM_C_large_alloc_bytes, new_len);
-            nm_count_domain(tc, L->domain, NM_C_free_bytes, L->map_len);
-            nm_count_domain(tc, L->domain, NM_C_alloc_bytes, new_len);
-            count_backing(tc, L->domain, L->backing, L->map_len, -1);
-            count_backing(tc, L->domain, L->backing, new_len, +1);
-            if (new_len > L->map_len)
-                nm_gstat_max(NM_C_large_peak_bytes, __atomic_add_fetch(&nm_gctr[NM_C_large_live_bytes], new_len - L->map_len, __ATOMIC_RELAXED));
-            else
-                nm_gstat_sub(NM_C_large_live_bytes, L->map_len - new_len);
-            L->map = L->user = q;
-            L->map_len = new_len;
-            L->req = n;
-            nm_gstat_add(NM_C_large_mremap, 1);
-            nm_count_thread(tc, NM_C_realloc_inplace, 1);
-            return q;
-        }
-    }
-    void *q = nm_large_alloc(tc, L->domain, n, 0, false);
+    if (L->user != L->map || !remappable(L)) return NULL;
+    size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
+    char *q = remap_block(L, new_len, nm_os_page);
     if (q == NULL) return NULL;
-    memcpy(q, p, NM_MIN(usable, n));
-    nm_large_free(tc, L, p);
-    nm_count_thread(tc, NM_C_realloc_move, 1);
+    /* counted as the old length freed and the new one allocated, same block */
+    nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
+    nm_count(c, NM_CT_THREAD, 0, NM_C_large_free_bytes, L->map_len);
+    nm_count(c, NM_CT_THREAD, 0, NM_C_large_alloc_bytes, new_len);
+    nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_free_bytes, L->map_len);
+    nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_alloc_bytes, new_len);
+    count_mapping(tc, L->domain, L->backing, L->map_len, 1);
+    count_mapping(tc, L->domain, L->backing, new_len, 0);
+    if (new_len > L->map_len) nm_gstat_add_peak(NM_C_large_live_bytes, NM_C_large_peak_bytes, new_len - L->map_len);
+    else nm_gstat_sub(NM_C_large_live_bytes, L->map_len - new_len);
+    L->map = L->user = q;
+    L->map_len = new_len;
+    L->req = n;
+    nm_gstat_add(NM_C_large_mremap, 1);
+    nm_count(c, NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
     return q;
 }

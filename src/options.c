@@ -123,14 +123,10 @@ static bool apply(nm_options_t *o, int id, const char *v)
         return true;
     case NM_OPT_PREFAULT: if (!parse_bool(v, &b)) return false; o->prefault = b; return true;
     case NM_OPT_DECAY_MS: if (!parse_uint(v, 3600000, &u)) return false; o->decay_ms = u; return true;
+    case NM_OPT_BACKGROUND: if (!parse_bool(v, &b)) return false; o->background = b; return true;
     case NM_OPT_LARGE_CACHE:
         if (!nm_parse_size(v, &sz) || sz > ((size_t)64 << 30)) return false;
         o->large_cache = sz;
-        return true;
-    case NM_OPT_ARENA_RESERVE:
-        if (!nm_strcmp(v, "auto")) { o->arena_reserve = 0; return true; }
-        if (!nm_parse_size(v, &sz) || sz < ((size_t)64 << 20) || sz > ((size_t)64 << 40)) return false;
-        o->arena_reserve = sz;
         return true;
     case NM_OPT_CHECK: if (!parse_bool(v, &b)) return false; o->check = b; return true;
     case NM_OPT_STATS:
@@ -208,6 +204,11 @@ void nm_options_init(char **envp, bool is_secure)
         for (int i = 0; i < NM_OPT_N; i++) {
             const char *n = nm_option_table[i].name;
             if (nm_strlen(n) == nlen && nm_strncmp(n, name, nlen) == 0) { id = i; break; }
+        }
+        if (id < 0 && nlen == 13 && nm_strncmp(name, "ARENA_RESERVE", 13) == 0) {
+            nm_warn("NUMAMALLOC_ARENA_RESERVE is no longer used (medium blocks come from numamalloc's own "
+                    "segments, not a reserved arena): ignored");
+            continue;
         }
         if (id < 0) {
             /* the name is the caller's text: keep the warning one printable line */

@@ -9,7 +9,8 @@
  * What is registered (see config.h for why 64 KiB is enough):
  *   - every granule of a slab, while the slab exists (kind SLAB, class, slab desc);
  *   - the granule of the pointer handed out for a large mapping (kind LARGE/HUGE);
- *   - every granule of a 32 MiB fallback-arena chunk mimalloc has used (kind ARENA).
+ * and, for medium slabs, the live map of pagemap.h (a bit per 8 KiB: blocks the
+ * program holds), whose 64 KiB leaves are mapped the same way and never freed.
  *
  * Memory order. Writers: a leaf is created under pm_lock and published with a
  * release store of its root slot (double-checked, as jemalloc's rtree_leaf_init);
@@ -24,10 +25,11 @@
 
 #include "numamalloc/pagemap.h"
 #include "numamalloc/os.h"
-#include "numamalloc/gstats.h"
+#include "numamalloc/stats.h"
 #include "numamalloc/internal.h"
 
 nm_pme_t *nm_pm_root[NM_PM_ROOT_LEN];
+uint64_t *nm_live_root[NM_PM_ROOT_LEN];
 nm_lock_t nm_pm_lock = NM_LOCK_INIT;
 
 static nm_pme_t *leaf_for(uintptr_t a, bool create)
@@ -80,3 +82,22 @@ bool nm_pagemap_set(uintptr_t a, nm_pme_t e)
 }
 
 void nm_pagemap_clear_range(uintptr_t start, size_t len) { nm_pagemap_set_range(start, len, 0); }
+
+bool nm_pagemap_live_ready(uintptr_t a)
+{
+    uintptr_t i = a >> (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS);
+    if (i >= NM_PM_ROOT_LEN) return false;
+    if (__atomic_load_n(&nm_live_root[i], __ATOMIC_ACQUIRE)) return true;
+    nm_lock(&nm_pm_lock);
+    uint64_t *leaf = __atomic_load_n(&nm_live_root[i], __ATOMIC_RELAXED);
+    if (leaf == NULL) {
+        size_t bytes = ((size_t)1 << (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS - NM_LIVE_SHIFT)) / 8;
+        leaf = nm_os_map(bytes, MAP_NORESERVE);
+        if (leaf != NULL) {
+            nm_gstat_add(NM_C_pagemap_bytes, bytes);
+            __atomic_store_n(&nm_live_root[i], leaf, __ATOMIC_RELEASE);
+        }
+    }
+    nm_unlock(&nm_pm_lock);
+    return leaf != NULL;
+}

@@ -1,7 +1,9 @@
 /* numamalloc — placement policy: which domain serves a thread, and how a domain's
  * fresh memory is bound.
  *
- * A domain is a NUMA node id, or the interleaved pseudo-domain (index max_node+1).
+ * A domain is a NUMA node id, the interleaved pseudo-domain (index max_node+1) or
+ * the profiler's (max_node+2: sampled blocks, never bound, placed by first touch;
+ * its blocks never match a thread's free tag, so their free forgets the sample).
  * Each domain owns depots, segments and a large-mapping cache (nm_domain_t).
  *   local        thread's node (nearest node with memory for memory-less nodes);
  *                memory mbind(MPOL_PREFERRED) so a full node spills instead of OOM
@@ -18,6 +20,7 @@
 
 uint32_t nm_ndomains;
 uint32_t nm_dom_interleave;
+uint32_t nm_dom_sampled;
 nm_domain_t *nm_domains;
 
 #define MASK_WORDS (NM_MAX_DOMAINS / (8 * sizeof(unsigned long)))
@@ -52,8 +55,9 @@ static int nearest(int from, const unsigned long *set)
 
 bool nm_policy_init(void)
 {
-    nm_ndomains = (uint32_t)nm_topo.max_node + 2;
+    nm_ndomains = (uint32_t)nm_topo.max_node + 3;
     nm_dom_interleave = (uint32_t)nm_topo.max_node + 1;
+    nm_dom_sampled = (uint32_t)nm_topo.max_node + 2;
     nm_domains = nm_meta_alloc(sizeof(nm_domain_t) * nm_ndomains);
     if (nm_domains == NULL) return false;
     /* all-zero pthread mutexes are PTHREAD_MUTEX_INITIALIZER in glibc; init anyway */
@@ -66,7 +70,7 @@ bool nm_policy_init(void)
         }
         pthread_mutex_init(&dm->seg_lock, NULL);
         pthread_mutex_init(&dm->large_lock, NULL);
-        dm->node = d == nm_dom_interleave ? -1 : (int)d;
+        dm->node = d >= nm_dom_interleave ? -1 : (int)d;
     }
 
     /* validate the node list against what exists */
@@ -103,7 +107,7 @@ bool nm_policy_init(void)
     bool multi = nm_topo.nmem > 1 || nm_fault_force_bind();
     for (uint32_t d = 0; d < nm_ndomains; d++) {
         nm_domain_t *dm = &nm_domains[d];
-        dm->bind = multi;
+        dm->bind = multi && d != nm_dom_sampled;
         if (d == nm_dom_interleave) dm->mpol_mode = MPOL_INTERLEAVE;
         else if (pol == NM_POL_BIND) dm->mpol_mode = MPOL_BIND;
         else dm->mpol_mode = MPOL_PREFERRED;
@@ -139,9 +143,4 @@ bool nm_policy_bind(uint32_t d, void *p, size_t len)
     return ok;
 }
 
-int nm_domain_node(uint32_t d) { return d == nm_dom_interleave ? -1 : (int)d; }
-
-void nm_policy_describe(char *buf, size_t cap)
-{
-    nm_copy_cstr(buf, cap, nm_opt.raw[NM_OPT_POLICY]);
-}
+int nm_domain_node(uint32_t d) { return d >= nm_dom_interleave ? -1 : (int)d; }

@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "numamalloc/internal.h"
-#include "numamalloc/emit.h"
+#include "numamalloc/out.h"
 
 #define PROF_DEPTH      24
 #define PROF_SKIP_MAX   8

@@ -11,13 +11,20 @@
  * boundary) or goes back to its segment, and its page-map entries are cleared so a
  * stale free of one of its blocks is reported, not obeyed.
  *
+ * Medium slabs hold a few blocks of 40 KiB and up: a free block among used ones
+ * would keep its pages resident for as long as the slab lives, so decay returns the
+ * pages of blocks that stayed free for a whole pass (clean: MADV_DONTNEED done; aged:
+ * free at the last pass). Their bits sit beside the others (at most 8 blocks).
+ *
  * NUMAMALLOC_CHECK=1: each slab also has an array of the bytes requested per block
- * (2 bytes a block, metadata memory), so that free can find the canary the
- * allocation wrote between the request and the class size (src/alloc.c); the
+ * (4 bytes a block, metadata memory), so that free can find the canary the
+ * allocation wrote between the request and the class size (src/check.c); the
  * normal paths never read or write it.
  *
  * Lock: every function here runs with the depot's lock held (the depot owns its
  * slabs); segment calls take the domain's seg_lock inside it. */
+#include <sys/mman.h>
+
 #include "numamalloc/internal.h"
 
 static void partial_push(nm_depot_t *d, nm_slab_t *s)
@@ -51,6 +58,7 @@ static nm_slab_t *slab_new(nm_depot_t *d)
     s->inuse = 0;
     s->nfree = 0;
     s->hint = 0;
+    s->aged = s->clean = 0;
     s->freemap = nm_meta_alloc(map_bytes(s));
     s->req = NULL;
     if (s->freemap == NULL) { nm_segment_free_slab(d->domain, s); return NULL; }
@@ -59,8 +67,9 @@ static nm_slab_t *slab_new(nm_depot_t *d)
         nm_segment_free_slab(d->domain, s);
         return NULL;
     }
-    nm_pme_t e = nm_pme_make(NM_KIND_SLAB, d->domain, cls, s);
-    if (!nm_pagemap_set_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT, e)) {
+    nm_pme_t e = nm_pme_make(nm_class_is_medium(cls) ? NM_KIND_MEDIUM : NM_KIND_SLAB, d->domain, cls, s);
+    if ((nm_class_is_medium(cls) && !nm_pagemap_live_ready((uintptr_t)s->start)) ||
+        !nm_pagemap_set_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT, e)) {
         nm_meta_free(s->freemap, map_bytes(s));
         if (s->req) nm_meta_free(s->req, req_bytes(s));
         nm_segment_free_slab(d->domain, s);
@@ -73,6 +82,7 @@ static nm_slab_t *slab_new(nm_depot_t *d)
 
 static void slab_release(nm_depot_t *d, nm_slab_t *s)
 {
+    d->clean -= (uint64_t)__builtin_popcount(s->clean);
     nm_pagemap_clear_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT);
     nm_meta_free(s->freemap, map_bytes(s));
     s->freemap = NULL;
@@ -82,10 +92,7 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
     nm_segment_free_slab(d->domain, s);
 }
 
-NM_INLINE size_t block_index(const nm_slab_t *s, const void *p)
-{
-    return (size_t)(((uint64_t)((const char *)p - s->start) * nm_class_recip[s->cls]) >> 32);
-}
+#define block_index nm_slab_index
 
 unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
 {
@@ -107,6 +114,11 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
                     unsigned bit = (unsigned)__builtin_ctzll(m);
                     m &= m - 1;
                     out[got++] = s->start + ((size_t)w * 64 + bit) * size;
+                    if (NM_UNLIKELY(s->clean | s->aged) && w == 0 && bit < 8) {   /* medium */
+                        if (s->clean & (1u << bit)) d->clean--;
+                        s->clean &= (uint8_t)~(1u << bit);
+                        s->aged &= (uint8_t)~(1u << bit);
+                    }
                 }
                 s->freemap[w] = m;
                 if (got == n) break;
@@ -165,8 +177,34 @@ void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
     nm_footprint_add(-(int64_t)n * (int64_t)nm_class_size[d->cls]);
 }
 
+/* medium slabs: not the start of one of s's blocks? */
+static const char *not_a_block(const nm_slab_t *s, const void *p)
+{
+    size_t idx = block_index(s, p);
+    if ((const char *)p < s->start || idx >= s->nblocks || s->start + idx * nm_class_size[s->cls] != (const char *)p)
+        return "not the start of a medium block (interior pointer)";
+    return NULL;
+}
+
+const char *nm_medium_check(const nm_slab_t *s, const void *p)
+{
+    const char *why = not_a_block(s, p);
+    if (why) return why;
+    if (!nm_live_test(p)) return "medium block is not allocated (double free?)";
+    return NULL;
+}
+
+const char *nm_medium_take_back(const nm_slab_t *s, const void *p)
+{
+    const char *why = not_a_block(s, p);
+    if (why) return why;
+    if (!nm_live_clear(p)) return "medium block is not allocated (double free?)";
+    return NULL;
+}
+
 const char *nm_slab_check_locked(const nm_slab_t *s, const void *p)
 {
+    if (nm_class_is_medium(s->cls)) return nm_medium_check(s, p);
     size_t size = nm_class_size[s->cls];
     size_t off = (size_t)((const char *)p - s->start);
     if (off >= (size_t)s->nblocks * size || off % size != 0)
@@ -179,7 +217,7 @@ const char *nm_slab_check_locked(const nm_slab_t *s, const void *p)
 
 void nm_slab_set_req_locked(nm_slab_t *s, const void *p, size_t n)
 {
-    if (s->req) s->req[block_index(s, p)] = (uint16_t)n;
+    if (s->req) s->req[block_index(s, p)] = (uint32_t)n;
 }
 
 nm_verdict_t nm_slab_verdict_locked(const nm_slab_t *s, const void *p)
@@ -196,6 +234,7 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
 {
     nm_verdict_t v = nm_slab_verdict_locked(s, p);
     if (v.why || v.bad != NM_CANARY_OK) return v;
+    if (nm_class_is_medium(s->cls)) nm_medium_take_back(s, p);
     size_t size = nm_class_size[s->cls];
     /* poison freed memory so a use after free reads garbage, not stale data */
     for (size_t i = 0; i < size; i++) ((unsigned char *)p)[i] = 0x5a;
@@ -205,11 +244,33 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
     return v;
 }
 
-void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms)
+/* return the pages of medium blocks free since the last pass (all: every free one) */
+static void purge_free_blocks(nm_depot_t *d, bool all)
 {
-    if (d->spare && (cutoff_ms == UINT64_MAX || d->spare_since_ms <= cutoff_ms)) {
+    const size_t size = nm_class_size[d->cls];
+    for (nm_slab_t *s = d->partial; s; s = s->next) {
+        uint8_t idle = (uint8_t)(s->freemap[0] & 0xff) & (uint8_t)~s->clean;
+        uint8_t old = all ? idle : (uint8_t)(idle & s->aged);
+        for (unsigned m = old; m; m &= m - 1) {
+            unsigned i = (unsigned)__builtin_ctz(m);
+            uintptr_t lo = nm_align_up((uintptr_t)s->start + i * size, nm_os_page);
+            uintptr_t hi = nm_align_down((uintptr_t)s->start + (i + 1) * size, nm_os_page);
+            if (hi > lo && nm_os_advise((void *)lo, hi - lo, MADV_DONTNEED)) {
+                s->clean |= (uint8_t)(1u << i);
+                d->clean++;
+                nm_gstat_add(NM_C_medium_bytes_purged, hi - lo);
+            }
+        }
+        s->aged = (uint8_t)(idle & ~old);
+    }
+}
+
+void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all)
+{
+    if (d->spare && (all || d->spare_since_ms <= cutoff_ms)) {
         nm_slab_t *s = d->spare;
         d->spare = NULL;
         slab_release(d, s);
     }
+    if (nm_class_is_medium(d->cls) && nm_class_blocks[d->cls] > 1) purge_free_blocks(d, all);
 }

@@ -19,6 +19,7 @@
  * signal handler, NUMAMALLOC_STATS_INTERVAL from a thread started by our
  * constructor, numamalloc_stats_print() on demand. */
 #include <errno.h>
+#include <string.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -28,94 +29,61 @@
 #include <unistd.h>
 
 #include "numamalloc/internal.h"
-#include "numamalloc/emit.h"
+#include "numamalloc/out.h"
 #include "numamalloc.h"
 
 #define NM_JSON_SCHEMA 1
-
-uint64_t nm_gctr[NM_GLOBAL_CTR_N];
-uint64_t nm_fallback[NM_FB_N];
-int nm_fallback_errno[NM_FB_N];
-extern uint64_t *nm_gdom;
-extern uint64_t nm_gcls[NM_NUM_CLASSES][NM_CLASS_CTR_N];
-extern uint64_t nm_gthr[NM_THREAD_CTR_N];
 
 nm_lock_t nm_stats_dump_lock = NM_LOCK_INIT;
 static uint64_t *snap_dom;              /* [ndomains][NM_DOMAIN_CTR_N], used under nm_stats_dump_lock */
 
 typedef struct snapshot {
-    uint64_t cls[NM_NUM_CLASSES][NM_CLASS_CTR_N];
-    uint64_t thr[NM_THREAD_CTR_N];
-    uint64_t *dom;
+    nm_counters_t c;                    /* the global copy plus every live thread's */
     bool     threads_read;              /* live threads' counters included */
-    int64_t  fp_pending;                /* live threads' arena bytes not yet in the footprint */
     uint64_t threads;
 } snapshot_t;
 
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define LD(x) nm_load_relaxed(&(x))
 
-void nm_stats_init(void)
+bool nm_stats_init(void)
 {
     snap_dom = nm_meta_alloc((size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
-}
-
-void nm_stats_merge_thread(nm_tcache_t *tc)
-{
-    nm_bin_reconcile_all(tc);
-    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
-        for (int i = 0; i < NM_CLASS_CTR_N; i++) {
-            if (tc->ctr.cls[c][i]) __atomic_fetch_add(&nm_gcls[c][i], tc->ctr.cls[c][i], __ATOMIC_RELAXED);
-            tc->ctr.cls[c][i] = 0;
-        }
-    for (int i = 0; i < NM_THREAD_CTR_N; i++) {
-        if (tc->ctr.thr[i]) __atomic_fetch_add(&nm_gthr[i], tc->ctr.thr[i], __ATOMIC_RELAXED);
-        tc->ctr.thr[i] = 0;
-    }
-    if (tc->ctr.dom && nm_gdom) {
-        for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) {
-            if (tc->ctr.dom[i]) __atomic_fetch_add(&nm_gdom[i], tc->ctr.dom[i], __ATOMIC_RELAXED);
-            tc->ctr.dom[i] = 0;
-        }
-    }
-    if (tc->fp_pending) { nm_footprint_add(tc->fp_pending); tc->fp_pending = 0; }
+    return snap_dom != NULL;
 }
 
 /* ---- snapshot ------------------------------------------------------------------------ */
 
+/* a live thread's counters, with its bins' fast-path counts not yet reconciled */
 static void add_thread(snapshot_t *s, nm_tcache_t *tc)
 {
+    nm_counters_sum(&s->c, &tc->ctr, nm_ndomains);
+    uint32_t dom = LD(tc->domain);
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
-        for (int i = 0; i < NM_CLASS_CTR_N; i++) s->cls[c][i] += LD(tc->ctr.cls[c][i]);
         nm_bin_t *b = &tc->bins[c];
         int64_t period = LD(b->period), budget = LD(b->budget);
         uint64_t frees = LD(b->nfree);
         uint64_t fast = (period > 0 && budget <= period) ? (uint64_t)(period - budget) - (budget <= 0) : 0;
         if (period > 0 && budget <= 0) fast = (uint64_t)period - 1;
-        s->cls[c][NM_C_alloc_fast] += fast;
-        s->cls[c][NM_C_free_fast] += frees;
-        uint32_t dom = LD(tc->domain);
+        s->c.cls[c][NM_C_alloc_fast] += fast;
+        s->c.cls[c][NM_C_free_fast] += frees;
         if (dom < nm_ndomains) {
-            uint64_t *d = &s->dom[dom * NM_DOMAIN_CTR_N];
+            uint64_t *d = &s->c.dom[dom * NM_DOMAIN_CTR_N];
             d[NM_C_alloc_count] += fast;
             d[NM_C_alloc_bytes] += fast * nm_class_size[c];
             d[NM_C_free_count] += frees;
             d[NM_C_free_bytes] += frees * nm_class_size[c];
-            if (dom != nm_dom_interleave && (int)dom != LD(tc->cpu_node)) d[NM_C_remote_alloc] += fast;
+            if (dom < nm_dom_interleave && (int)dom != LD(tc->cpu_node)) d[NM_C_remote_alloc] += fast;
         }
     }
-    for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] += LD(tc->ctr.thr[i]);
-    s->fp_pending += LD(tc->fp_pending);
-    uint64_t *td = LD(tc->ctr.dom);
-    if (td)
-        for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] += LD(td[i]);
 }
 
 static void take_snapshot(snapshot_t *s, bool from_signal)
 {
-    s->dom = snap_dom;
+    memset(&s->c, 0, sizeof s->c);
+    memset(snap_dom, 0, (size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
+    s->c.dom = snap_dom;
     s->threads_read = false;
     s->threads = 0;
-    s->fp_pending = 0;
     /* the thread-list lock is only held for a few instructions; give it a moment,
      * but never wait on it from a signal handler (the interrupted code may own it).
      * Globals are read under it too, so an exiting thread (which merges its counters
@@ -125,24 +93,12 @@ static void take_snapshot(snapshot_t *s, bool from_signal)
         locked = nm_trylock(&nm_threads_lock);
         if (!locked && !from_signal) { struct timespec ts = { 0, 500000 }; nanosleep(&ts, NULL); }
     }
-    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
-        for (int i = 0; i < NM_CLASS_CTR_N; i++) s->cls[c][i] = LD(nm_gcls[c][i]);
-    for (int i = 0; i < NM_THREAD_CTR_N; i++) s->thr[i] = LD(nm_gthr[i]);
-    for (size_t i = 0; i < (size_t)nm_ndomains * NM_DOMAIN_CTR_N; i++) s->dom[i] = nm_gdom ? LD(nm_gdom[i]) : 0;
+    nm_counters_sum(&s->c, &nm_global_ctr, nm_ndomains);
     if (!locked) return;
-    if (!from_signal) nm_threads_reap_locked(false);   /* caches of threads that died unseen */
+    if (!from_signal) nm_threads_reap_locked(true);   /* caches of threads that died unseen */
     for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) { add_thread(s, tc); s->threads++; }
     nm_unlock(&nm_threads_lock);
     s->threads_read = true;
-}
-
-uint64_t nm_stats_thread_counter(int id)
-{
-    uint64_t v = LD(nm_gthr[id]);
-    nm_lock(&nm_threads_lock);
-    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) v += LD(tc->ctr.thr[id]);
-    nm_unlock(&nm_threads_lock);
-    return v;
 }
 
 /* ---- the dump -------------------------------------------------------------------------- */
@@ -167,38 +123,69 @@ typedef struct totals {
     uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
 } totals_t;
 
+/* what the domains hold, from their own counters (no thread is read) */
+static void domain_totals(totals_t *t)
+{
+    for (uint32_t d = 0; d < nm_ndomains; d++) {
+        nm_domain_t *dm = &nm_domains[d];
+        t->slab_bytes += LD(dm->slab_pages) << NM_GRANULE_SHIFT;
+        t->dirty_bytes += LD(dm->dirty_pages) << NM_GRANULE_SHIFT;
+        t->cache_bytes += LD(dm->cache_bytes);
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+            t->small_held_bytes += LD(dm->depots[c].held) * nm_class_size[c];
+            /* never-used blocks, and free medium blocks whose pages went back: untouched */
+            t->fresh_bytes += (LD(dm->depots[c].fresh) + LD(dm->depots[c].clean)) * nm_class_size[c];
+        }
+    }
+}
+
 static void compute_totals(const snapshot_t *s, totals_t *t)
 {
     *t = (totals_t){ 0 };
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
-        uint64_t a = s->cls[c][NM_C_alloc_fast] + s->cls[c][NM_C_alloc_slow];
-        uint64_t f = s->cls[c][NM_C_free_fast] + s->cls[c][NM_C_free_slow];
+        uint64_t a = s->c.cls[c][NM_C_alloc_fast] + s->c.cls[c][NM_C_alloc_slow];
+        uint64_t f = s->c.cls[c][NM_C_free_fast] + s->c.cls[c][NM_C_free_slow];
         t->small_allocs += a;
         t->small_frees += f;
         t->small_alloc_bytes += a * nm_class_size[c];
         t->small_free_bytes += f * nm_class_size[c];
-        for (uint32_t d = 0; d < nm_ndomains; d++) {
-            t->small_held_bytes += LD(nm_domains[d].depots[c].held) * nm_class_size[c];
-            t->fresh_bytes += LD(nm_domains[d].depots[c].fresh) * nm_class_size[c];
-        }
     }
     t->small_live_bytes = t->small_alloc_bytes > t->small_free_bytes ? t->small_alloc_bytes - t->small_free_bytes : 0;
-    for (uint32_t d = 0; d < nm_ndomains; d++) {
-        t->slab_bytes += LD(nm_domains[d].slab_pages) << NM_GRANULE_SHIFT;
-        t->dirty_bytes += LD(nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT;
-        t->cache_bytes += LD(nm_domains[d].cache_bytes);
-    }
-    t->arena_allocs = s->thr[NM_C_arena_alloc];
-    t->arena_frees = s->thr[NM_C_arena_free];
-    t->arena_alloc_bytes = s->thr[NM_C_arena_alloc_bytes];
-    t->arena_free_bytes = s->thr[NM_C_arena_free_bytes];
-    t->large_allocs = s->thr[NM_C_large_alloc];
-    t->large_frees = s->thr[NM_C_large_free];
-    t->large_alloc_bytes = s->thr[NM_C_large_alloc_bytes];
-    t->large_free_bytes = s->thr[NM_C_large_free_bytes];
+    domain_totals(t);
+    t->arena_allocs = s->c.thr[NM_C_arena_alloc];
+    t->arena_frees = s->c.thr[NM_C_arena_free];
+    t->arena_alloc_bytes = s->c.thr[NM_C_arena_alloc_bytes];
+    t->arena_free_bytes = s->c.thr[NM_C_arena_free_bytes];
+    t->large_allocs = s->c.thr[NM_C_large_alloc];
+    t->large_frees = s->c.thr[NM_C_large_free];
+    t->large_alloc_bytes = s->c.thr[NM_C_large_alloc_bytes];
+    t->large_free_bytes = s->c.thr[NM_C_large_free_bytes];
 }
 
 static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/* memory we hold that is neither in use nor cached for reuse, and has been touched:
+ * free blocks inside slabs (not counting never-used ones), free slab pages not yet
+ * purged. Disjoint from the heap (live + cached: footprint), so that heap + this +
+ * fallback slack + metadata is everything we hold. */
+static uint64_t held_free_of(const totals_t *t)
+{
+    return sub0(sub0(t->slab_bytes, t->fresh_bytes), t->small_held_bytes) + t->dirty_bytes;
+}
+
+void nm_stats_heap_numbers(nm_heap_numbers_t *h)
+{
+    totals_t t = { 0 };
+    domain_totals(&t);
+    uint64_t fp = nm_gstat_get(NM_C_footprint);
+    h->live = fp;
+    h->held_free = held_free_of(&t);
+    h->releasable = t.dirty_bytes + t.cache_bytes + nm_gstat_get(NM_C_large_tcache_bytes);
+    h->cached_large = t.cache_bytes + nm_gstat_get(NM_C_large_tcache_bytes);
+    h->large_live_count = nm_gstat_get(NM_C_large_live);
+    h->large_live_bytes = nm_gstat_get(NM_C_large_live_bytes);
+    h->footprint_peak = NM_MAX(nm_gstat_get(NM_C_footprint_peak), fp);
+}
 
 static void emit_config(nm_emit_t *em)
 {
@@ -230,11 +217,8 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     uint64_t fb = t->small_free_bytes + t->arena_free_bytes + t->large_free_bytes;
     uint64_t live = sub0(ab, fb);
     uint64_t rss = nm_os_rss();
-    uint64_t footprint = (uint64_t)((int64_t)nm_gstat_get(NM_C_footprint) + s->fp_pending);
-    /* memory we hold that the program is not using and that has been touched: slab
-     * space that is neither live nor never-used, purgeable free pages, cached large
-     * mappings (fallback-arena slack is mimalloc's own and not included) */
-    uint64_t held_free = sub0(sub0(t->slab_bytes, t->fresh_bytes), t->small_live_bytes) + t->dirty_bytes + t->cache_bytes;
+    uint64_t footprint = nm_gstat_get(NM_C_footprint);
+    uint64_t held_free = held_free_of(t);
     em_obj_begin(em, "summary", "summary:");
     em_u64(em, "allocs", "allocations", allocs);
     em_u64(em, "frees", "frees", frees);
@@ -243,8 +227,6 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_bytes(em, "freed_bytes", "bytes freed", fb);
     em_bytes(em, "live_bytes", "bytes live", live);
     em_bytes(em, "heap_bytes", "heap now (live + cached)", footprint);
-    /* the peak is kept from flushed batches; the current value also counts the live
-     * threads' pending arena bytes, so the peak is at least that */
     em_bytes(em, "heap_peak_bytes", "heap peak (live + cached)", NM_MAX(nm_gstat_get(NM_C_footprint_peak), footprint));
     if (rss) em_bytes(em, "rss_bytes", "process RSS", rss);
     else em_na(em, "rss_bytes", "process RSS", "/proc unreadable");
@@ -265,11 +247,11 @@ static const nm_col_t class_cols[] = {
 
 static void emit_classes(nm_emit_t *em, const snapshot_t *s)
 {
-    em_table_begin(em, "classes", "size classes (allocations <= 32 KiB; hit = served by the loaded magazine):",
+    em_table_begin(em, "classes", "size classes (small to 32 KiB, medium to 1 MiB; hit = served by the loaded magazine):",
                    class_cols, (int)NM_ARRAY_LEN(class_cols));
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
-        uint64_t fast = s->cls[c][NM_C_alloc_fast], a = fast + s->cls[c][NM_C_alloc_slow];
-        uint64_t f = s->cls[c][NM_C_free_fast] + s->cls[c][NM_C_free_slow];
+        uint64_t fast = s->c.cls[c][NM_C_alloc_fast], a = fast + s->c.cls[c][NM_C_alloc_slow];
+        uint64_t f = s->c.cls[c][NM_C_free_fast] + s->c.cls[c][NM_C_free_slow];
         uint64_t peak = 0, slabs = 0, drained = 0;
         for (uint32_t d = 0; d < nm_ndomains; d++) {
             peak += LD(nm_domains[d].depots[c].held_peak);
@@ -287,9 +269,9 @@ static void emit_classes(nm_emit_t *em, const snapshot_t *s)
         em_cell_bytes(em, live * nm_class_size[c]);
         em_cell_u64(em, peak);
         if (nm_opt.check) em_cell_na(em); else em_cell_pct(em, fast, a);
-        em_cell_u64(em, s->cls[c][NM_C_depot_get]);
-        em_cell_u64(em, s->cls[c][NM_C_depot_put]);
-        em_cell_u64(em, s->cls[c][NM_C_slab_fill]);
+        em_cell_u64(em, s->c.cls[c][NM_C_depot_get]);
+        em_cell_u64(em, s->c.cls[c][NM_C_depot_put]);
+        em_cell_u64(em, s->c.cls[c][NM_C_slab_fill]);
         em_cell_u64(em, drained);
         em_cell_u64(em, slabs);
         em_row_end(em);
@@ -313,13 +295,14 @@ static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
                                       : "nodes (one node with memory: local/remote is n/a):",
                    node_cols, (int)NM_ARRAY_LEN(node_cols));
     for (uint32_t d = 0; d < nm_ndomains; d++) {
-        const uint64_t *c = &s->dom[d * NM_DOMAIN_CTR_N];
+        const uint64_t *c = &s->c.dom[d * NM_DOMAIN_CTR_N];
         nm_domain_t *dm = &nm_domains[d];
-        bool is_node = d != nm_dom_interleave && nm_topo.node[d].online;
+        bool is_node = d < nm_dom_interleave && nm_topo.node[d].online;
         if (!is_node && c[NM_C_alloc_count] == 0) continue;
         if (!nm_topo_has_memory((int)d) && c[NM_C_alloc_count] == 0 && LD(dm->nsegments) == 0) continue;
         char name[16];
         if (d == nm_dom_interleave) nm_copy_cstr(name, sizeof name, "interleave");
+        else if (d == nm_dom_sampled) nm_copy_cstr(name, sizeof name, "sampled");
         else nm_snprintf(name, sizeof name, "%u", d);
         em_row_begin(em);
         em_cell_str(em, name);
@@ -330,7 +313,7 @@ static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
         if (multi) {
             em_cell_u64(em, c[NM_C_remote_alloc]);
             em_cell_u64(em, c[NM_C_remote_free]);
-            if (d == nm_dom_interleave) em_cell_na(em);
+            if (d >= nm_dom_interleave) em_cell_na(em);
             else em_cell_pct(em, sub0(c[NM_C_alloc_count], c[NM_C_remote_alloc]), c[NM_C_alloc_count]);
         } else {
             em_cell_na(em); em_cell_na(em); em_cell_na(em);
@@ -340,8 +323,8 @@ static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
         em_cell_bytes(em, LD(dm->cache_bytes));
         em_cell_bytes(em, sub0(c[NM_C_hugetlb_alloc_bytes], c[NM_C_hugetlb_free_bytes]));
         em_cell_bytes(em, sub0(c[NM_C_thp_alloc_bytes], c[NM_C_thp_free_bytes]));
-        long hf = d == nm_dom_interleave ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
-        long ht = d == nm_dom_interleave ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
+        long hf = d >= nm_dom_interleave ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
+        long ht = d >= nm_dom_interleave ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
         if (hf >= 0) em_cell_u64(em, (uint64_t)hf); else em_cell_na(em);
         if (ht >= 0) em_cell_u64(em, (uint64_t)ht); else em_cell_na(em);
         em_row_end(em);
@@ -366,16 +349,16 @@ static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
 {
     uint64_t live_n[NM_BACK_COUNT], live_b[NM_BACK_COUNT];
     for (int b = 0; b < NM_BACK_COUNT; b++) {
-        live_n[b] = sub0(s->thr[NM_C_bk_alloc_4k + b], s->thr[NM_C_bk_free_4k + b]);
-        live_b[b] = sub0(s->thr[NM_C_bk_abytes_4k + b], s->thr[NM_C_bk_fbytes_4k + b]);
+        live_n[b] = sub0(s->c.bk[NM_C_bk_alloc][b], s->c.bk[NM_C_bk_free][b]);
+        live_b[b] = sub0(s->c.bk[NM_C_bk_abytes][b], s->c.bk[NM_C_bk_fbytes][b]);
     }
     em_obj_begin(em, "large", "large blocks (own mapping, >= NUMAMALLOC_LARGE_THRESHOLD):");
     em_u64(em, "allocs", "allocations", t->large_allocs);
     em_u64(em, "frees", "frees", t->large_frees);
     em_bytes(em, "live_bytes", "live bytes (mapped)", nm_gstat_get(NM_C_large_live_bytes));
     em_bytes(em, "peak_bytes", "peak live bytes", nm_gstat_get(NM_C_large_peak_bytes));
-    em_u64(em, "cache_hits", "mapping cache hits", s->thr[NM_C_large_cache_hit]);
-    em_u64(em, "cache_misses", "mapping cache misses", s->thr[NM_C_large_cache_miss]);
+    em_u64(em, "cache_hits", "mapping cache hits", s->c.thr[NM_C_large_cache_hit]);
+    em_u64(em, "cache_misses", "mapping cache misses", s->c.thr[NM_C_large_cache_miss]);
     em_u64(em, "cache_evictions", "mapping cache releases", nm_gstat_get(NM_C_large_cache_evict));
     em_u64(em, "cache_splits", "cached mappings split", nm_gstat_get(NM_C_large_cache_split));
     em_u64(em, "cache_grows", "cached mappings grown", nm_gstat_get(NM_C_large_cache_grow));
@@ -417,15 +400,14 @@ static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
 
 static void emit_arena(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
 {
-    em_obj_begin(em, "arena", "fallback arena (mimalloc; 32 KiB < size < threshold, samples, bootstrap):");
-    em_u64(em, "arenas", "bound arenas", nm_fallback_arena_count());
-    em_bytes(em, "reserved_bytes", "address space reserved", nm_fallback_reserved_bytes());
+    (void)s;
+    em_obj_begin(em, "arena", "fallback arena (mimalloc; while booting, and when no segment could be mapped):");
     em_u64(em, "allocs", "allocations", t->arena_allocs);
     em_u64(em, "frees", "frees", t->arena_frees);
     em_bytes(em, "live_bytes", "live bytes", sub0(t->arena_alloc_bytes, t->arena_free_bytes));
     em_u64(em, "bootstrap_allocs", "served while booting", nm_gstat_get(NM_C_bootstrap_allocs));
-    em_u64(em, "cache_hits", "served from thread caches", s->thr[NM_C_medium_cache_hit]);
-    em_bytes(em, "cached_bytes", "held in thread caches", nm_gstat_get(NM_C_medium_cached));
+    em_u64(em, "own_memory_refused", "own memory refused", LD(nm_fallback[NM_FB_OWN_MEMORY]));
+    em_bytes(em, "committed_bytes", "committed by mimalloc", nm_fallback_committed());
     em_obj_end(em);
 }
 
@@ -465,13 +447,13 @@ static void emit_meta(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_u64(em, "segments_unmapped", "segments unmapped", nm_gstat_get(NM_C_segments_unmapped));
     em_u64(em, "decay_runs", "decay passes", nm_gstat_get(NM_C_decay_runs));
     em_u64(em, "trim_calls", "malloc_trim calls", nm_gstat_get(NM_C_trim_calls));
-    em_u64(em, "node_moves", "threads seen moving node", s->thr[NM_C_node_moves]);
-    em_u64(em, "realloc_inplace", "reallocs in place", s->thr[NM_C_realloc_inplace]);
-    em_u64(em, "realloc_moved", "reallocs that moved", s->thr[NM_C_realloc_move]);
+    em_u64(em, "node_moves", "threads seen moving node", s->c.thr[NM_C_node_moves]);
+    em_u64(em, "realloc_inplace", "reallocs in place", s->c.thr[NM_C_realloc_inplace]);
+    em_u64(em, "realloc_moved", "reallocs that moved", s->c.thr[NM_C_realloc_move]);
     em_obj_end(em);
     em_obj_begin(em, "misuse", "misuse (NUMAMALLOC_CHECK=1 aborts on the first):");
     em_u64(em, "invalid_pointers", "invalid pointers passed", nm_gstat_get(NM_C_invalid_free));
-    em_u64(em, "foreign_frees", "frees of foreign pointers", s->thr[NM_C_foreign_free]);
+    em_u64(em, "foreign_frees", "frees of foreign pointers", s->c.thr[NM_C_foreign_free]);
     em_obj_end(em);
 }
 
@@ -483,7 +465,7 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
     compute_totals(&s, &t);
     nm_emit_t em;
     em_begin(&em, b, mode == NM_STATS_JSON ? NM_EM_JSON : NM_EM_TEXT);
-    uint64_t up = nm_os_now_ms() - nm_start_ms();
+    uint64_t up = nm_os_now_ms() - nm_start_ms;
     if (mode == NM_STATS_JSON) {
         em_u64(&em, "schema_version", "schema", NM_JSON_SCHEMA);
         em_str(&em, "allocator", "allocator", "numamalloc");
@@ -620,7 +602,7 @@ void nm_stats_dump_fd(int fd, int mode, const char *why) { dump(fd, mode, why, f
 
 size_t nm_stats_print(char *buf, size_t len, int mode)
 {
-    if (!nm_process_init() || snap_dom == NULL) { if (len) buf[0] = '\0'; return 0; }
+    if (nm_load_acquire(&nm_pstate) != NM_P_READY || snap_dom == NULL) { if (len) buf[0] = '\0'; return 0; }
     nm_buf_t b;
     nm_buf_init(&b, buf, len, -1);
     nm_tcache_t *tc = nm_tcp;
@@ -659,6 +641,23 @@ static void *interval_thread(void *arg)
     return NULL;
 }
 
+/* the interval thread, with every signal blocked (they belong to the program) */
+static void start_interval_thread(void)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 64 << 10);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (pthread_create(&t, &a, interval_thread, NULL) != 0)
+        nm_warn("NUMAMALLOC_STATS_INTERVAL: cannot start the dump thread: no periodic dumps");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+}
+
 void nm_stats_start_triggers(void)
 {
     if (nm_opt.stats_signal) {
@@ -669,16 +668,14 @@ void nm_stats_start_triggers(void)
         if (sigaction(nm_opt.stats_signal, &sa, NULL) != 0)
             nm_warn("NUMAMALLOC_STATS_SIGNAL: sigaction failed (errno %d): no dumps on signal", errno);
     }
-    if (nm_opt.stats_interval) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&a, 64 << 10);
-        if (pthread_create(&t, &a, interval_thread, NULL) != 0)
-            nm_warn("NUMAMALLOC_STATS_INTERVAL: cannot start the dump thread: no periodic dumps");
-        pthread_attr_destroy(&a);
-    }
+    if (nm_opt.stats_interval) start_interval_thread();
+}
+
+/* a forked child has no interval thread: it gets its own (the signal handler is
+ * inherited) */
+void nm_stats_fork_child(void)
+{
+    if (nm_opt.stats_interval) start_interval_thread();
 }
 
 /* ---- NUMAMALLOC_VERBOSE=1 --------------------------------------------------------------- */
@@ -701,8 +698,8 @@ void nm_verbose_print(void)
             if (nm_topo.node[m].online) nm_buf_printf(&b, " %d", nm_topo_distance(n, m));
         nm_buf_puts(&b, "\n");
     }
-    nm_buf_printf(&b, "numamalloc:   transparent huge pages: %s; fallback arenas: %u\n",
-                  nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always", nm_fallback_arena_count());
+    nm_buf_printf(&b, "numamalloc:   transparent huge pages: %s\n",
+                  nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");
     for (int i = 0; i < NM_OPT_N; i++)
         nm_buf_printf(&b, "numamalloc:   NUMAMALLOC_%s=%s%s\n", nm_option_table[i].name, nm_opt.raw[i],
                       nm_opt.from_env[i] ? "" : " (default)");

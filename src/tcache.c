@@ -1,70 +1,82 @@
-/* numamalloc — thread caches: the slow half of the hot path.
+/* numamalloc — thread caches (the slow half of the hot path) and the lifecycle of
+ * threads and of the process state.
  *
- * Each thread has, per size class, a bin with a loaded and a previous magazine
- * (Bonwick 2001). malloc pops from the loaded one, free pushes onto it; only when it
- * is empty (malloc) or full (free) do we get here:
+ * Small classes: per class, a bin with a loaded and a previous magazine (Bonwick
+ * 2001). malloc pops from the loaded one, free pushes onto it; only when it is empty
+ * (malloc) or full (free) do we get here:
  *   malloc miss: previous has rounds -> swap; else the depot has a full magazine ->
  *                previous (empty) goes to the depot, loaded becomes previous, the full
  *                one is loaded; else fill the loaded magazine straight from slabs.
  *   free miss:   previous is empty -> swap; else previous (full) goes to the depot,
  *                loaded becomes previous, an empty one from the depot is loaded.
- * so a thread touches its depot's lock at most once per magazine of operations.
- * Blocks of another domain (freed by a thread that is not on their node) never
- * enter this thread's bins: they collect in per-(domain, class) magazines and go
- * home to their own depot when full (origin-aware, batched).
+ * Medium classes (above 32 KiB) use the same bins with one magazine each and no
+ * previous: their magazines hold 1..6 blocks, and what a thread may hold is bounded
+ * in bytes. The capacity of every loaded medium magazine counts against
+ * NM_MED_THREAD_BYTES (med_held); a bin that needs a magazine beyond that first gives
+ * back the magazine of the medium bin used least recently, so a thread never sits on
+ * megabytes of 512 KiB blocks. Either way a thread touches its depot's lock at most
+ * once per magazine of operations.
+ * Blocks of another domain (freed by a thread that is not on their node) never enter
+ * this thread's bins: they collect in per-(domain, class) magazines and go home to
+ * their own depot when full (origin-aware, batched). Blocks of the profiler's
+ * pseudo-domain (sampled) skip every cache: their free forgets the sample.
  *
  * Counters: fast-path operations are counted by the bins (budget/period for
- * allocations, nfree for frees) and reconciled into the thread's plain counters
- * here, at every slow event for that bin.
+ * allocations, nfree for frees) and reconciled into the thread's counters here, at
+ * every slow event for that bin.
  *
- * Locks: only depot locks (src/depot.c) and what they nest. The thread cache itself
- * is touched only by its thread. */
+ * Lifecycle. Process: UNINIT -> BOOTING -> READY (src/init.c drives it; the state
+ * lives here so that everything above may read it). Thread (nm_tcache_t.state): NEW
+ * (the read-only empty cache) -> ACTIVE on the first slow path -> DEAD in the pthread
+ * key destructor, which gives the thread's blocks back and merges its counters. A
+ * DEAD thread still allocates and frees (later key destructors, glibc's own thread
+ * cleanup), straight from the slabs. Thread start and exit call nothing that takes
+ * the loader's lock: a thread started by a constructor while dlopen holds it must be
+ * able to allocate. A thread whose exit handler never runs (its first allocation in
+ * glibc's last key-destructor round) leaves its cache linked but valid: it is retired
+ * when its thread id is seen again, or by the next decay pass or dump that finds the
+ * thread gone.
+ *
+ * Locks: depot locks (src/depot.c) and what they nest; nm_threads_lock (the thread
+ * list) before any depot lock. The thread cache itself is touched only by its thread
+ * (its kept large blocks excepted: atomic slots, src/large.c). */
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "numamalloc/internal.h"
-#include "numamalloc/fastpath.h"
 
 const nm_tcache_t nm_tcache_empty = { .state = NM_T_NEW };
 const nm_tcache_t nm_tcache_dead = { .state = NM_T_DEAD };
 NM_TLS nm_tcache_t *nm_tcp = (nm_tcache_t *)&nm_tcache_empty;
 
+int nm_pstate;
+nm_lock_t nm_init_lock = NM_LOCK_INIT;
+uint64_t nm_start_ms;
+nm_lock_t nm_threads_lock = NM_LOCK_INIT;
+nm_tcache_t *nm_threads;
+static pthread_key_t thread_key;
+
 #define NM_BUDGET_MAX ((int64_t)1 << 62)
 
-uint64_t *nm_gdom;                 /* global per-domain counters [ndomains][N] (stats.c) */
-uint64_t nm_gcls[NM_NUM_CLASSES][NM_CLASS_CTR_N];
-uint64_t nm_gthr[NM_THREAD_CTR_N];
+/* ---- counting -------------------------------------------------------------------------- */
 
-/* ---- counting ------------------------------------------------------------------- */
-
-void nm_count_domain_global(uint32_t dom, int id, uint64_t v)
-{
-    if (nm_gdom) __atomic_fetch_add(&nm_gdom[dom * NM_DOMAIN_CTR_N + id], v, __ATOMIC_RELAXED);
-}
-
-void nm_count_thread_global(int id, uint64_t v)
-{
-    __atomic_fetch_add(&nm_gthr[id], v, __ATOMIC_RELAXED);
-}
-
-static void count_class(nm_tcache_t *tc, unsigned cls, int id, uint64_t v)
-{
-    if (tc && tc->state == NM_T_ACTIVE) tc->ctr.cls[cls][id] += v;
-    else __atomic_fetch_add(&nm_gcls[cls][id], v, __ATOMIC_RELAXED);
-}
-
-/* an allocation of `bytes` from domain dom, by a thread whose CPU is on cpu_node */
+/* an allocation of n blocks, `bytes` in all, from domain dom */
 static void count_alloc(nm_tcache_t *tc, uint32_t dom, uint64_t n, uint64_t bytes)
 {
-    nm_count_domain(tc, dom, NM_C_alloc_count, n);
-    nm_count_domain(tc, dom, NM_C_alloc_bytes, bytes);
-    if (tc && dom != nm_dom_interleave && (int)dom != tc->cpu_node) nm_count_domain(tc, dom, NM_C_remote_alloc, n);
+    nm_counters_t *c = nm_tc_ctr(tc);
+    nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_count, n);
+    nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_bytes, bytes);
+    if (tc && tc->state == NM_T_ACTIVE && dom < nm_dom_interleave && (int)dom != tc->cpu_node)
+        nm_count(c, NM_CT_DOMAIN, dom, NM_C_remote_alloc, n);
 }
 
 static void count_free(nm_tcache_t *tc, uint32_t dom, uint64_t n, uint64_t bytes)
 {
-    nm_count_domain(tc, dom, NM_C_free_count, n);
-    nm_count_domain(tc, dom, NM_C_free_bytes, bytes);
+    nm_counters_t *c = nm_tc_ctr(tc);
+    nm_count(c, NM_CT_DOMAIN, dom, NM_C_free_count, n);
+    nm_count(c, NM_CT_DOMAIN, dom, NM_C_free_bytes, bytes);
 }
 
 static int64_t budget_new(nm_tcache_t *tc, unsigned cls)
@@ -77,7 +89,7 @@ static int64_t budget_new(nm_tcache_t *tc, unsigned cls)
 static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
-    if (b->period == 0) return false;             /* not set up (check mode, or dead) */
+    if (b->period == 0) return false;             /* not set up (dead) */
     bool expired = b->budget <= 0;
     uint64_t fast = (uint64_t)(b->period - b->budget) - (expired ? 1 : 0);
     uint64_t frees = b->nfree;
@@ -99,7 +111,7 @@ void nm_bin_reconcile_all(nm_tcache_t *tc)
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) bin_reconcile(tc, c);
 }
 
-/* ---- magazines in bins ------------------------------------------------------------ */
+/* ---- magazines in bins ------------------------------------------------------------------ */
 
 static void bin_load(nm_bin_t *b, nm_mag_t *m)
 {
@@ -118,26 +130,45 @@ static void bin_sync(nm_bin_t *b)
     if (b->loaded) b->loaded->count = (uint32_t)(b->cur - b->base);
 }
 
-/* malloc miss: make the loaded magazine non-empty. false: out of memory. */
-static bool bin_refill(nm_tcache_t *tc, unsigned cls)
+/* Bonwick: exchange the loaded and the previous magazine */
+static void bin_swap(nm_bin_t *b)
 {
-    nm_tcache_tick(tc);                      /* may move the thread to another domain */
+    nm_mag_t *m = b->prev;
+    b->prev = b->loaded;
+    bin_load(b, m);
+}
+
+/* an empty magazine of class cls: the depot's, or a new one; NULL when metadata is out */
+static nm_mag_t *empty_mag(nm_depot_t *d, unsigned cls)
+{
+    nm_lock(&d->lock);
+    nm_mag_t *m = nm_depot_take_empty_locked(d);
+    nm_unlock(&d->lock);
+    if (m == NULL) m = nm_mag_new(cls);
+    if (m) m->count = 0;
+    return m;
+}
+
+/* fill magazine m from d's slabs; the blocks it got */
+static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
+{
+    nm_lock(&d->lock);
+    unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, m->cap);
+    nm_unlock(&d->lock);
+    m->count = got;
+    tc->ctr.cls[d->cls][NM_C_slab_fill]++;
+    return got;
+}
+
+/* small malloc miss: make the loaded magazine non-empty. false: no memory. */
+static bool small_refill(nm_tcache_t *tc, unsigned cls)
+{
     nm_bin_t *b = &tc->bins[cls];
     bin_sync(b);
-    if (b->prev && b->prev->count > 0) {
-        nm_mag_t *m = b->prev;
-        b->prev = b->loaded;
-        bin_load(b, m);
-        return true;
-    }
+    if (b->prev && b->prev->count > 0) { bin_swap(b); return true; }
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_lock(&d->lock);
-    if (b->loaded == NULL && d->empty) {
-        b->loaded = d->empty;
-        d->empty = b->loaded->next;
-        d->nempty--;
-        if (d->nempty < d->nempty_min) d->nempty_min = d->nempty;
-    }
+    if (b->loaded == NULL) b->loaded = nm_depot_take_empty_locked(d);
     nm_mag_t *full = nm_depot_take_full_locked(d);
     if (full) {
         if (b->loaded) {
@@ -149,34 +180,21 @@ static bool bin_refill(nm_tcache_t *tc, unsigned cls)
         tc->ctr.cls[cls][NM_C_depot_get]++;
         return true;
     }
-    if (b->loaded == NULL) {
-        nm_unlock(&d->lock);
-        nm_mag_t *m = nm_mag_new(cls);
-        if (m == NULL) return false;
-        b->loaded = m;
-        nm_lock(&d->lock);
-    }
-    unsigned got = nm_slab_alloc_batch_locked(d, b->loaded->rounds, b->loaded->cap);
     nm_unlock(&d->lock);
-    b->loaded->count = got;
+    if (b->loaded == NULL && (b->loaded = nm_mag_new(cls)) == NULL) return false;
+    unsigned got = fill_from_slabs(tc, d, b->loaded);
     bin_load(b, b->loaded);
-    tc->ctr.cls[cls][NM_C_slab_fill]++;
     return got > 0;
 }
 
-/* free miss: make room in the loaded magazine (it is full, or there is none).
- * false: no empty magazine could be had (metadata exhausted); the caller then
- * frees straight to the slabs. */
-static bool bin_flush(nm_tcache_t *tc, unsigned cls)
+/* small free miss: make room in the loaded magazine (it is full, or there is none).
+ * false: no empty magazine could be had (metadata exhausted); the caller then frees
+ * straight to the slabs. */
+static bool small_flush(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
     bin_sync(b);
-    if (b->prev && b->prev->count == 0) {           /* Bonwick: swap with an empty previous */
-        nm_mag_t *m = b->prev;
-        b->prev = b->loaded;
-        bin_load(b, m);
-        return true;
-    }
+    if (b->prev && b->prev->count == 0) { bin_swap(b); return true; }
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_mag_t *empty = NULL;
     if (b->prev) {                                   /* previous is full: it goes to the depot */
@@ -188,40 +206,106 @@ static bool bin_flush(nm_tcache_t *tc, unsigned cls)
         }
         b->prev = NULL;
     }
-    if (empty == NULL) {
-        nm_lock(&d->lock);
-        empty = d->empty;
-        if (empty) {
-            d->empty = empty->next;
-            d->nempty--;
-            if (d->nempty < d->nempty_min) d->nempty_min = d->nempty;
-        }
-        nm_unlock(&d->lock);
-    }
-    if (empty == NULL && (empty = nm_mag_new(cls)) == NULL) return false;
+    if (empty == NULL && (empty = empty_mag(d, cls)) == NULL) return false;
+    empty->count = 0;
     b->prev = b->loaded;                             /* the full one becomes previous */
+    bin_load(b, empty);
+    return true;
+}
+
+/* ---- medium bins ---------------------------------------------------------------------- */
+
+static size_t med_bytes(unsigned cls) { return (size_t)nm_class_mag_cap[cls] * nm_class_size[cls]; }
+static uint32_t *med_used(nm_tcache_t *tc, unsigned cls) { return &tc->med_used[cls - NM_SMALL_CLASSES]; }
+
+/* give medium bin cls's magazine back to its depot */
+static void med_evict(nm_tcache_t *tc, unsigned cls)
+{
+    nm_bin_t *b = &tc->bins[cls];
+    if (b->loaded == NULL) return;
+    bin_reconcile(tc, cls);
+    bin_sync(b);
+    nm_depot_return(nm_depot(tc->domain, cls), b->loaded);
+    bin_load(b, NULL);
+    tc->med_held -= med_bytes(cls);
+}
+
+/* may medium bin cls take a magazine? Makes room by giving back the magazines of the
+ * bins used least recently; false if it cannot (the block bypasses the cache) */
+static bool med_admit(nm_tcache_t *tc, unsigned cls)
+{
+    size_t need = med_bytes(cls);
+    while (tc->med_held + need > NM_MED_THREAD_BYTES) {
+        unsigned victim = 0;
+        uint32_t oldest = 0;
+        for (unsigned c = NM_SMALL_CLASSES; c < NM_NUM_CLASSES; c++) {
+            if (c == cls || tc->bins[c].loaded == NULL) continue;
+            uint32_t age = tc->med_clock - *med_used(tc, c);
+            if (victim == 0 || age > oldest) { victim = c; oldest = age; }
+        }
+        if (victim == 0) return false;
+        med_evict(tc, victim);
+        tc->ctr.thr[NM_C_med_evictions]++;
+    }
+    tc->med_held += need;
+    return true;
+}
+
+/* medium malloc miss. 1: loaded has rounds; 0: the cache cannot take a magazine now
+ * (allocate directly); -1: no memory */
+static int med_refill(nm_tcache_t *tc, unsigned cls)
+{
+    nm_bin_t *b = &tc->bins[cls];
+    *med_used(tc, cls) = ++tc->med_clock;
+    if (b->loaded == NULL && !med_admit(tc, cls)) return 0;
+    bin_sync(b);
+    nm_depot_t *d = nm_depot(tc->domain, cls);
+    nm_lock(&d->lock);
+    nm_mag_t *full = nm_depot_take_full_locked(d);
+    if (full) {
+        if (b->loaded) nm_depot_push_empty_locked(d, b->loaded);
+        nm_unlock(&d->lock);
+        bin_load(b, full);
+        tc->ctr.cls[cls][NM_C_depot_get]++;
+        return 1;
+    }
+    nm_mag_t *m = b->loaded ? b->loaded : nm_depot_take_empty_locked(d);
+    nm_unlock(&d->lock);
+    if (m == NULL && (m = nm_mag_new(cls)) == NULL) { tc->med_held -= med_bytes(cls); return -1; }
+    unsigned got = fill_from_slabs(tc, d, m);
+    bin_load(b, m);
+    return got > 0 ? 1 : -1;
+}
+
+/* medium free miss: room in the loaded magazine, or false (free directly) */
+static bool med_flush(nm_tcache_t *tc, unsigned cls)
+{
+    nm_bin_t *b = &tc->bins[cls];
+    *med_used(tc, cls) = ++tc->med_clock;
+    nm_depot_t *d = nm_depot(tc->domain, cls);
+    nm_mag_t *empty;
+    if (b->loaded == NULL) {
+        if (!med_admit(tc, cls)) return false;
+        empty = empty_mag(d, cls);
+    } else {
+        bin_sync(b);
+        empty = nm_depot_put_full(d, b->loaded);
+        tc->ctr.cls[cls][NM_C_depot_put]++;
+        if (empty == NULL) empty = nm_mag_new(cls);
+    }
+    if (empty == NULL) {
+        bin_load(b, NULL);
+        tc->med_held -= med_bytes(cls);
+        return false;
+    }
     empty->count = 0;
     bin_load(b, empty);
     return true;
 }
 
-/* ---- node migration and periodic work -------------------------------------------- */
+/* ---- node migration --------------------------------------------------------------------- */
 
-void nm_tcache_tick(nm_tcache_t *tc)
-{
-    nm_tcache_node_check(tc);
-    if (++tc->slow_ticks >= 32) {
-        tc->slow_ticks = 0;
-        nm_decay(false);
-        if (tc->lcount) {                            /* large blocks kept too long go on */
-            uint64_t now = nm_os_now_ms();
-            if (now > nm_opt.decay_ms) nm_large_tcache_flush(tc, now - nm_opt.decay_ms);
-        }
-    }
-}
-
-/* a thread found on another node allocates there from now on (one rseq load when
- * it has not moved) */
+/* (one rseq load when the thread has not moved) */
 void nm_tcache_node_check(nm_tcache_t *tc)
 {
     int node = nm_topo_cpu_node(nm_os_cpu());
@@ -250,6 +334,7 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
         b->prev = NULL;
         bin_load(b, NULL);
     }
+    tc->med_held = 0;
     if (tc->remote) {
         for (uint32_t dom = 0; dom < nm_ndomains; dom++) {
             for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
@@ -258,34 +343,36 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
             }
         }
     }
-    nm_large_tcache_flush(tc, UINT64_MAX);
+    nm_large_tcache_release(tc, UINT64_MAX);
 }
 
-/* ---- small allocation ------------------------------------------------------------- */
-
-/* domain for a thread without an active cache (dead, or booting) */
-static uint32_t current_domain(void)
-{
-    return nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
-}
+/* ---- allocation ------------------------------------------------------------------------- */
 
 void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n)
 {
     nm_depot_t *d = nm_depot(dom, cls);
     void *p = NULL;
-    unsigned got = 0;
-    /* once more after a reclaim (see nm_reclaim) */
-    for (int attempt = 0; attempt < 2 && got == 0; attempt++) {
-        if (attempt && !nm_reclaim(nm_tcp)) break;
-        nm_lock(&d->lock);
-        got = nm_slab_alloc_batch_locked(d, &p, 1);
-        if (got && nm_opt.check) nm_slab_set_req_locked(nm_pme_desc(nm_pagemap_get((uintptr_t)p)), p, n);
-        nm_unlock(&d->lock);
-    }
+    nm_lock(&d->lock);
+    unsigned got = nm_slab_alloc_batch_locked(d, &p, 1);
+    if (got && nm_opt.check) nm_slab_set_req_locked(nm_pme_desc(nm_pagemap_get((uintptr_t)p)), p, n);
+    nm_unlock(&d->lock);
     if (got == 0) { errno = ENOMEM; return NULL; }
     if (nm_opt.check) {
         memset(p, 0xa5, n);                          /* uninitialised reads show */
         nm_canary_fill(p, n, nm_class_size[cls]);    /* and writes past n are caught at free */
+    }
+    return nm_class_is_medium(cls) ? nm_medium_out(p) : p;
+}
+
+/* straight from the slabs of the thread's domain (its current node's if it has no
+ * active cache), counted */
+static void *alloc_direct(nm_tcache_t *tc, unsigned cls, size_t n)
+{
+    uint32_t dom = tc->state == NM_T_ACTIVE ? tc->domain : nm_policy_domain_for(nm_topo_cpu_node(nm_os_cpu()));
+    void *p = nm_small_alloc_direct(dom, cls, n);
+    if (p) {
+        nm_count(nm_tc_ctr(tc), NM_CT_CLASS, cls, NM_C_alloc_slow, 1);
+        count_alloc(tc, dom, 1, nm_class_size[cls]);
     }
     return p;
 }
@@ -293,12 +380,7 @@ void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n)
 void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample)
 {
     size_t size = nm_class_size[cls];
-    if (NM_UNLIKELY(tc->state != NM_T_ACTIVE || nm_opt.check)) {
-        uint32_t dom = tc->state == NM_T_ACTIVE ? tc->domain : current_domain();
-        void *p = nm_small_alloc_direct(dom, cls, n);
-        if (p) { count_class(tc, cls, NM_C_alloc_slow, 1); count_alloc(tc, dom, 1, size); }
-        return p;
-    }
+    if (NM_UNLIKELY(tc->state != NM_T_ACTIVE || nm_opt.check)) return alloc_direct(tc, cls, n);
     nm_bin_t *b = &tc->bins[cls];
     bool sample = bin_reconcile(tc, cls);
     if (nm_prof_on && !sample) {
@@ -309,42 +391,41 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample)
         b->period = b->budget;
     }
     if (NM_UNLIKELY(sample) && may_sample && !tc->busy) {
-        /* the profiler's sample: served by the fallback arena, whose frees take
-         * the slow path where the sample is forgotten */
-        void *p = nm_fallback_alloc(tc, size, 0, false);
-        if (p) { nm_prof_record(tc, p, size, nm_prof_weight_small(cls)); return p; }
+        /* the profiler's sample comes from its own pseudo-domain, whose blocks never
+         * match a thread's free tag: their free takes the slow path and forgets it */
+        void *p = nm_small_alloc_direct(nm_dom_sampled, cls, size);
+        if (p) {
+            tc->ctr.cls[cls][NM_C_alloc_slow]++;
+            count_alloc(tc, nm_dom_sampled, 1, size);
+            nm_prof_record(tc, p, size, nm_prof_weight_small(cls));
+            return p;
+        }
     }
-    if (b->cur == b->base && !bin_refill(tc, cls) && (!nm_reclaim(tc) || !bin_refill(tc, cls))) {
-        errno = ENOMEM;
-        return NULL;
+    if (b->cur == b->base) {
+        nm_tcache_node_check(tc);                    /* may move the thread to another domain */
+        if (nm_class_is_medium(cls)) {
+            int r = med_refill(tc, cls);
+            if (r == 0) return alloc_direct(tc, cls, n);
+            if (r < 0) { errno = ENOMEM; return NULL; }
+        } else if (!small_refill(tc, cls)) {
+            errno = ENOMEM;
+            return NULL;
+        }
     }
     tc->ctr.cls[cls][NM_C_alloc_slow]++;
     count_alloc(tc, tc->domain, 1, size);
-    return *--b->cur;
+    void *p = *--b->cur;
+    return nm_class_is_medium(cls) ? nm_medium_out(p) : p;
 }
 
-void *nm_malloc_slow(size_t n)
-{
-    nm_tcache_t *tc = nm_thread_cache();
-    if (NM_UNLIKELY(tc == NULL)) return nm_bootstrap_alloc(n, 0, false);
-    if (NM_UNLIKELY(nm_opt.check)) return nm_alloc_any(tc, n, 0, false);   /* canary room */
-    if (n <= NM_SMALL_MAX) return nm_small_alloc(tc, nm_size_class(n), n, true);
-    /* a medium block this thread freed; below the large threshold only, as in
-     * nm_alloc_any (a cached 1 MiB block served malloc(1 MiB), found by tests/fuzz) */
-    if (n <= NM_MED_MAX && n < nm_opt.large_threshold && tc->state == NM_T_ACTIVE) {
-        void *p = nm_fallback_cached(tc, n);
-        if (p) return p;
-    }
-    return nm_alloc_any(tc, n, 0, false);
-}
+/* ---- free --------------------------------------------------------------------------------- */
 
-/* ---- small free --------------------------------------------------------------------- */
-
-void nm_small_free_direct(void *p, nm_pme_t e)
+/* straight into the slabs (a sampled block forgets its sample first), counted */
+static void free_direct(nm_tcache_t *tc, void *p, nm_pme_t e)
 {
-    nm_tcache_t *tc = nm_tcp;
     uint32_t dom = nm_pme_domain(e);
     unsigned cls = nm_pme_class(e);
+    if (dom == nm_dom_sampled) nm_prof_forget(p);
     nm_depot_t *d = nm_depot(dom, cls);
     nm_verdict_t v = { .bad = NM_CANARY_OK };
     nm_lock(&d->lock);
@@ -352,7 +433,7 @@ void nm_small_free_direct(void *p, nm_pme_t e)
     else nm_slab_free_batch_locked(d, &p, 1);
     nm_unlock(&d->lock);
     if (!nm_verdict_ok("free", p, v)) return;
-    count_class(tc, cls, NM_C_free_slow, 1);
+    nm_count(nm_tc_ctr(tc), NM_CT_CLASS, cls, NM_C_free_slow, 1);
     count_free(tc, dom, 1, nm_class_size[cls]);
 }
 
@@ -374,118 +455,208 @@ nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e)
     return v;
 }
 
-static void remote_free(nm_tcache_t *tc, uint32_t dom, unsigned cls, void *p)
+static void remote_free(nm_tcache_t *tc, uint32_t dom, unsigned cls, void *p, nm_pme_t e)
 {
     if (tc->remote == NULL) {
         tc->remote = nm_meta_alloc((size_t)nm_ndomains * NM_NUM_CLASSES * sizeof(nm_mag_t *));
-        if (tc->remote == NULL) { nm_small_free_direct(p, nm_pagemap_get((uintptr_t)p)); return; }
+        if (tc->remote == NULL) { free_direct(tc, p, e); return; }
     }
     nm_mag_t **slot = &tc->remote[dom * NM_NUM_CLASSES + cls];
     nm_mag_t *m = *slot;
-    if (m == NULL && (m = *slot = nm_mag_new(cls)) == NULL) {
-        nm_small_free_direct(p, nm_pagemap_get((uintptr_t)p));
-        return;
-    }
+    if (m == NULL && (m = *slot = nm_mag_new(cls)) == NULL) { free_direct(tc, p, e); return; }
     m->rounds[m->count++] = p;
     tc->ctr.cls[cls][NM_C_free_slow]++;
     count_free(tc, dom, 1, nm_class_size[cls]);
-    nm_count_domain(tc, dom, NM_C_remote_free, 1);
+    nm_count(&tc->ctr, NM_CT_DOMAIN, dom, NM_C_remote_free, 1);
     if (m->count == m->cap) {
         *slot = nm_depot_put_full(nm_depot(dom, cls), m);
         if (*slot) (*slot)->count = 0;
     }
 }
 
-static void free_small_slow(nm_tcache_t *tc, void *p, nm_pme_t e)
+void nm_medium_free(nm_tcache_t *tc, void *p, nm_pme_t e)
 {
-    if (tc == NULL || tc->state != NM_T_ACTIVE) { nm_small_free_direct(p, e); return; }
-    if (NM_UNLIKELY(nm_opt.check)) { nm_small_free_direct(p, e); return; }
+    if (NM_UNLIKELY(nm_opt.check)) { free_direct(tc, p, e); return; }   /* validates, then takes it back */
+    const char *why = nm_medium_take_back(nm_pme_desc(e), p);
+    if (NM_UNLIKELY(why != NULL)) { nm_invalid_pointer("free", p, why); return; }
+    nm_small_free(tc, p, e);
+}
+
+void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
+{
     uint32_t dom = nm_pme_domain(e);
+    if (tc->state != NM_T_ACTIVE || NM_UNLIKELY(nm_opt.check) || dom == nm_dom_sampled) { free_direct(tc, p, e); return; }
     unsigned cls = nm_pme_class(e);
-    if (dom != tc->domain) { remote_free(tc, dom, cls, p); return; }
+    if (dom != tc->domain) { remote_free(tc, dom, cls, p, e); return; }
     nm_bin_t *b = &tc->bins[cls];
     if (b->cur == b->end) {
         bin_reconcile(tc, cls);
-        if (!bin_flush(tc, cls)) { nm_small_free_direct(p, e); return; }
+        if (!(nm_class_is_medium(cls) ? med_flush(tc, cls) : small_flush(tc, cls))) { free_direct(tc, p, e); return; }
     }
     *b->cur++ = p;
     tc->ctr.cls[cls][NM_C_free_slow]++;
     count_free(tc, dom, 1, nm_class_size[cls]);
 }
 
-static void free_unknown(nm_tcache_t *tc, void *p)
+/* ---- thread start and exit ---------------------------------------------------------------- */
+
+static NM_TLS uint8_t thread_starting;
+
+static void key_destructor(void *arg) { nm_thread_exit(arg); }
+
+bool nm_tcache_init(void)
 {
-    if (nm_fallback_owns(p)) {           /* served by mimalloc while we were booting */
-        nm_fallback_free(tc, p, 0);
-        return;
-    }
-    nm_count_thread(tc, NM_C_foreign_free, 1);
-    nm_invalid_pointer("free", p, "not allocated by numamalloc");
+    return pthread_key_create(&thread_key, key_destructor) == 0;
 }
 
-void nm_free_slow(void *p, nm_pme_t e)
+static size_t dom_ctr_bytes(void) { return (size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t); }
+
+/* free a cache's own arrays and the cache itself (it is unlinked) */
+static void tcache_free(nm_tcache_t *tc)
 {
-    if (p == NULL) return;
-    int saved = errno;                   /* free preserves errno (glibc manual) */
-    nm_tcache_t *tc = nm_thread_cache(); /* a thread's first free starts it too */
-    switch (nm_pme_kind(e)) {
-    case NM_KIND_SLAB:  free_small_slow(tc, p, e); break;
-    case NM_KIND_LARGE:
-    case NM_KIND_HUGE:  nm_large_free(tc, nm_pme_desc(e), p); break;
-    case NM_KIND_ARENA: nm_fallback_free(tc, p, e); break;
-    default:            free_unknown(tc, p); break;
+    if (tc->remote) nm_meta_free(tc->remote, (size_t)nm_ndomains * NM_NUM_CLASSES * sizeof(nm_mag_t *));
+    if (tc->ctr.dom) nm_meta_free(tc->ctr.dom, dom_ctr_bytes());
+    nm_meta_free(tc, sizeof *tc);
+}
+
+static void unlink_locked(nm_tcache_t *tc)
+{
+    if (tc->prev) tc->prev->next = tc->next; else nm_threads = tc->next;
+    if (tc->next) tc->next->prev = tc->prev;
+    tc->next = tc->prev = NULL;
+}
+
+/* retire the cache of a thread that no longer runs: its counters go into the
+ * globals, its kept large blocks to their node's cache (atomic slots: a block in a
+ * slot is wholly kept, even in a forked child's copy) and, when `give_back`, its
+ * magazines to the depots. Threads lock held (-> depots: in order). */
+static void retire_locked(nm_tcache_t *tc, bool give_back)
+{
+    if (give_back) nm_tcache_flush_all(tc);
+    else nm_large_tcache_release(tc, UINT64_MAX);
+    nm_bin_reconcile_all(tc);
+    nm_counters_merge(&tc->ctr, nm_ndomains);
+    unlink_locked(tc);
+    tcache_free(tc);
+    nm_gstat_sub(NM_C_threads_live, 1);
+}
+
+nm_tcache_t *nm_thread_start(void)
+{
+    if (thread_starting || nm_pstate != NM_P_READY) return NULL;
+    thread_starting = 1;
+    int saved = errno;
+    nm_tcache_t *tc = nm_meta_alloc(sizeof *tc);
+    if (tc == NULL) { thread_starting = 0; errno = saved; return NULL; }
+    tc->ctr.dom = nm_meta_alloc(dom_ctr_bytes());
+    if (tc->ctr.dom == NULL) { nm_meta_free(tc, sizeof *tc); thread_starting = 0; errno = saved; return NULL; }
+    tc->tid = (int32_t)syscall(SYS_gettid);
+    tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
+    tc->domain = nm_policy_domain_for(tc->cpu_node);
+    tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
+    tc->state = NM_T_ACTIVE;
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        nm_bin_t *b = &tc->bins[c];
+        b->budget = b->period = budget_new(tc, c);
+    }
+    if (nm_prof_on) nm_prof_tick_bytes(tc, 0);
+    tc->free_tag_hi = (uint64_t)nm_pme_tag_make(tc->domain, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
+    nm_lock(&nm_threads_lock);
+    /* thread ids are unique among live threads: a cache with ours belongs to a dead one */
+    for (nm_tcache_t *t = nm_threads, *next; t; t = next) {
+        next = t->next;
+        if (t->tid == tc->tid) { retire_locked(t, true); nm_gstat_add(NM_C_threads_reaped, 1); }
+    }
+    tc->next = nm_threads;
+    if (nm_threads) nm_threads->prev = tc;
+    nm_threads = tc;
+    nm_unlock(&nm_threads_lock);
+    nm_gstat_add(NM_C_threads_seen, 1);
+    nm_gstat_add(NM_C_threads_live, 1);
+    nm_tcp = tc;
+    /* may allocate (a key beyond the first 32 takes a block): the cache is active now */
+    pthread_setspecific(thread_key, tc);
+    thread_starting = 0;
+    errno = saved;
+    return tc;
+}
+
+void nm_thread_exit(nm_tcache_t *tc)
+{
+    if (tc != nm_tcp || tc->state != NM_T_ACTIVE) return;
+    tc->busy = 1;
+    nm_tcache_flush_all(tc);
+    /* merge and unlink under the thread-list lock: a dump (which reads the globals
+     * and the live threads under it) sees this thread's counters exactly once */
+    nm_lock(&nm_threads_lock);
+    nm_bin_reconcile_all(tc);
+    nm_counters_merge(&tc->ctr, nm_ndomains);
+    unlink_locked(tc);
+    nm_unlock(&nm_threads_lock);
+    nm_tcp = (nm_tcache_t *)&nm_tcache_dead;
+    tcache_free(tc);
+    nm_gstat_sub(NM_C_threads_live, 1);
+}
+
+/* Has thread tid of this process stopped running user code for good? Gone (tgkill:
+ * ESRCH), or (exact) exiting: pthread_join returns once the kernel cleared the
+ * thread's tid, a moment before the thread disappears; the kernel flags a thread
+ * PF_EXITING (0x4 in field 9 of /proc/.../stat) before it clears the tid, so a dump
+ * right after a join counts it out, as it should. */
+static bool thread_gone(int pid, int tid, bool exact)
+{
+    if (syscall(SYS_tgkill, pid, tid, 0) != 0) return errno == ESRCH;
+    if (!exact) return false;
+    char path[48] = "/proc/self/task/", buf[512];
+    size_t n = 16;
+    char digits[12];
+    int k = 0;
+    for (unsigned v = (unsigned)tid; k == 0 || v; v /= 10) digits[k++] = (char)('0' + v % 10);
+    while (k) path[n++] = digits[--k];
+    memcpy(path + n, "/stat", 6);
+    long len = nm_os_read_file(path, buf, sizeof buf - 1);
+    if (len <= 0) return true;                          /* gone between the two calls */
+    buf[len] = 0;
+    const char *f = NULL;                               /* the last ')': the name may hold one */
+    for (const char *c = buf; *c; c++) if (*c == ')') f = c;
+    if (f == NULL) return false;
+    int field = 2;                                      /* ")" ends field 2; each space starts the next */
+    for (f++; *f && field < 9; f++) if (*f == ' ') field++;
+    unsigned long flags = 0;
+    for (; *f >= '0' && *f <= '9'; f++) flags = flags * 10 + (unsigned long)(*f - '0');
+    return field == 9 && (flags & 0x4) != 0;            /* PF_EXITING */
+}
+
+void nm_threads_reap_locked(bool exact)
+{
+    int saved = errno;
+    int pid = nm_os_getpid();
+    nm_tcache_t *self = nm_tcp;
+    for (nm_tcache_t *tc = nm_threads, *next; tc; tc = next) {
+        next = tc->next;
+        if (tc != self && thread_gone(pid, tc->tid, exact)) {
+            retire_locked(tc, true);
+            nm_gstat_add(NM_C_threads_reaped, 1);
+        }
     }
     errno = saved;
 }
 
-/* ---- decay ------------------------------------------------------------------------- */
-
-nm_lock_t nm_decay_lock = NM_LOCK_INIT;
-static uint64_t next_decay_ms;
-
-void nm_decay(bool force)
+/* The other threads' caches are dropped, not given back. Their owners kept running
+ * through the fork, and a cache is changed without a lock, so the child's copy may
+ * show its owner stopped anywhere: between a depot call and the update of its bin,
+ * say (a magazine the depot already owns still in the bin: given back again, it
+ * would sit twice in the depot, its blocks handed out twice). Their cached blocks
+ * are lost to the child, as glibc's and jemalloc's thread caches are; their kept
+ * large blocks are not (see retire_locked). */
+void nm_tcache_fork_child(void)
 {
-    uint64_t now = nm_os_now_ms();
-    if (!force && now < __atomic_load_n(&next_decay_ms, __ATOMIC_RELAXED)) return;
-    if (force) nm_lock(&nm_decay_lock);
-    else if (!nm_trylock(&nm_decay_lock)) return;
-    uint64_t interval = nm_opt.decay_ms ? nm_opt.decay_ms : 1;
-    __atomic_store_n(&next_decay_ms, now + interval, __ATOMIC_RELAXED);
-    uint64_t cutoff = force ? UINT64_MAX : (now > nm_opt.decay_ms ? now - nm_opt.decay_ms : 0);
-    for (uint32_t dom = 0; dom < nm_ndomains; dom++) {
-        nm_domain_t *dm = &nm_domains[dom];
-        if (__atomic_load_n(&dm->nsegments, __ATOMIC_RELAXED) == 0 &&
-            __atomic_load_n(&dm->cache_bytes, __ATOMIC_RELAXED) == 0) continue;
-        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) nm_depot_decay(&dm->depots[c], cutoff, force);
-        nm_segment_purge(dom, cutoff);
-        nm_large_decay(dom, cutoff);
+    nm_tcache_t *self = nm_tcp;
+    if (self->state == NM_T_ACTIVE) self->tid = (int32_t)syscall(SYS_gettid);
+    nm_lock(&nm_threads_lock);
+    for (nm_tcache_t *tc = nm_threads, *next; tc; tc = next) {
+        next = tc->next;
+        if (tc != self) retire_locked(tc, false);
     }
-    nm_gstat_add(NM_C_decay_runs, 1);
-    nm_unlock(&nm_decay_lock);
-}
-
-/* Memory is short: a segment, mapping or metadata chunk could not be mapped. Before
- * a NULL reaches the program, give back everything idle, as malloc_trim does: the
- * calling thread's magazines and medium cache, the depots' spare magazines and
- * slabs, wholly free segments, the large-mapping cache and mimalloc's free pages.
- * Found by the fault suite: under ulimit -v (RLIMIT_AS 1 GiB), after 920 MiB of
- * small blocks were freed, every malloc(8 MiB) returned NULL for as long as decay
- * had not yet unmapped the empty segments (glibc malloc got 123 such blocks).
- * Returns true if something was released; the caller then tries once more. */
-static uint64_t released_so_far(void)
-{
-    return nm_gstat_get(NM_C_segments_unmapped) + nm_gstat_get(NM_C_large_cache_evict) +
-           nm_gstat_get(NM_C_slab_pages_purged) + nm_gstat_get(NM_C_meta_bytes);
-}
-
-bool nm_reclaim(nm_tcache_t *tc)
-{
-    uint64_t before = released_so_far();
-    if (tc && tc->state == NM_T_ACTIVE) {
-        nm_tcache_flush_all(tc);
-        nm_fallback_cache_flush(tc);
-    }
-    nm_decay(true);
-    nm_fallback_collect(true);
-    return released_so_far() != before;
+    nm_unlock(&nm_threads_lock);
 }

@@ -73,7 +73,7 @@ bool nm_topo_init(const char *root)
     t.max_node = read_list_max("/sys/devices/system/node/possible");
     t.sysfs = t.max_node >= 0;
     if (!t.sysfs) t.max_node = 0;
-    if (t.max_node >= NM_MAX_DOMAINS - 1) t.max_node = NM_MAX_DOMAINS - 2;
+    if (t.max_node >= NM_MAX_DOMAINS - 2) t.max_node = NM_MAX_DOMAINS - 3;   /* two pseudo-domains follow */
     int nn = t.max_node + 1;
 
     t.cpu_node = nm_meta_alloc((size_t)(t.max_cpu + 1) * sizeof(int16_t));

@@ -10,6 +10,7 @@
 #include <pthread.h>
 
 #include "numamalloc/config.h"
+#include "numamalloc/atomic.h"
 
 #define NM_LIKELY(x)     __builtin_expect(!!(x), 1)
 #define NM_UNLIKELY(x)   __builtin_expect(!!(x), 0)

@@ -14,9 +14,8 @@
  * One entry per 64 KiB granule of the 48-bit user address space: 32 index bits,
  * split 16 (root, a static array) + 16 (leaves of 512 KiB mapped on demand, each
  * covering 4 GiB). 64 KiB is the smallest alignment every origin we register
- * guarantees: slabs are 64 KiB multiples inside 4 MiB-aligned segments, large
- * mappings are at least 64 KiB long (so no two start in the same granule), and
- * fallback-arena chunks are 32 MiB aligned. */
+ * guarantees: slabs are 64 KiB multiples inside 4 MiB-aligned segments, and large
+ * mappings are at least 64 KiB long (so no two start in the same granule). */
 #define NM_GRANULE_SHIFT   16
 #define NM_GRANULE         ((uintptr_t)1 << NM_GRANULE_SHIFT)
 #define NM_VA_BITS         48
@@ -27,40 +26,38 @@
 
 /* ---- segments and slabs -----------------------------------------------------
  * A segment is 4 MiB, aligned to 4 MiB, bound to one NUMA domain, and split into
- * 64 pages of 64 KiB (one bit each in a 64-bit mask). A slab is 1..8 consecutive
+ * 64 pages of 64 KiB (one bit each in a 64-bit mask). A slab is 1..16 consecutive
  * pages holding blocks of one size class. */
 #define NM_SEGMENT_SHIFT   22
 #define NM_SEGMENT_SIZE    ((uintptr_t)1 << NM_SEGMENT_SHIFT)
 #define NM_SEG_PAGES       (NM_SEGMENT_SIZE >> NM_GRANULE_SHIFT)   /* 64 */
-#define NM_SLAB_MAX_PAGES  8
+#define NM_SLAB_MAX_PAGES  16
 
 /* ---- size classes -----------------------------------------------------------
- * 16-byte steps up to 128, then four classes per doubling up to 32 KiB: 40 classes.
- * 32 KiB is where jemalloc's tcache and tcmalloc's per-CPU caches stop too: above
- * it, a per-thread cache of whole blocks costs more memory than it saves time, and
- * mimalloc (the fallback arena) serves 32 KiB..LARGE_THRESHOLD with its own pages.
- * Worst-case internal waste per class is (size - previous size - 1) / size: 46.9 %
- * for 32 (a 17-byte request, forced by 16-byte alignment), 19.4 % for 160 and every
- * later first-of-doubling class, below 20 % from 144 bytes up. */
+ * Small: 16-byte steps up to 128, then four classes per doubling up to 32 KiB (40
+ * classes); a small malloc is served inline (fastpath.h). Medium: four per doubling
+ * above 32 KiB up to 1 MiB (20 classes, 40 KiB .. 1 MiB), used below
+ * NUMAMALLOC_LARGE_THRESHOLD; they live in the same node-bound slabs, each slab a
+ * whole number of blocks without waste (40 KiB: 8 blocks in 5 pages; from 256 KiB:
+ * one block, a run of pages). Worst-case internal waste per class is (size -
+ * previous size - 1) / size: 46.9 % for 32 (a 17-byte request, forced by 16-byte
+ * alignment), below 20 % from 144 bytes up, every medium class included. */
 #define NM_SMALL_MAX       32768
-#define NM_NUM_CLASSES     40
+#define NM_SMALL_CLASSES   40
+#define NM_MEDIUM_MAX      ((size_t)1 << 20)
+#define NM_NUM_CLASSES     60
 #define NM_QUANTUM_SHIFT   4
 #define NM_MAG_MAX_CAP     64        /* rounds in a magazine for the smallest classes */
-#define NM_MAG_BYTES       32768     /* a magazine caches about this many bytes ... */
+#define NM_MAG_BYTES       32768     /* a small magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
-
-/* ---- medium blocks (fallback arena) -----------------------------------------
- * Each thread keeps a few freed medium blocks per class in front of mimalloc:
- * 20 classes, 4 per doubling from 40 KiB to 1 MiB; at most 4 blocks and 1 MiB per
- * class, 4 MiB per thread, 64 MiB over all threads (src/fallback.c). */
-#define NM_MED_CLASSES     20
-#define NM_MED_CAP         4
+/* A medium magazine holds about NM_MED_MAG_BYTES (at least one block), and a thread
+ * holds at most NM_MED_THREAD_BYTES of medium magazine capacity in all (src/tcache.c):
+ * a thread never sits on megabytes of 512 KiB blocks. */
+#define NM_MED_MAG_BYTES   ((size_t)256 << 10)
+#define NM_MED_THREAD_BYTES ((size_t)2 << 20)
 /* large blocks a thread keeps after freeing them (large.c), without a lock; each at
  * most half of NUMAMALLOC_LARGE_CACHE (0 turns this off with the cache) */
 #define NM_LCACHE_SLOTS    2
-#define NM_MED_MAX         ((size_t)1 << 20)
-#define NM_MED_THREAD_MAX  ((size_t)4 << 20)
-#define NM_MED_GLOBAL_MAX  ((size_t)64 << 20)
 
 /* ---- NUMA -------------------------------------------------------------------
  * Node ids go up to what the system reports (nodeN under /sys); the page-map tag
@@ -71,7 +68,6 @@
 /* ---- large blocks -------------------------------------------------------------- */
 #define NM_PAGE_2M         ((size_t)2 << 20)
 #define NM_PAGE_1G         ((size_t)1 << 30)
-#define NM_ARENA_ALIGN     ((size_t)32 << 20)   /* mimalloc 2.0.9 segment/arena block size */
 
 /* ---- debug ------------------------------------------------------------------- */
 #ifndef NM_DEBUG

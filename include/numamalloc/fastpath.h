@@ -1,6 +1,7 @@
 /* numamalloc — THE HOT PATH. Everything a small malloc or free does when it hits
  * the thread's loaded magazine: no lock, no atomic read-modify-write, no system
- * call, no option read. Anything else is one call to a _slow function.
+ * call, no option read. Anything else is one call to a _slow function, which starts
+ * with the medium hot path below (one atomic each way, for the double-free check).
  *
  * It is a header so that every exported entry point (malloc, free, operator new,
  * operator delete, ... in preload/interpose.c) gets it inlined, without a jump.
@@ -53,6 +54,37 @@ NM_INLINE void nm_free_fast(void *p)
         }
     }
     nm_free_slow(p, e);
+}
+
+/* ---- medium blocks (32 KiB < n < NUMAMALLOC_LARGE_THRESHOLD), from the _slow functions.
+ * The same bins; the live map (pagemap.h) says which medium blocks the program
+ * holds, so a double or interior free is refused instead of caching the block twice.
+ * One locked bit instruction each way. */
+
+/* pop a block of medium class cls from the loaded magazine, from the enclosing function */
+#define NM_MEDIUM_POP_RETURN(tc, cls) do {                                   \
+        nm_bin_t *b_ = &(tc)->bins[(cls)];                                   \
+        void **c_ = b_->cur;                                                 \
+        if (NM_LIKELY(c_ != b_->base) && NM_LIKELY(--b_->budget != 0)) {     \
+            b_->cur = --c_;                                                  \
+            return nm_medium_out(*c_);                                       \
+        }                                                                    \
+    } while (0)
+
+/* a medium block of this thread's domain, held by the program and with room in its
+ * bin: pushed. false: anything else (the slow path decides and reports). Blocks start
+ * on 8 KiB boundaries and only block starts are ever set in the live map, so an
+ * interior pointer finds a clear bit too. */
+NM_INLINE bool nm_medium_free_fast(nm_tcache_t *tc, void *p, nm_pme_t e)
+{
+    if (((e ^ tc->free_tag_hi) >> NM_PME_TAG_SHIFT) != (NM_KIND_SLAB ^ NM_KIND_MEDIUM)) return false;
+    nm_bin_t *b = &tc->bins[nm_pme_class(e)];
+    void **c = b->cur;
+    if (c == b->end || ((uintptr_t)p & (((uintptr_t)1 << NM_LIVE_SHIFT) - 1)) || !nm_live_clear(p)) return false;
+    *c = p;
+    b->cur = c + 1;
+    b->nfree++;
+    return true;
 }
 
 #endif

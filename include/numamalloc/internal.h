@@ -1,234 +1,85 @@
-/* numamalloc — cross-file prototypes, grouped under the file that owns them, and
- * the process-wide state every file may read. Include this, nothing else. */
+/* numamalloc — cross-file prototypes, grouped under the file that owns them, from
+ * the ground floor of the library up (the tower: a file calls only files listed
+ * above its own section here; `make check` verifies it on the objects). Include
+ * this, nothing else. */
 #ifndef NM_INTERNAL_H
 #define NM_INTERNAL_H
 
 #include "numamalloc/base.h"
+#include "numamalloc/stats.h"
 #include "numamalloc/types.h"
 #include "numamalloc/pagemap.h"
 #include "numamalloc/sizeclass.h"
 #include "numamalloc/options.h"
 #include "numamalloc/out.h"
 #include "numamalloc/os.h"
-#include "numamalloc/gstats.h"
 #include "numamalloc/topology.h"
+#include "numamalloc/policy.h"
 
-/* the calling thread's cache (src/tcache.c): one initial-exec TLS pointer. It starts
- * at nm_tcache_empty and ends at nm_tcache_dead, read-only caches whose empty bins
- * send every fast path to the slow path, which never writes to them. */
-extern NM_TLS nm_tcache_t *nm_tcp;
-extern const nm_tcache_t nm_tcache_empty;
-extern const nm_tcache_t nm_tcache_dead;
+/* ---- counters.c: stats.h; out.c, emit.c: out.h; os.c: os.h; options.c: options.h ---- */
 
-/* ---- init.c ---------------------------------------------------------------------- */
-enum nm_pstate { NM_P_UNINIT = 0, NM_P_BOOTING = 1, NM_P_READY = 2 };
-extern int nm_pstate;
-extern nm_lock_t nm_init_lock;
-extern nm_lock_t nm_threads_lock;
-extern nm_tcache_t *nm_threads;            /* live thread caches */
-/* make the process ready; false while another (or this) thread is booting it */
-bool nm_process_init(void);
-/* start the calling thread's cache; NULL while the process is booting */
-NM_COLD nm_tcache_t *nm_thread_start(void);
-/* the calling thread's cache: active (started now if need be), the read-only dead
- * cache of a thread past its exit, or NULL while the process is booting */
-NM_INLINE nm_tcache_t *nm_thread_cache(void)
-{
-    nm_tcache_t *tc = nm_tcp;
-    if (NM_LIKELY(tc->state != NM_T_NEW)) return tc;
-    return nm_thread_start();
-}
-/* a thread's exit, run by the pthread key destructor (also used by tests) */
-void nm_thread_exit(nm_tcache_t *tc);
-/* retire caches whose threads are gone without running nm_thread_exit (threads lock held) */
-void nm_threads_reap_locked(bool all_but_self);
-/* allocations while booting: served by mimalloc, counted */
-void *nm_bootstrap_alloc(size_t n, size_t align, bool zero);
-bool nm_is_boot_thread(void);
-uint64_t nm_start_ms(void);
+/* ---- check.c: misuse reports, NUMAMALLOC_CHECK=1 canaries and verdicts -------------- */
+/* report misuse of pointer p by function fn; aborts under NUMAMALLOC_CHECK=1 */
+void   nm_invalid_pointer(const char *fn, const void *p, const char *why);
+/* bytes [req, min(usable, req + NM_CANARY_MAX)) of a block hold a pattern that
+ * depends on the offset; check returns the offset of the first byte that differs, or
+ * NM_CANARY_OK */
+#define NM_CANARY_MAX 4096
+void   nm_canary_fill(void *p, size_t req, size_t usable);
+size_t nm_canary_check(const void *p, size_t req, size_t usable);
+/* act on a verdict about p in function fn: an invalid pointer is reported
+ * (nm_invalid_pointer), an overwritten canary aborts with its own message; returns
+ * true if p is good */
+bool   nm_verdict_ok(const char *fn, const void *p, nm_verdict_t v);
 
-/* ---- meta.c ---------------------------------------------------------------------- */
+/* ---- meta.c: metadata memory ----------------------------------------------------------- */
 extern nm_lock_t nm_meta_lock;
 void *nm_meta_alloc(size_t size);          /* zeroed, 64-byte aligned */
 void  nm_meta_free(void *p, size_t size);
 
-/* ---- pagemap.c ------------------------------------------------------------------- */
+/* ---- pagemap.c ------------------------------------------------------------------------- */
 extern nm_lock_t nm_pm_lock;
 bool nm_pagemap_set_range(uintptr_t start, size_t len, nm_pme_t e);
 bool nm_pagemap_set(uintptr_t a, nm_pme_t e);
 void nm_pagemap_clear_range(uintptr_t start, size_t len);
+/* map the live-map leaf covering address a (medium slabs); false: no memory */
+bool nm_pagemap_live_ready(uintptr_t a);
 
-/* ---- segment.c ------------------------------------------------------------------- */
+/* ---- topology.c: topology.h; policy.c: policy.h ----------------------------------------- */
+
+/* ---- segment.c ------------------------------------------------------------------------- */
 /* a slab of npages pages in domain d (seg_lock taken inside); NULL when out of memory */
 nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages);
 void nm_segment_free_slab(uint32_t d, nm_slab_t *s);
-/* purge free pages idle since before cutoff_ms (all if cutoff_ms == UINT64_MAX);
- * returns bytes returned to the OS */
+/* purge free pages idle since before cutoff_ms (all if cutoff_ms == UINT64_MAX) and
+ * unmap segments idle that long; returns bytes returned to the OS */
 size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms);
 NM_INLINE nm_segment_t *nm_slab_segment(nm_slab_t *s)
 {
     return (nm_segment_t *)(void *)(s - s->page);
 }
 
-/* ---- slab.c (depot lock held) ---------------------------------------------------- */
-unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n);
-void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n);
-/* NUMAMALLOC_CHECK=1: validate p against its slab (pointer and canary) and free it
- * if both are good; nothing changes otherwise */
-nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p);
-/* NULL if p is the start of a block of slab s (and, under NUMAMALLOC_CHECK=1, an
- * allocated one), else why not. Depot lock held (or the slab otherwise pinned). */
-const char *nm_slab_check_locked(const nm_slab_t *s, const void *p);
-/* NUMAMALLOC_CHECK=1: the pointer check plus the bytes requested and the canary */
-nm_verdict_t nm_slab_verdict_locked(const nm_slab_t *s, const void *p);
-/* NUMAMALLOC_CHECK=1: remember that block p was allocated for n bytes */
-void nm_slab_set_req_locked(nm_slab_t *s, const void *p, size_t n);
-/* release the spare slab if idle since before cutoff */
-void nm_slab_release_spare_locked(nm_depot_t *d, uint64_t cutoff_ms);
-
-/* ---- depot.c --------------------------------------------------------------------- */
-NM_INLINE nm_depot_t *nm_depot(uint32_t dom, unsigned cls) { return &nm_domains[dom].depots[cls]; }
-nm_mag_t *nm_mag_new(unsigned cls);
-void nm_mag_delete(nm_mag_t *m);
-nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d);
-void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m);
-/* hand a full magazine to d; returns an empty one from d (or NULL) */
-nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full);
-/* return magazine m (any fill) to d: full -> full list, else rounds back to slabs */
-void nm_depot_return(nm_depot_t *d, nm_mag_t *m);
-/* decay: release what stayed unused for a whole interval */
-void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all);
-
-/* ---- tcache.c -------------------------------------------------------------------- */
-void *nm_malloc_slow(size_t n);
-void  nm_free_slow(void *p, nm_pme_t e);
-/* small block of class cls for a request of n bytes for tc (slow path: reconcile,
- * refill, sample; NUMAMALLOC_CHECK=1: canary after n) */
-void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample);
-/* small block of class cls for n bytes straight from domain dom's slabs (no thread cache) */
-void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n);
-void  nm_small_free_direct(void *p, nm_pme_t e);
-/* NULL if p is a valid small block (start, allocated under CHECK), else why not */
-const char *nm_small_check(const void *p, nm_pme_t e);
-/* NUMAMALLOC_CHECK=1: nm_small_check plus the bytes requested and the canary */
-nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e);
-void  nm_tcache_flush_all(nm_tcache_t *tc);
-void  nm_tcache_tick(nm_tcache_t *tc);
-void  nm_tcache_node_check(nm_tcache_t *tc);
-void  nm_bin_reconcile_all(nm_tcache_t *tc);
-/* add v to domain counter id of tc (atomically to the global copy if tc has none) */
-void  nm_count_domain_global(uint32_t dom, int id, uint64_t v);
-void  nm_count_thread_global(int id, uint64_t v);
-NM_INLINE void nm_count_domain(nm_tcache_t *tc, uint32_t dom, int id, uint64_t v)
-{
-    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE && tc->ctr.dom)) tc->ctr.dom[dom * NM_DOMAIN_CTR_N + id] += v;
-    else nm_count_domain_global(dom, id, v);
-}
-NM_INLINE void nm_count_thread(nm_tcache_t *tc, int id, uint64_t v)
-{
-    if (NM_LIKELY(tc && tc->state == NM_T_ACTIVE)) tc->ctr.thr[id] += v;
-    else nm_count_thread_global(id, v);
-}
-/* run decay now if due (or forced) */
-void  nm_decay(bool force);
-/* a mapping failed: release everything idle (as malloc_trim does; tc's own caches if it
- * is active); true if anything was released, so that one more try may succeed. No
- * locks may be held by the caller. */
-bool  nm_reclaim(nm_tcache_t *tc);
-extern nm_lock_t nm_decay_lock;
-
-/* ---- alloc.c --------------------------------------------------------------------- */
-void  *nm_malloc(size_t n);
-void   nm_free(void *p);
-void  *nm_calloc(size_t n, size_t m);
-void  *nm_realloc(void *p, size_t n);
-void  *nm_reallocarray(void *p, size_t n, size_t m);
-size_t nm_usable_size(const void *p);
-/* any size: small, medium (fallback arena) or large; align <= 16 means none */
-void  *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero);
-/* report misuse of pointer p by function fn; aborts under NUMAMALLOC_CHECK=1 */
-void   nm_invalid_pointer(const char *fn, const void *p, const char *why);
-/* NUMAMALLOC_CHECK=1 canary: bytes [req, min(usable, req + NM_CANARY_MAX)) of a
- * block hold a pattern that depends on the offset; check returns the offset of the
- * first byte that differs, or NM_CANARY_OK */
-#define NM_CANARY_MAX 4096
-void   nm_canary_fill(void *p, size_t req, size_t usable);
-size_t nm_canary_check(const void *p, size_t req, size_t usable);
-/* NUMAMALLOC_CHECK=1: act on a verdict about p in function fn: an invalid pointer is
- * reported (nm_invalid_pointer), an overwritten canary aborts with its own message;
- * returns true if p is good */
-bool   nm_verdict_ok(const char *fn, const void *p, nm_verdict_t v);
-
-/* ---- aligned.c ------------------------------------------------------------------- */
-void *nm_memalign(size_t align, size_t n);
-int   nm_posix_memalign(void **out, size_t align, size_t n);
-void *nm_aligned_alloc(size_t align, size_t n);
-void *nm_valloc(size_t n);
-void *nm_pvalloc(size_t n);
-
-/* ---- large.c --------------------------------------------------------------------- */
-/* own mapping for n bytes in domain dom (or interleaved) aligned to align */
-void  *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero);
-void   nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p);
-void  *nm_large_realloc(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
-/* NUMAMALLOC_CHECK=1: the bytes requested and the canary after them */
-nm_verdict_t nm_large_verdict(const nm_large_t *L);
-size_t nm_large_usable(const nm_large_t *L);
-void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
-/* blocks the thread kept (large.c) freed at or before cutoff_ms (UINT64_MAX: all) go to their node's cache */
-void   nm_large_tcache_flush(nm_tcache_t *tc, uint64_t cutoff_ms);
-void   nm_large_init(void);
-extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made per backing */
-extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */
-
-/* ---- fallback.c (the only file that includes mimalloc.h) ------------------------- */
-bool   nm_fallback_init(void);
-void   nm_fallback_thread_start(nm_tcache_t *tc);
-/* a medium block (32 KiB < n <= 1 MiB) from the active thread's cache, or NULL */
-void  *nm_fallback_cached(nm_tcache_t *tc, size_t n);
-/* return the thread's cached medium blocks to mimalloc */
-void   nm_fallback_cache_flush(nm_tcache_t *tc);
+/* ---- fallback.c: mimalloc, for what our own memory cannot serve ------------------------ */
+void   nm_fallback_init(void);
+/* a block from mimalloc, counted in tc's counters (NULL: the global ones) */
 void  *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero);
-/* e: p's page-map entry (kind ARENA), or 0 for mimalloc blocks outside our arenas */
-void   nm_fallback_free(nm_tcache_t *tc, void *p, nm_pme_t e);
-void  *nm_fallback_realloc(nm_tcache_t *tc, void *p, size_t n);
-/* NULL if p is a live block of the fallback arena (or a bootstrap block), else why not */
-const char *nm_fallback_check(const void *p);
-/* usable bytes of a block nm_fallback_check accepted (NUMAMALLOC_CHECK=1: the bytes asked for) */
+void   nm_fallback_free(nm_tcache_t *tc, void *p);
 size_t nm_fallback_usable(const void *p);
-bool   nm_fallback_owns(const void *p);        /* mimalloc memory, registered or not */
+bool   nm_fallback_owns(const void *p);
 void   nm_fallback_collect(bool force);
-void  *nm_fallback_raw_alloc(size_t n, size_t align, bool zero);   /* bootstrap */
-void   nm_fallback_raw_free(void *p);
-uint64_t nm_fallback_reserved_bytes(void);
-unsigned nm_fallback_arena_count(void);
+uint64_t nm_fallback_committed(void);      /* bytes mimalloc has committed */
 /* fork (src/fork.c): close waits until no thread is inside mimalloc and keeps new
  * callers out; open lets them in again (child: forgets callers that are not there) */
 void   nm_fallback_fork_close(void);
 void   nm_fallback_fork_open(bool child);
 
-/* ---- stats.c --------------------------------------------------------------------- */
-extern nm_lock_t nm_stats_dump_lock;
-void nm_stats_start_triggers(void);
-void nm_stats_merge_thread(nm_tcache_t *tc);
-void nm_stats_init(void);
-/* write a dump (mode text or json) to fd, without allocating or blocking */
-void nm_stats_dump_fd(int fd, int mode, const char *why);
-/* dump to the configured destination (NUMAMALLOC_STATS_FILE or stderr) */
-void nm_stats_dump(const char *why);
-size_t nm_stats_print(char *buf, size_t len, int mode);
-/* a per-thread counter summed over the exited and the live threads */
-uint64_t nm_stats_thread_counter(int id);
-void nm_verbose_print(void);
-
-/* ---- profile.c ------------------------------------------------------------------- */
+/* ---- profile.c: the sampling heap profiler --------------------------------------------- */
 extern bool nm_prof_on;
 extern nm_lock_t nm_prof_lock;
-void    nm_prof_dump_exit(void);
 void    nm_prof_init(void);
 void    nm_prof_prime(void);
 int64_t nm_prof_next_blocks(nm_tcache_t *tc, unsigned cls);   /* budget for a bin */
-/* medium/large: subtract n from the byte countdown; true if this one is sampled */
+/* large: subtract n from the byte countdown; true if this one is sampled */
 bool    nm_prof_tick_bytes(nm_tcache_t *tc, size_t n);
 void    nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight);
 bool    nm_prof_forget(void *p);           /* on free of a possibly sampled block */
@@ -251,11 +102,210 @@ typedef struct nm_prof_snap {
 void    nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize);
 void    nm_prof_snap_release(nm_prof_snap_t *ps);
 void    nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps);
+void    nm_prof_dump_exit(void);
 
-/* ---- fork.c ---------------------------------------------------------------------- */
+/* ---- large.c: own mappings ------------------------------------------------------------- */
+/* own mapping for n bytes in domain dom aligned to align; NULL (ENOMEM) when it cannot
+ * be mapped: the caller may reclaim and try again */
+void  *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero);
+/* NULL if p is a live large block of L, else why not (interior, already freed) */
+const char *nm_large_check(const nm_large_t *L, const void *p);
+void   nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p);
+/* resize in place or by mremap; NULL if neither works (the caller moves the block) */
+void  *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
+/* NUMAMALLOC_CHECK=1: the bytes requested and the canary after them */
+nm_verdict_t nm_large_verdict(const nm_large_t *L);
+size_t nm_large_usable(const nm_large_t *L);
+/* release cached mappings of domain dom freed at or before cutoff_ms (UINT64_MAX: all) */
+void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
+/* blocks tc keeps, freed at or before cutoff_ms (UINT64_MAX: all), go to their node's
+ * cache; from any thread (a slot is emptied by exchange; the caller keeps tc alive);
+ * returns the bytes released */
+size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms);
+void   nm_large_init(void);
+extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made per backing */
+extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */
+
+/* ---- slab.c (depot lock held) ---------------------------------------------------------- */
+/* index of the block of slab s that starts at or holds p (no division) */
+NM_INLINE size_t nm_slab_index(const nm_slab_t *s, const void *p)
+{
+    return (size_t)(((uint64_t)((const char *)p - s->start) * nm_class_recip[s->cls]) >> 32);
+}
+/* medium blocks: p goes to the program; the live map says so */
+NM_INLINE void *nm_medium_out(void *p)
+{
+    nm_live_set(p);
+    return p;
+}
+/* medium blocks: NULL if p is the start of a block the program holds, which it gives
+ * back now (its bit cleared), else why not; nothing changes then */
+const char *nm_medium_take_back(const nm_slab_t *s, const void *p);
+/* medium blocks: NULL if p is the start of a block the program holds, else why not */
+const char *nm_medium_check(const nm_slab_t *s, const void *p);
+unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n);
+void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n);
+/* NUMAMALLOC_CHECK=1: validate p against its slab (pointer and canary) and free it
+ * if both are good; nothing changes otherwise */
+nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p);
+/* NULL if p is the start of a block of slab s (and, under NUMAMALLOC_CHECK=1, an
+ * allocated one), else why not */
+const char *nm_slab_check_locked(const nm_slab_t *s, const void *p);
+/* NUMAMALLOC_CHECK=1: the pointer check plus the bytes requested and the canary */
+nm_verdict_t nm_slab_verdict_locked(const nm_slab_t *s, const void *p);
+/* NUMAMALLOC_CHECK=1: remember that block p was allocated for n bytes */
+void nm_slab_set_req_locked(nm_slab_t *s, const void *p, size_t n);
+/* decay: release the spare slab if idle since before cutoff; medium classes: return
+ * the pages of free blocks that stayed free for a whole pass */
+void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all);
+
+/* ---- depot.c ----------------------------------------------------------------------------- */
+NM_INLINE nm_depot_t *nm_depot(uint32_t dom, unsigned cls) { return &nm_domains[dom].depots[cls]; }
+nm_mag_t *nm_mag_new(unsigned cls);
+void nm_mag_delete(nm_mag_t *m);
+nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d);
+nm_mag_t *nm_depot_take_empty_locked(nm_depot_t *d);
+void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m);
+/* hand a full magazine to d; returns an empty one (from d, or `full` itself emptied
+ * into the slabs when d holds enough), or NULL */
+nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full);
+/* return magazine m (any fill) to d: full -> full list, else rounds back to slabs */
+void nm_depot_return(nm_depot_t *d, nm_mag_t *m);
+/* decay: release what stayed unused for a whole interval */
+void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all);
+
+/* ---- tcache.c: thread caches and the lifecycle of threads and the process -------------- */
+/* the calling thread's cache: one initial-exec TLS pointer. It starts at
+ * nm_tcache_empty and ends at nm_tcache_dead, read-only caches whose empty bins send
+ * every fast path to the slow path, which never writes to them. */
+extern NM_TLS nm_tcache_t *nm_tcp;
+extern const nm_tcache_t nm_tcache_empty;
+extern const nm_tcache_t nm_tcache_dead;
+enum nm_pstate { NM_P_UNINIT = 0, NM_P_BOOTING = 1, NM_P_READY = 2 };
+extern int nm_pstate;                      /* written by src/init.c */
+extern nm_lock_t nm_init_lock;
+extern uint64_t nm_start_ms;               /* when the process booted */
+extern nm_lock_t nm_threads_lock;
+extern nm_tcache_t *nm_threads;            /* live thread caches */
+/* the pthread key whose destructor runs a thread's exit (at boot) */
+bool nm_tcache_init(void);
+/* start the calling thread's cache (the process must be READY); NULL if it cannot */
+NM_COLD nm_tcache_t *nm_thread_start(void);
+/* the calling thread's cache: active (started now if need be), or the read-only dead
+ * cache of a thread past its exit; the process must be READY */
+NM_INLINE nm_tcache_t *nm_thread_cache(void)
+{
+    nm_tcache_t *tc = nm_tcp;
+    if (NM_LIKELY(tc->state != NM_T_NEW)) return tc;
+    nm_tcache_t *t = nm_thread_start();
+    return t ? t : (nm_tcache_t *)&nm_tcache_empty;
+}
+/* the counters a thread adds to with plain adds; NULL (the global copy, atomically)
+ * for a cache that is not active */
+NM_INLINE nm_counters_t *nm_tc_ctr(nm_tcache_t *tc)
+{
+    return NM_LIKELY(tc && tc->state == NM_T_ACTIVE) ? &tc->ctr : NULL;
+}
+/* a thread's exit, run by the pthread key destructor (also used by tests) */
+void nm_thread_exit(nm_tcache_t *tc);
+/* retire caches whose threads are gone without running nm_thread_exit; exact: also
+ * threads already exiting (reads /proc; dumps) (threads lock held) */
+void nm_threads_reap_locked(bool exact);
+/* fork child: only the calling thread exists; drop the other caches */
+void nm_tcache_fork_child(void);
+/* a small or medium block of class cls for a request of n bytes (slow path:
+ * reconcile, refill, sample; NUMAMALLOC_CHECK=1: canary after n); NULL when the
+ * slabs have no memory: the caller may reclaim and try again */
+void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample);
+/* block of class cls for n bytes straight from domain dom's slabs (no thread cache) */
+void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n);
+/* free of a slab block that missed the fast path (other domain, bin full, sampled,
+ * medium: validated by nm_medium_free first) */
+void  nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e);
+/* free of a medium block: refused (counted, reported) unless the program holds it */
+void  nm_medium_free(nm_tcache_t *tc, void *p, nm_pme_t e);
+/* NULL if p is a valid slab block (start, allocated under CHECK), else why not */
+const char *nm_small_check(const void *p, nm_pme_t e);
+/* NUMAMALLOC_CHECK=1: nm_small_check plus the bytes requested and the canary */
+nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e);
+/* give every cached block of tc back: magazines to depots, kept large blocks to their
+ * node's cache */
+void  nm_tcache_flush_all(nm_tcache_t *tc);
+/* a thread found on another node allocates there from now on */
+void  nm_tcache_node_check(nm_tcache_t *tc);
+void  nm_bin_reconcile_all(nm_tcache_t *tc);
+
+/* ---- decay.c: returning idle memory ------------------------------------------------------ */
+extern nm_lock_t nm_decay_lock;
+/* run a decay pass now if one is due (force: now, releasing everything idle) */
+void  nm_decay(bool force);
+/* every slow path of an active thread: a decay pass at most once per decay interval */
+void  nm_decay_tick_slow(nm_tcache_t *tc);
+NM_INLINE void nm_decay_tick(nm_tcache_t *tc)
+{
+    if (NM_UNLIKELY(++tc->slow_ticks >= 32)) nm_decay_tick_slow(tc);
+}
+/* give back everything idle, as malloc_trim does: the calling thread's caches, every
+ * thread's kept large blocks, depots, free pages and segments, the mapping caches,
+ * mimalloc's free pages; true if anything was released. No locks may be held. */
+bool  nm_reclaim(nm_tcache_t *tc);
+/* fork child: helper threads (background) are not there; they restart lazily */
+void  nm_decay_fork_child(void);
+
+/* ---- stats.c: the dump ---------------------------------------------------------------- */
+extern nm_lock_t nm_stats_dump_lock;
+bool nm_stats_init(void);
+void nm_stats_start_triggers(void);
+/* fork child: the interval thread is not there; it restarts lazily */
+void nm_stats_fork_child(void);
+/* write a dump (mode text or json) to fd, without allocating */
+void nm_stats_dump_fd(int fd, int mode, const char *why);
+/* dump to the configured destination (NUMAMALLOC_STATS_FILE or stderr) */
+void nm_stats_dump(const char *why);
+size_t nm_stats_print(char *buf, size_t len, int mode);
+/* the allocator's own numbers, for mallinfo and malloc_info */
+typedef struct nm_heap_numbers {
+    uint64_t live;             /* heap: in use, or cached for reuse (magazines, large caches) */
+    uint64_t held_free;        /* held but free: free space inside slabs, unpurged free pages */
+    uint64_t releasable;       /* what malloc_trim would return now */
+    uint64_t cached_large;     /* large mappings cached (nodes, threads): in `live` */
+    uint64_t large_live_count, large_live_bytes, footprint_peak;
+} nm_heap_numbers_t;
+void nm_stats_heap_numbers(nm_heap_numbers_t *h);
+void nm_verbose_print(void);
+
+/* ---- fork.c ---------------------------------------------------------------------------- */
 void nm_fork_init(void);
 
-/* ---- api.c ----------------------------------------------------------------------- */
+/* ---- init.c: booting the process ------------------------------------------------------- */
+/* make the process ready; false while another (or this) thread is booting it */
+bool nm_process_init(void);
+
+/* ---- alloc.c: routing by size and by page-map kind ------------------------------------- */
+void  *nm_malloc(size_t n);
+void   nm_free(void *p);
+void  *nm_calloc(size_t n, size_t m);
+void  *nm_realloc(void *p, size_t n);
+void  *nm_reallocarray(void *p, size_t n, size_t m);
+size_t nm_usable_size(const void *p);
+void  *nm_malloc_slow(size_t n);
+/* e: p's page-map entry */
+void   nm_free_slow(void *p, nm_pme_t e);
+/* the calling thread's cache once the process is ready, or NULL while it boots */
+nm_tcache_t *nm_thread_ready(void);
+/* any size: small, medium or large; align <= 16 means none */
+void  *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero);
+/* allocations while booting: served by the fallback arena, counted */
+void  *nm_bootstrap_alloc(size_t n, size_t align, bool zero);
+
+/* ---- aligned.c ------------------------------------------------------------------------- */
+void *nm_memalign(size_t align, size_t n);
+int   nm_posix_memalign(void **out, size_t align, size_t n);
+void *nm_aligned_alloc(size_t align, size_t n);
+void *nm_valloc(size_t n);
+void *nm_pvalloc(size_t n);
+
+/* ---- api.c ----------------------------------------------------------------------------- */
 struct numamalloc_block_info;
 struct mallinfo;
 struct mallinfo2;

@@ -22,10 +22,10 @@
     "populate large blocks at allocation (first touch on the right node, no page faults later)") \
   X(DECAY_MS,        NM_T_UINT,    "1000",   "milliseconds from 0 to 3600000", \
     "how long unused cached memory is kept before it is returned to the OS") \
+  X(BACKGROUND,      NM_T_BOOL,    "0",      "0 or 1", \
+    "a background thread returns idle memory after NUMAMALLOC_DECAY_MS even when the program makes no allocator calls") \
   X(LARGE_CACHE,     NM_T_SIZE,    "64M",    "a size from 0 to 64G (suffix K, M or G)", \
     "bytes of freed large mappings kept per node for reuse") \
-  X(ARENA_RESERVE,   NM_T_SIZE,    "auto",   "auto, or a size from 64M to 64T (suffix M, G or T)", \
-    "address space reserved per node for the fallback arena (auto: the node's memory)") \
   X(CHECK,           NM_T_BOOL,    "0",      "0 or 1", \
     "validate every free and realloc (double free, interior and foreign pointers, writes past the end) and abort on misuse") \
   X(STATS,           NM_T_ENUM,    "off",    "off, text or json", \
@@ -64,8 +64,8 @@ typedef struct nm_options {
     size_t   large_threshold;
     bool     prefault;
     uint64_t decay_ms;
+    bool     background;
     size_t   large_cache;
-    size_t   arena_reserve;          /* 0 = auto */
     bool     check;
     int      stats;                  /* enum nm_stats_mode */
     char     stats_file[512];

@@ -19,7 +19,6 @@ void *nm_os_map_aligned(size_t size, size_t align, int extra_flags);
 void *nm_os_reserve(size_t size, size_t align);
 bool  nm_os_unmap(void *p, size_t size);
 bool  nm_os_advise(void *p, size_t size, int advice);
-bool  nm_os_protect(void *p, size_t size, int prot);
 void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr);
 /* mbind(2) with a node mask of nbits bits; counts failures, keeps errno */
 bool  nm_os_mbind(void *p, size_t size, int mode, const unsigned long *mask, unsigned long nbits);
@@ -33,8 +32,6 @@ uint64_t nm_os_now_ms(void);
 uint64_t nm_os_now_ns(void);
 /* CPU the thread runs on: rseq area (glibc >= 2.35 registers it) or getcpu(2) */
 int   nm_os_cpu(void);
-/* node of the page holding p as the kernel sees it (get_mempolicy), -1 if unknown */
-int   nm_os_page_node(const void *p);
 /* resident set size of this process in bytes (/proc/self/statm), 0 if unknown */
 uint64_t nm_os_rss(void);
 /* pid without libc's cache (correct in a child after fork via raw clone) */

@@ -1,6 +1,7 @@
-/* numamalloc — allocation-free formatting and output (src/out.c).
- * Everything that prints goes through nm_buf_t: a caller-provided buffer that
- * never overflows and remembers how many bytes the whole text needed. */
+/* numamalloc — allocation-free formatting and output (src/out.c), and the stats
+ * emitter (src/emit.c). Everything that prints goes through nm_buf_t: a
+ * caller-provided buffer that never overflows and remembers how many bytes the whole
+ * text needed. */
 #ifndef NM_OUT_H
 #define NM_OUT_H
 
@@ -44,5 +45,49 @@ void   nm_copy_cstr(char *dst, size_t cap, const char *src);
 void   nm_copy_printable(char *dst, size_t cap, const char *src);
 const char *nm_strstr(const char *hay, const char *needle);
 bool   nm_parse_u64(const char *s, const char **end, uint64_t *out);
+
+/* ---- one walk, two formats: the stats emitter (src/emit.c), after jemalloc's
+ * emitter.h. The dump calls em_* once per value; in text mode that prints aligned
+ * "label  value" lines and tables, in JSON mode one compact object (one line per
+ * dump, so appended dumps form a JSON Lines file). */
+enum { NM_EM_TEXT = 1, NM_EM_JSON = 2 };
+
+typedef struct nm_col {
+    const char *key;         /* JSON member name */
+    const char *title;       /* text column header */
+    int         width;       /* text column width (negative: left-aligned) */
+} nm_col_t;
+
+typedef struct nm_emit {
+    nm_buf_t *b;
+    int mode;
+    int depth;
+    bool need_comma[12];
+    const nm_col_t *cols;    /* current table */
+    int ncols, col;
+} nm_emit_t;
+
+void em_begin(nm_emit_t *em, nm_buf_t *b, int mode);
+void em_end(nm_emit_t *em);
+void em_obj_begin(nm_emit_t *em, const char *key, const char *title);
+void em_obj_end(nm_emit_t *em);
+void em_u64(nm_emit_t *em, const char *key, const char *label, uint64_t v);
+void em_i64(nm_emit_t *em, const char *key, const char *label, int64_t v);
+void em_bytes(nm_emit_t *em, const char *key, const char *label, uint64_t v);
+void em_str(nm_emit_t *em, const char *key, const char *label, const char *s);
+void em_bool(nm_emit_t *em, const char *key, const char *label, bool v);
+void em_pct(nm_emit_t *em, const char *key, const char *label, uint64_t num, uint64_t den);
+void em_na(nm_emit_t *em, const char *key, const char *label, const char *why);
+void em_note(nm_emit_t *em, const char *text);      /* text mode only: a comment line */
+void em_table_begin(nm_emit_t *em, const char *key, const char *title, const nm_col_t *cols, int ncols);
+void em_row_begin(nm_emit_t *em);
+void em_cell_u64(nm_emit_t *em, uint64_t v);
+void em_cell_i64(nm_emit_t *em, int64_t v);
+void em_cell_str(nm_emit_t *em, const char *s);
+void em_cell_bytes(nm_emit_t *em, uint64_t v);      /* text: human; JSON: integer */
+void em_cell_pct(nm_emit_t *em, uint64_t num, uint64_t den);  /* JSON: ratio or null */
+void em_cell_na(nm_emit_t *em);
+void em_row_end(nm_emit_t *em);
+void em_table_end(nm_emit_t *em);
 
 #endif

@@ -38,4 +38,60 @@ NM_INLINE nm_pme_t nm_pagemap_get(uintptr_t a)
     return __atomic_load_n(&leaf[(a >> NM_GRANULE_SHIFT) & (NM_PM_LEAF_LEN - 1)], __ATOMIC_RELAXED);
 }
 
+/* ---- the live map: medium blocks the program holds ---------------------------------
+ * One bit per 8 KiB of address space (every medium block starts on such a boundary,
+ * and no two in the same 8 KiB), set from malloc to free, beside the page map: the
+ * leaf for the 4 GiB a page-map leaf covers is 64 KiB, mapped (src/pagemap.c) before
+ * the first medium slab there is registered. A bit is set and cleared by the threads
+ * handing the block out and taking it back with one locked bit instruction; the
+ * program's own synchronisation orders the two, so relaxed order is enough. A free
+ * whose bit is clear is a double free or not a block start: refused, never cached. */
+#define NM_LIVE_SHIFT      13
+extern uint64_t *nm_live_root[NM_PM_ROOT_LEN];
+
+NM_INLINE uint64_t *nm_live_leaf(uintptr_t a) { return __atomic_load_n(&nm_live_root[a >> (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS)], __ATOMIC_ACQUIRE); }
+NM_INLINE uint64_t nm_live_index(uintptr_t a) { return (a >> NM_LIVE_SHIFT) & (((uint64_t)1 << (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS - NM_LIVE_SHIFT)) - 1); }
+
+/* set the bit of medium block p (ours, its leaf mapped) */
+NM_INLINE void nm_live_set(const void *p)
+{
+    uint64_t *leaf = nm_live_leaf((uintptr_t)p);
+    uint64_t i = nm_live_index((uintptr_t)p);
+#if defined(__x86_64__)
+    __asm__ volatile("lock btsq %1, %0" : "+m"(*leaf) : "r"(i) : "memory", "cc");
+#else
+    __atomic_fetch_or(&leaf[i >> 6], (uint64_t)1 << (i & 63), __ATOMIC_RELAXED);
+#endif
+}
+
+/* clear the bit of medium block p; true if it was set */
+NM_INLINE bool nm_live_clear(const void *p)
+{
+    uint64_t *leaf = nm_live_leaf((uintptr_t)p);
+    uint64_t i = nm_live_index((uintptr_t)p);
+#if defined(__x86_64__)
+    bool was;
+    __asm__ volatile("lock btrq %2, %0" : "+m"(*leaf), "=@ccc"(was) : "r"(i) : "memory");
+    return was;
+#else
+    uint64_t bit = (uint64_t)1 << (i & 63);
+    return (__atomic_fetch_and(&leaf[i >> 6], ~bit, __ATOMIC_RELAXED) & bit) != 0;
+#endif
+}
+
+NM_INLINE bool nm_live_test(const void *p)
+{
+    uint64_t *leaf = nm_live_leaf((uintptr_t)p);
+    uint64_t i = nm_live_index((uintptr_t)p);
+    return leaf && ((__atomic_load_n(&leaf[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1);
+}
+
+/* The entry of an address known to be ours (a block from our own caches): no
+ * bounds or missing-leaf test. */
+NM_INLINE nm_pme_t nm_pagemap_get_ours(uintptr_t a)
+{
+    nm_pme_t *leaf = __atomic_load_n(&nm_pm_root[a >> (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS)], __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&leaf[(a >> NM_GRANULE_SHIFT) & (NM_PM_LEAF_LEN - 1)], __ATOMIC_RELAXED);
+}
+
 #endif

@@ -1,19 +1,22 @@
-/* numamalloc — the counter lists. Each list names every counter once; the lists
- * generate the structs, the merge and both printers (src/stats.c).
+/* numamalloc — every counter: the lists, their storage (src/counters.c) and the one
+ * way to add to them. Depends on nothing of ours but config.h and base.h, so every
+ * file may count; the dump (src/stats.c) reads them all from the top.
  *
- * Large blocks are counted per thread too (an atomic add costs ~20 cycles, and a
- * large malloc+free pair did 17 of them); only the live bytes and their peak are
- * global atomics.
- * Per-thread counters (nm_counters_t) are plain increments on slow paths (fast-path
- * allocations and frees are counted through the bin's budget/nfree and reconciled
- * here at magazine exchanges); they are merged into the global copy with atomic
- * adds when a thread exits, and summed over live threads when a dump is made.
- * Global-only counters (nm_gcounters) are relaxed atomics on slow paths. */
+ * Two kinds:
+ *  - nm_counters_t tables (per class, per domain, per thread, per large-block
+ *    backing): each live thread has its own copy in its cache and adds to it with
+ *    plain increments; anything counted without a live thread (booting, exited
+ *    threads, other domains' work) goes atomically into the global copy, which also
+ *    receives a thread's copy when the thread exits. A dump sums the global copy and
+ *    every live thread's. nm_count() is that rule, the only way to add.
+ *  - global counters (NM_GLOBAL_COUNTERS, fallback reasons): relaxed atomics, for
+ *    process-wide facts (segments mapped, system calls, live large bytes).
+ * Fast-path allocations and frees are not counted one by one: the bins count them
+ * (budget, nfree) and src/tcache.c adds them here at every slow event of the bin. */
 #ifndef NM_STATS_H
 #define NM_STATS_H
 
-#include <stdint.h>
-#include "numamalloc/config.h"
+#include "numamalloc/base.h"
 
 /* per size class */
 #define NM_CLASS_COUNTERS(X) \
@@ -54,20 +57,20 @@
     X(large_free_bytes,  "bytes of large blocks freed")                              \
     X(large_cache_hit,   "large allocations served from the mapping cache")          \
     X(large_cache_miss,  "large allocations that needed a new mapping")              \
-    X(bk_alloc_4k,  "large blocks on 4 KiB pages")    X(bk_alloc_thp, "on THP")        \
-    X(bk_alloc_h2m, "on hugetlb 2 MiB")               X(bk_alloc_h1g, "on hugetlb 1 GiB") \
-    X(bk_free_4k,   "freed, 4 KiB")   X(bk_free_thp, "freed, THP")                   \
-    X(bk_free_h2m,  "freed, 2 MiB")   X(bk_free_h1g, "freed, 1 GiB")                 \
-    X(bk_abytes_4k, "bytes, 4 KiB")   X(bk_abytes_thp, "bytes, THP")                 \
-    X(bk_abytes_h2m, "bytes, 2 MiB")  X(bk_abytes_h1g, "bytes, 1 GiB")               \
-    X(bk_fbytes_4k, "freed bytes, 4 KiB")  X(bk_fbytes_thp, "freed bytes, THP")      \
-    X(bk_fbytes_h2m, "freed bytes, 2 MiB") X(bk_fbytes_h1g, "freed bytes, 1 GiB")    \
-    X(medium_cache_hit,  "medium allocations served from the thread's cache")
+    X(med_evictions,     "medium magazines given back to make room in a thread's bound")
+
+/* per large-block backing (enum nm_backing), a row of NM_BACK_COUNT each */
+#define NM_BACKING_COUNTERS(X) \
+    X(bk_alloc,  "large blocks mapped on this backing")                              \
+    X(bk_free,   "of which freed")                                                   \
+    X(bk_abytes, "bytes mapped on this backing")                                     \
+    X(bk_fbytes, "of which freed")
 
 /* global, relaxed atomics */
 #define NM_GLOBAL_COUNTERS(X) \
     X(threads_seen,       "threads that used the allocator")                         \
     X(threads_live,       "threads alive now")                                       \
+    X(large_live,         "live large blocks")                                       \
     X(large_live_bytes,   "bytes in live large mappings")                            \
     X(large_peak_bytes,   "peak of large_live_bytes")                                \
     X(large_cache_evict,  "cached large mappings released (decay, bound or trim)")   \
@@ -76,13 +79,15 @@
     X(large_cache_merge,  "cached mappings merged with a neighbour")                 \
     X(large_tcache_bytes, "bytes of large mappings kept by the threads that freed them") \
     X(large_mremap,       "large reallocs done with mremap")                         \
-    X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), arena blocks") \
+    X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), fallback blocks") \
     X(footprint_peak,     "peak of footprint")                                       \
-    X(medium_cached,      "bytes of medium blocks kept in thread caches (to 256 KiB per thread)") \
     X(segments,           "slab segments mapped now")                                \
     X(segments_peak,      "peak of segments")                                        \
     X(slab_pages_purged,  "slab pages returned with MADV_DONTNEED")                  \
     X(segments_unmapped,  "segments returned with munmap")                           \
+    X(medium_bytes_purged,"bytes of free medium blocks inside slabs returned with MADV_DONTNEED") \
+    X(threads_reaped,     "caches of threads that died without running their exit retired") \
+    X(background_runs,    "passes of the background thread (NUMAMALLOC_BACKGROUND=1)")   \
     X(pagemap_bytes,      "bytes of page-map leaves")                                \
     X(meta_bytes,         "bytes of allocator metadata (descriptors, magazines)")    \
     X(mmap_calls,  "mmap calls")       X(mmap_fail,  "mmap failures")                \
@@ -111,24 +116,96 @@
     X(THP_DISABLED,      "thp_disabled",      "transparent huge pages set to never") \
     X(THP_MADVISE,       "thp_madvise_failed","madvise(MADV_HUGEPAGE) failed") \
     X(MBIND,             "mbind_failed",      "mbind of a segment or mapping failed") \
-    X(ARENA_FULL,        "arena_full",        "fallback arena full or unavailable: block mapped on its own") \
-    X(ARENA_OUTSIDE,     "arena_outside",     "mimalloc served a block outside our bound arenas") \
-    X(LARGE_ALIGN,       "large_alignment",   "alignment above 32 KiB: block mapped on its own")
+    X(OWN_MEMORY,        "own_memory_refused","no segment could be mapped, even after releasing idle memory: served by the fallback arena") \
+    X(LARGE_ALIGN,       "large_alignment",   "alignment above 64 KiB below the large threshold: block mapped on its own")
 
 #define NM_CTR_ENUM(name, desc) NM_C_##name,
 enum { NM_CLASS_COUNTERS(NM_CTR_ENUM) NM_CLASS_CTR_N };
 enum { NM_DOMAIN_COUNTERS(NM_CTR_ENUM) NM_DOMAIN_CTR_N };
 enum { NM_THREAD_COUNTERS(NM_CTR_ENUM) NM_THREAD_CTR_N };
+enum { NM_BACKING_COUNTERS(NM_CTR_ENUM) NM_BACKING_CTR_N };
 enum { NM_GLOBAL_COUNTERS(NM_CTR_ENUM) NM_GLOBAL_CTR_N };
 #undef NM_CTR_ENUM
 #define NM_FB_ENUM(id, key, desc) NM_FB_##id,
 enum { NM_FALLBACK_REASONS(NM_FB_ENUM) NM_FB_N };
 #undef NM_FB_ENUM
 
+/* how a large block's pages are backed */
+enum nm_backing {
+    NM_BACK_NORMAL = 0,  /* 4 KiB pages */
+    NM_BACK_THP,         /* 2 MiB aligned, madvise(MADV_HUGEPAGE) */
+    NM_BACK_HUGETLB_2M,  /* MAP_HUGETLB, 2 MiB pages */
+    NM_BACK_HUGETLB_1G,  /* MAP_HUGETLB, 1 GiB pages */
+    NM_BACK_COUNT
+};
+
 typedef struct nm_counters {
     uint64_t cls[NM_NUM_CLASSES][NM_CLASS_CTR_N];
     uint64_t thr[NM_THREAD_CTR_N];
+    uint64_t bk[NM_BACKING_CTR_N][NM_BACK_COUNT];
     uint64_t *dom;           /* [nm_ndomains][NM_DOMAIN_CTR_N], mapped at thread start */
 } nm_counters_t;
+
+/* the tables of nm_count */
+enum nm_ctr_table { NM_CT_THREAD, NM_CT_CLASS, NM_CT_DOMAIN, NM_CT_BACKING };
+
+/* ---- storage (src/counters.c) ------------------------------------------------------ */
+extern nm_counters_t nm_global_ctr;          /* exited threads and counts made without one */
+extern uint64_t nm_gctr[NM_GLOBAL_CTR_N];
+extern uint64_t nm_fallback[NM_FB_N];
+extern int      nm_fallback_errno[NM_FB_N];
+/* set up the global copy's per-domain table (ndomains domains); false: no memory */
+bool nm_counters_init(uint32_t ndomains);
+/* add a thread's counters to the global copy and zero them (at its exit) */
+void nm_counters_merge(nm_counters_t *c, uint32_t ndomains);
+/* sum into dst (plain adds) the counters of src, read racily (a live thread's) */
+void nm_counters_sum(nm_counters_t *dst, const nm_counters_t *src, uint32_t ndomains);
+
+NM_INLINE uint64_t *nm_ctr_at(nm_counters_t *c, int table, unsigned index, int id)
+{
+    switch (table) {
+    case NM_CT_THREAD: return &c->thr[id];
+    case NM_CT_CLASS:  return &c->cls[index][id];
+    case NM_CT_DOMAIN: return &c->dom[(size_t)index * NM_DOMAIN_CTR_N + (unsigned)id];
+    default:           return &c->bk[id][index];
+    }
+}
+
+/* Add v to counter id of table (index: the class, domain or backing) in c, a live
+ * thread's own counters, with a plain add; with c == NULL (no live thread), to the
+ * global copy, atomically. The only way the tables are counted. */
+NM_INLINE void nm_count(nm_counters_t *c, int table, unsigned index, int id, uint64_t v)
+{
+    if (NM_LIKELY(c != NULL)) { *nm_ctr_at(c, table, index, id) += v; return; }
+    if (table == NM_CT_DOMAIN && nm_global_ctr.dom == NULL) return;    /* before boot */
+    __atomic_fetch_add(nm_ctr_at(&nm_global_ctr, table, index, id), v, __ATOMIC_RELAXED);
+}
+
+NM_INLINE void nm_gstat_add(int id, uint64_t v) { __atomic_fetch_add(&nm_gctr[id], v, __ATOMIC_RELAXED); }
+NM_INLINE void nm_gstat_sub(int id, uint64_t v) { __atomic_fetch_sub(&nm_gctr[id], v, __ATOMIC_RELAXED); }
+NM_INLINE uint64_t nm_gstat_get(int id) { return __atomic_load_n(&nm_gctr[id], __ATOMIC_RELAXED); }
+/* raise peak counter `peak` to at least v */
+NM_INLINE void nm_gstat_max(int peak, uint64_t v)
+{
+    uint64_t cur = __atomic_load_n(&nm_gctr[peak], __ATOMIC_RELAXED);
+    while (v > cur && !__atomic_compare_exchange_n(&nm_gctr[peak], &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
+}
+/* add v, then raise peak to the new value */
+NM_INLINE void nm_gstat_add_peak(int id, int peak, uint64_t v)
+{
+    nm_gstat_max(peak, __atomic_add_fetch(&nm_gctr[id], v, __ATOMIC_RELAXED));
+}
+/* the heap's footprint (live + cached bytes) and its peak */
+NM_INLINE void nm_footprint_add(int64_t v)
+{
+    if (v > 0) nm_gstat_add_peak(NM_C_footprint, NM_C_footprint_peak, (uint64_t)v);
+    else nm_gstat_sub(NM_C_footprint, (uint64_t)-v);
+}
+/* count a fallback under its reason; err = errno of the failed call, or 0 */
+NM_INLINE void nm_fallback_count(int reason, int err)
+{
+    __atomic_fetch_add(&nm_fallback[reason], 1, __ATOMIC_RELAXED);
+    if (err) __atomic_store_n(&nm_fallback_errno[reason], err, __ATOMIC_RELAXED);
+}
 
 #endif

@@ -1,4 +1,4 @@
-/* numamalloc — NUMA topology (src/topology.c) and placement policy (src/policy.c). */
+/* numamalloc — NUMA topology (src/topology.c): what the machine is. */
 #ifndef NM_TOPOLOGY_H
 #define NM_TOPOLOGY_H
 
@@ -48,19 +48,5 @@ NM_INLINE bool nm_topo_has_memory(int n)
 /* free hugetlb pages of the given size (kB) on node n (n < 0: whole system); -1 if unknown */
 long nm_topo_free_hugepages(int node, unsigned long size_kb);
 long nm_topo_nr_hugepages(int node, unsigned long size_kb);
-
-/* ---- policy (src/policy.c) ------------------------------------------------------ */
-extern uint32_t nm_ndomains;          /* max_node + 2: one per node id, then interleave */
-extern uint32_t nm_dom_interleave;    /* index of the interleaved pseudo-domain */
-extern struct nm_domain *nm_domains;
-
-bool nm_policy_init(void);            /* validates NUMAMALLOC_POLICY against the topology */
-uint32_t nm_policy_domain_for(int cpu_node);
-/* bind fresh memory [p, p+len) to domain d before first touch; counts failures */
-bool nm_policy_bind(uint32_t d, void *p, size_t len);
-/* node id a domain stands for, or -1 for the interleaved domain */
-int  nm_domain_node(uint32_t d);
-/* "local", "bind:0,1", ... for listings */
-void nm_policy_describe(char *buf, size_t cap);
 
 #endif

@@ -38,16 +38,12 @@ enum nm_kind {
     NM_KIND_SLAB  = 1,   /* small block in a slab; descriptor = nm_slab_t */
     NM_KIND_LARGE = 2,   /* own mapping on 4 KiB or transparent huge pages; nm_large_t */
     NM_KIND_HUGE  = 3,   /* own mapping on hugetlb pages; nm_large_t */
-    NM_KIND_ARENA = 4,   /* fallback arena (mimalloc) chunk; descriptor = NULL */
-};
-
-/* how a large block's pages are backed */
-enum nm_backing {
-    NM_BACK_NORMAL = 0,  /* 4 KiB pages */
-    NM_BACK_THP,         /* 2 MiB aligned, madvise(MADV_HUGEPAGE) */
-    NM_BACK_HUGETLB_2M,  /* MAP_HUGETLB, 2 MiB pages */
-    NM_BACK_HUGETLB_1G,  /* MAP_HUGETLB, 1 GiB pages */
-    NM_BACK_COUNT
+    NM_KIND_ARENA = 4,   /* fallback arena (mimalloc): never in the page map, only in
+                            numamalloc_block_info's answer for its blocks */
+    NM_KIND_MEDIUM = 5,  /* medium block in a slab; descriptor = nm_slab_t. Never
+                            matches a thread's free tag: every medium free is checked
+                            against the slab's `live` bits (numamalloc_block_info
+                            reports it as a slab block) */
 };
 
 /* ---- magazine ---------------------------------------------------------------------
@@ -91,7 +87,9 @@ typedef struct nm_slab {
     uint8_t   npages;        /* 64 KiB pages in the slab */
     uint8_t   page;          /* index of its first page in the segment */
     uint8_t   on_partial;    /* 1 while on the depot's partial list */
-    uint16_t *req;           /* NUMAMALLOC_CHECK=1: bytes requested per block (canary
+    uint8_t   aged;          /* medium slabs: free blocks already free at the last decay pass */
+    uint8_t   clean;         /* medium slabs: free blocks whose pages were returned (MADV_DONTNEED) */
+    uint32_t *req;           /* NUMAMALLOC_CHECK=1: bytes requested per block (canary
                                 start), beside the slab; NULL otherwise */
 } NM_ALIGNED(64) nm_slab_t;
 _Static_assert(sizeof(nm_slab_t) == 64, "a slab descriptor is one cache line");
@@ -122,6 +120,7 @@ typedef struct nm_depot {
     uint64_t  spare_since_ms;
     uint64_t  nslabs;        /* slabs of this class in this domain */
     uint64_t  fresh;         /* never-used blocks in those slabs (not yet touched) */
+    uint64_t  clean;         /* free blocks of medium slabs whose pages were returned */
     uint64_t  held;          /* blocks out of slabs: in use or cached in magazines */
     uint64_t  held_peak;     /* peak of held */
     uint64_t  exchanges;     /* magazine exchanges with threads */
@@ -174,23 +173,20 @@ typedef struct nm_tcache {
     nm_bin_t  bins[NM_NUM_CLASSES];  /* first: the fast path indexes these */
     uint64_t  free_tag_hi;   /* page-map tag (domain << 4 | SLAB) << 48: blocks this thread may cache */
     uint8_t   state;         /* enum nm_tstate */
-    uint8_t   busy;          /* >0 while inside the allocator's own calls out (profiler, init) */
-    uint32_t  domain;        /* domain serving this thread's small blocks */
+    uint8_t   busy;          /* >0 while inside the allocator's own calls out (profiler, dumps) */
+    uint32_t  domain;        /* domain serving this thread's small and medium blocks */
     int32_t   cpu_node;      /* node of the CPU seen at the last check */
     uint32_t  slow_ticks;    /* slow-path events since the last decay check */
-    int64_t   prof_left;     /* profiler: bytes until the next medium/large sample */
+    int64_t   prof_left;     /* profiler: bytes until the next large sample */
     uint64_t  rng;           /* profiler: xorshift state */
-    int64_t   fp_pending;    /* arena bytes not yet added to the global footprint */
-    void     *mheap;         /* this thread's mimalloc heap in its domain's arena (fallback.c) */
-    uint32_t  mheap_dom;     /* domain of mheap */
-    uint8_t   mheap_gone;    /* thread is exiting: mimalloc may have dropped its heaps */
     int32_t   tid;           /* kernel thread id of the owner (to find caches of dead threads) */
-    uint32_t  mbytes;        /* bytes in mcache */
-    uint32_t  mbytes_told;   /* part of mbytes already added to the global medium_cached */
-    uint8_t   mcount[NM_MED_CLASSES];              /* blocks per medium class in mcache */
-    struct { void *p; size_t usable; } mcache[NM_MED_CLASSES][NM_MED_CAP];  /* freed medium blocks kept for reuse */
-    nm_large_t *lcache[NM_LCACHE_SLOTS];  /* large blocks this thread freed, kept for its next request (large.c) */
-    uint8_t   lcount;        /* used slots of lcache */
+    uint32_t  med_clock;     /* medium bin slow events, for med_used */
+    uint64_t  med_held;      /* bytes of medium magazine capacity in the bins (<= NM_MED_THREAD_BYTES) */
+    uint32_t  med_used[NM_NUM_CLASSES - NM_SMALL_CLASSES];  /* med_clock at each medium bin's last slow event */
+    /* large blocks this thread freed, kept for its next request (large.c). Atomic
+     * slots: the owner and any thread reclaiming them (decay, malloc_trim) take a
+     * block only by exchanging its slot for NULL. */
+    nm_large_t *lcache[NM_LCACHE_SLOTS];
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;

@@ -86,6 +86,14 @@ static inline int kind_of(const void *p)
     return api()->block_info(p, &bi) == 0 ? bi.kind : NUMAMALLOC_KIND_UNKNOWN;
 }
 
+/* a medium block: in a slab, in one of the classes above 32 KiB (size_class >= 40) */
+static inline bool is_medium(const void *p)
+{
+    struct numamalloc_block_info bi;
+    return api()->block_info(p, &bi) == 0 && bi.kind == NUMAMALLOC_KIND_SLAB && bi.size_class >= 40 &&
+           bi.usable_size > 32768;
+}
+
 /* resident set size from /proc/self/statm, bytes */
 static inline uint64_t rss_bytes(void)
 {

@@ -92,9 +92,9 @@ check_stats() {   # check_stats LOG TAG
     step=${line#NMSTATS }; step=${step%% *}
     json=$T/$tag-${step//[:\/]/_}.json
     printf '%s\n' "${line#NMSTATS "$step" }" > "$json"
-    # every binding worked: mbind never failed; every medium block came from the
-    # domain's bound arena, whatever node the allocating thread runs on
-    set -- 'fallback:mbind_failed==0' 'fallback:arena_full|arena_outside==0'
+    # every binding worked: mbind never failed; no request had to go to the
+    # fallback arena, whatever node the allocating thread runs on
+    set -- 'fallback:mbind_failed==0' 'fallback:own_memory_refused==0'
     case $step in
       vm-pool) set -- "$@" 'backing:hugetlb_2m.mapped_total>=3' \
                  'fallback:no_hugetlb_pool|no_free_hugetlb_on_node|hugetlb_mmap_failed|hugetlb_populate_failed==0' ;;

@@ -51,8 +51,8 @@ grep -q NEW_KNOB "$tmp/inc/numamalloc/options.h" || bad "test set-up: could not 
 expect_stale "new option in options.h" "NUMAMALLOC_NEW_KNOB is in NM_OPTIONS but missing" --include "$tmp/inc"
 
 cp "$man7" "$tmp/fb.7"
-sed -i '/^\.B arena_outside$/,+1d' "$tmp/fb.7"
-expect_stale "fallback reason missing" "fallback reason arena_outside is in NM_FALLBACK_REASONS but missing" --man "$tmp/fb.7"
+sed -i '/^\.B own_memory_refused$/,+1d' "$tmp/fb.7"
+expect_stale "fallback reason missing" "fallback reason own_memory_refused is in NM_FALLBACK_REASONS but missing" --man "$tmp/fb.7"
 
 # ---- 2. rendering ---------------------------------------------------------------------------
 for page in numamalloc.3 numamalloc.7; do

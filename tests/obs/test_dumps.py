@@ -54,10 +54,11 @@ def fallback_keys():
 
 
 def class_sizes():
-    """16..128 in steps of 16, then four classes per doubling up to 32 KiB (config.h)."""
+    """16..128 in steps of 16, then four classes per doubling up to 32 KiB (small) and
+    on to 1 MiB (medium) (config.h)."""
     sizes = list(range(16, 129, 16))
     base = 128
-    while base < 32768:
+    while base < 1 << 20:
         sizes += [base + base // 4 * k for k in range(1, 5)]
         base *= 2
     return sizes
@@ -169,7 +170,7 @@ class Dump(Tmp, unittest.TestCase):
         self.assertEqual(sum(r["live_bytes"] for r in cls) + ar["live_bytes"] + lg["live_bytes"], s["live_bytes"])
         # classes
         sizes = class_sizes()
-        self.assertEqual(len(sizes), 40)
+        self.assertEqual(len(sizes), 60)
         prev = -1
         for r in cls:
             self.assertGreater(r["class"], prev)
@@ -245,11 +246,12 @@ class Dump(Tmp, unittest.TestCase):
         self.assertGreaterEqual(full["large"]["live_bytes"] - base["large"]["live_bytes"], 3 * (4 << 20))
         self.assertIsNotNone(full["large"]["huge_coverage"])
 
-    def test_medium_blocks_in_arena(self):
-        """5 blocks of 100 KiB go to the fallback arena."""
+    def test_medium_blocks_in_their_classes(self):
+        """5 blocks of 100 KiB: the 112 KiB medium class, not the fallback arena."""
         base, full = self.alloc_pair(5, 100 << 10)
-        self.assertEqual(full["arena"]["allocs"] - base["arena"]["allocs"], 5)
-        self.assertGreaterEqual(full["arena"]["live_bytes"] - base["arena"]["live_bytes"], 5 * (100 << 10))
+        row = lambda d: next((r for r in d["classes"] if r["size"] == 112 << 10), {"live": 0, "allocs": 0})
+        self.assertEqual(row(full)["live"] - row(base)["live"], 5)
+        self.assertEqual(full["arena"]["allocs"], base["arena"]["allocs"])
         self.assertEqual(full["large"]["allocs"], base["large"]["allocs"])
 
     def test_heap_peak_at_least_heap_now(self):

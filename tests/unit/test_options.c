@@ -113,7 +113,7 @@ Test(options, defaults_parse_and_apply)
     cr_assert_eq(o.prefault, false);
     cr_assert_eq(o.decay_ms, 1000);
     cr_assert_eq(o.large_cache, (size_t)64 << 20);
-    cr_assert_eq(o.arena_reserve, 0, "auto");
+    cr_assert_eq(o.background, false);
     cr_assert_eq(o.check, false);
     cr_assert_eq(o.stats, NM_STATS_OFF);
     cr_assert_str_eq(o.stats_file, "");
@@ -280,16 +280,14 @@ Test(options, large_cache)
     cr_assert_eq(o.large_cache, 4096);
 }
 
-Test(options, arena_reserve)
+Test(options, background)
 {
     fresh();
-    accept("ARENA_RESERVE", "64M");  cr_assert_eq(o.arena_reserve, (size_t)64 << 20);
-    accept("ARENA_RESERVE", "64T");  cr_assert_eq(o.arena_reserve, (size_t)64 << 40);
-    accept("ARENA_RESERVE", "8G");   cr_assert_eq(o.arena_reserve, (size_t)8 << 30);
-    accept("ARENA_RESERVE", "auto"); cr_assert_eq(o.arena_reserve, 0);
-    static const char *bad[] = { "63M", "65T", "0", "", "Auto", "none", "1P" };
-    for (unsigned i = 0; i < NM_ARRAY_LEN(bad); i++) reject("ARENA_RESERVE", bad[i]);
-    cr_assert_eq(o.arena_reserve, 0);
+    accept("BACKGROUND", "1");  cr_assert(o.background);
+    accept("BACKGROUND", "0");  cr_assert_not(o.background);
+    static const char *bad[] = { "2", "", "enabled", "-1" };
+    for (unsigned i = 0; i < NM_ARRAY_LEN(bad); i++) reject("BACKGROUND", bad[i]);
+    cr_assert_not(o.background);
 }
 
 Test(options, stats)
@@ -511,6 +509,15 @@ Test(options, init_warns_once_per_bad_or_unknown_variable)
     cr_assert_eq(nm_opt.policy, NM_POL_LOCAL);
     cr_assert_eq(nm_opt.decay_ms, 5, "good values next to bad ones still apply");
     cr_assert_not(nm_opt.from_env[NM_OPT_STATS]);
+    free(out);
+}
+
+Test(options, retired_variable_named)
+{
+    char *env[] = { "NUMAMALLOC_ARENA_RESERVE=64M", NULL };
+    char *out = init_capture(env, false);
+    cr_assert_str_eq(out, "numamalloc: NUMAMALLOC_ARENA_RESERVE is no longer used (medium blocks come from "
+                          "numamalloc's own segments, not a reserved arena): ignored\n");
     free(out);
 }
 

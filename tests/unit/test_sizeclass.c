@@ -1,11 +1,11 @@
 /* tests/unit/test_sizeclass.c — the generated size-class tables (build/sizeclass_table.h)
  * and the inline lookups of include/numamalloc/sizeclass.h.
  *
- * Owns: class boundaries for every request 0..NM_SMALL_MAX, round trips class ->
- * size -> class, monotonic tables, slab geometry (pages, blocks per slab), magazine
- * capacities, the worst-case internal waste bound documented in config.h, and
- * nm_size_class_aligned (blocks aligned by construction). Pure table checks: nothing
- * is booted. */
+ * Owns: class boundaries for every request 0..NM_MEDIUM_MAX (small classes by table,
+ * medium ones by nm_medium_class), round trips class -> size -> class, monotonic
+ * tables, slab geometry (pages, blocks per slab), magazine capacities, the worst-case
+ * internal waste bound documented in config.h, and nm_size_class_aligned (blocks
+ * aligned by construction). Pure table checks: nothing is booted. */
 #include <criterion/criterion.h>
 
 #include "numamalloc/internal.h"
@@ -30,20 +30,38 @@ Test(sizeclass, every_request_maps_to_smallest_fitting_class)
         if (c > 0) cr_assert_lt(nm_class_size[c - 1], n, "n=%zu would fit class %u too", n, c - 1);
     }
     cr_assert_eq(nm_size_class(0), 0, "malloc(0) must use the 16-byte class");
-    cr_assert_eq(nm_size_class(NM_SMALL_MAX), NM_NUM_CLASSES - 1);
+    cr_assert_eq(nm_size_class(NM_SMALL_MAX), NM_SMALL_CLASSES - 1);
+}
+
+Test(sizeclass, every_medium_request_maps_to_smallest_fitting_class)
+{
+    for (size_t n = NM_SMALL_MAX + 1; n <= NM_MEDIUM_MAX; n++) {
+        unsigned c = (unsigned)nm_medium_class(n);
+        cr_assert(c >= NM_SMALL_CLASSES && c < NM_NUM_CLASSES, "n=%zu: class %u", n, c);
+        cr_assert_eq(c, ref_class(n), "n=%zu: class %u, smallest fitting is %u", n, c, ref_class(n));
+        cr_assert_eq(nm_class_of(n), c, "nm_class_of(%zu)", n);
+    }
+    cr_assert_eq(nm_medium_class(NM_MEDIUM_MAX), NM_NUM_CLASSES - 1);
+    for (size_t n = 0; n <= NM_SMALL_MAX; n += 7) cr_assert_eq(nm_class_of(n), nm_size_class(n), "n=%zu", n);
 }
 
 Test(sizeclass, documented_layout)
 {
-    /* config.h: 16..128 step 16, then four classes per doubling up to 32 KiB */
+    /* config.h: 16..128 step 16, then four classes per doubling up to 32 KiB (small),
+     * and on up to 1 MiB (medium) */
     cr_assert_eq(nm_class_size[0], 16);
     for (unsigned c = 0; c < 8; c++) cr_assert_eq(nm_class_size[c], 16 * (c + 1), "class %u", c);
     unsigned c = 8;
     for (unsigned base = 128; base < NM_SMALL_MAX; base *= 2)
         for (unsigned k = 1; k <= 4; k++, c++)
             cr_assert_eq(nm_class_size[c], base + k * base / 4, "class %u", c);
+    cr_assert_eq(c, NM_SMALL_CLASSES);
+    cr_assert_eq(nm_class_size[NM_SMALL_CLASSES - 1], NM_SMALL_MAX);
+    for (size_t base = NM_SMALL_MAX; base < NM_MEDIUM_MAX; base *= 2)
+        for (unsigned k = 1; k <= 4; k++, c++)
+            cr_assert_eq(nm_class_size[c], base + k * base / 4, "class %u", c);
     cr_assert_eq(c, NM_NUM_CLASSES);
-    cr_assert_eq(nm_class_size[NM_NUM_CLASSES - 1], NM_SMALL_MAX);
+    cr_assert_eq(nm_class_size[NM_NUM_CLASSES - 1], NM_MEDIUM_MAX);
 }
 
 Test(sizeclass, round_trips)
@@ -51,9 +69,9 @@ Test(sizeclass, round_trips)
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
         size_t s = nm_class_to_size(c);
         cr_assert_eq(s, nm_class_size[c]);
-        cr_assert_eq(nm_size_class(s), c, "size %zu -> class %u, expected %u", s, nm_size_class(s), c);
-        cr_assert_eq(nm_size_class(s - 1), c, "size %zu - 1", s);   /* classes are >= 16 apart */
-        if (c + 1 < NM_NUM_CLASSES) cr_assert_eq(nm_size_class(s + 1), c + 1, "size %zu + 1", s);
+        cr_assert_eq(nm_class_of(s), c, "size %zu -> class %zu, expected %u", s, nm_class_of(s), c);
+        cr_assert_eq(nm_class_of(s - 1), c, "size %zu - 1", s);   /* classes are >= 16 apart */
+        if (c + 1 < NM_NUM_CLASSES) cr_assert_eq(nm_class_of(s + 1), c + 1, "size %zu + 1", s);
         /* every size is a multiple of the 16-byte quantum: blocks are 16-byte aligned */
         cr_assert_eq(s % 16, 0, "class %u size %zu", c, s);
     }
@@ -64,6 +82,12 @@ Test(sizeclass, tables_monotonic)
     for (unsigned c = 1; c < NM_NUM_CLASSES; c++) {
         cr_assert_gt(nm_class_size[c], nm_class_size[c - 1], "sizes not increasing at %u", c);
         cr_assert_leq(nm_class_mag_cap[c], nm_class_mag_cap[c - 1], "magazine capacity grows at class %u", c);
+    }
+    /* a medium magazine holds about NM_MED_MAG_BYTES, never less than a block */
+    for (unsigned c = NM_SMALL_CLASSES; c < NM_NUM_CLASSES; c++) {
+        cr_assert_geq(nm_class_mag_cap[c], 1, "class %u", c);
+        cr_assert_eq(nm_class_mag_cap[c], NM_MAX(NM_MED_MAG_BYTES / nm_class_size[c], 1u), "class %u", c);
+        cr_assert_leq((size_t)nm_class_mag_cap[c] * nm_class_size[c], NM_MAX(NM_MED_MAG_BYTES, (size_t)nm_class_size[c]));
     }
     for (size_t q = 1; q < NM_ARRAY_LEN(nm_class_of_q); q++)
         cr_assert_geq(nm_class_of_q[q], nm_class_of_q[q - 1], "class-of-quantum table decreases at %zu", q);
@@ -81,7 +105,14 @@ Test(sizeclass, slab_geometry)
         cr_assert_leq((size_t)blocks * size, pages * page, "class %u: %u blocks of %zu overflow %u pages",
                       c, blocks, size, pages);
         cr_assert_eq(blocks, pages * page / size, "class %u: the slab could hold more blocks", c);
-        cr_assert_geq(blocks, 8, "class %u: only %u blocks per slab", c, blocks);
+        if (c < NM_SMALL_CLASSES) {
+            cr_assert_geq(blocks, 8, "class %u: only %u blocks per slab", c, blocks);
+        } else {
+            /* medium: a whole number of blocks, nothing wasted; a free-block bitmap of one byte */
+            cr_assert_geq(blocks, 1, "class %u", c);
+            cr_assert_leq(blocks, 8, "class %u: %u blocks", c, blocks);
+            cr_assert_eq((size_t)blocks * size, pages * page, "class %u: slab tail wasted", c);
+        }
         /* a slab fits its 64-page segment */
         cr_assert_leq(pages, NM_SEG_PAGES);
     }
@@ -89,7 +120,7 @@ Test(sizeclass, slab_geometry)
 
 Test(sizeclass, magazine_capacity)
 {
-    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+    for (unsigned c = 0; c < NM_SMALL_CLASSES; c++) {
         unsigned cap = nm_class_mag_cap[c];
         cr_assert(cap >= NM_MAG_MIN_CAP && cap <= NM_MAG_MAX_CAP, "class %u: capacity %u", c, cap);
         cr_assert(cap >= 8 && cap <= 64, "class %u: capacity %u", c, cap);
@@ -106,7 +137,7 @@ static double worst_waste(unsigned c)
     size_t prev = c ? nm_class_size[c - 1] : 0;
     size_t size = nm_class_size[c];
     /* confirm the request really lands in c (and not in the class below) */
-    cr_assert_eq(nm_size_class(prev + 1), c, "class %u", c);
+    cr_assert_eq(nm_class_of(prev + 1), c, "class %u", c);
     return (double)(size - prev - 1) / (double)size;
 }
 
@@ -159,7 +190,11 @@ Test(sizeclass, aligned_classes)
         cr_assert_eq(nm_class_size[c], align, "size == align %zu should be exact", align);
         cr_assert_eq(nm_size_class_aligned(1, align), c, "align %zu, n = 1", align);
     }
-    cr_assert_eq(nm_size_class_aligned(NM_SMALL_MAX + 1, 16), NM_NUM_CLASSES);
+    cr_assert_eq(nm_size_class_aligned(NM_SMALL_MAX + 1, 16), NM_SMALL_CLASSES);
+    cr_assert_eq(nm_size_class_aligned(NM_MEDIUM_MAX + 1, 16), NM_NUM_CLASSES);
+    /* medium classes are 8 KiB multiples and slabs 64 KiB aligned: up to 64 KiB */
+    cr_assert_eq(nm_class_size[nm_size_class_aligned(40000, 65536)], 65536);
+    cr_assert_eq(nm_size_class_aligned(100, 131072), NM_NUM_CLASSES, "above 64 KiB: a mapping of its own");
     cr_assert_eq(nm_size_class_aligned((size_t)1 << 40, 64), NM_NUM_CLASSES);
     /* 8192 + 1 with 8 KiB alignment: 10240..14336 are not multiples, 16384 is */
     cr_assert_eq(nm_class_size[nm_size_class_aligned(8193, 8192)], 16384);

@@ -1,7 +1,7 @@
 /* tests/unit/test_stats.c — allocation-free output and the statistics dump:
  * nm_buf_t (truncation that remembers the size needed, streaming to a descriptor),
  * nm_snprintf (compared with the C library's snprintf format by format), nm_buf_size
- * and nm_buf_pct, the emitter (include/numamalloc/emit.h) in JSON mode (judged by
+ * and nm_buf_pct, the emitter (include/numamalloc/out.h) in JSON mode (judged by
  * python3's json module) and text mode (aligned tables), and nm_stats_print after a
  * boot: small buffers report the length needed, the JSON dump parses with
  * schema_version 1, and per-thread counters merged at thread exit keep their totals. */
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "numamalloc/internal.h"
-#include "numamalloc/emit.h"
+#include "numamalloc/out.h"
 #include "unit/json_py.h"
 
 /* ---- nm_buf_t -------------------------------------------------------------------------- */

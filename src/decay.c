@@ -1,0 +1,135 @@
+/* numamalloc — returning idle memory.
+ *
+ * A decay pass gives back what stayed unused for NUMAMALLOC_DECAY_MS: the depots'
+ * surplus magazines (Bonwick's working set: the fewest held during an interval were
+ * not needed), spare slabs and the pages of free medium blocks, free segment pages
+ * (MADV_DONTNEED) and whole segments (munmap), cached large mappings, and the large
+ * blocks threads keep after freeing them (from every thread, idle ones included);
+ * it also retires the caches of threads that died without running their exit. A
+ * pass runs
+ *   - from the slow paths of every thread (nm_decay_tick: a counter, and a clock read
+ *     every 32 slow events; whichever thread finds a pass due runs it), so memory
+ *     goes back whatever the program does: small, medium or large, malloc or free;
+ *   - from the background thread (NUMAMALLOC_BACKGROUND=1), so that a process that
+ *     makes no allocator calls at all gives memory back too; started lazily by the
+ *     first tick, again in a forked child;
+ *   - at once and for everything idle from malloc_trim, and before a NULL reaches the
+ *     program (nm_reclaim).
+ * What no pass can take: blocks in other threads' magazines, which their owners
+ * change without locks; each thread gives its own back at exit, on malloc_trim and
+ * when it migrates, and holds a bounded amount (small: a magazine or two per class;
+ * medium: NM_MED_THREAD_BYTES).
+ * Locks: nm_decay_lock (tried by periodic passes, taken by forced ones) ->
+ * nm_threads_lock -> depot, segment and large-cache locks. */
+#include <errno.h>
+#include <signal.h>
+#include <time.h>
+
+#include "numamalloc/internal.h"
+
+nm_lock_t nm_decay_lock = NM_LOCK_INIT;
+static uint64_t next_decay_ms;
+
+/* memory given back so far, by every route */
+static uint64_t released_so_far(void)
+{
+    return nm_gstat_get(NM_C_segments_unmapped) + nm_gstat_get(NM_C_large_cache_evict) +
+           nm_gstat_get(NM_C_slab_pages_purged) + nm_gstat_get(NM_C_medium_bytes_purged) +
+           nm_gstat_get(NM_C_meta_bytes);
+}
+
+void nm_decay(bool force)
+{
+    uint64_t now = nm_os_now_ms();
+    if (!force && now < nm_load_relaxed(&next_decay_ms)) return;
+    if (force) nm_lock(&nm_decay_lock);
+    else if (!nm_trylock(&nm_decay_lock)) return;
+    uint64_t interval = nm_opt.decay_ms ? nm_opt.decay_ms : 1;
+    nm_store_relaxed(&next_decay_ms, now + interval);
+    uint64_t cutoff = force ? UINT64_MAX : (now > nm_opt.decay_ms ? now - nm_opt.decay_ms : 0);
+
+    /* threads: dead ones retired, kept large blocks that aged out (all when forced) */
+    nm_lock(&nm_threads_lock);
+    nm_threads_reap_locked(false);
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) nm_large_tcache_release(tc, cutoff);
+    nm_unlock(&nm_threads_lock);
+
+    for (uint32_t dom = 0; dom < nm_ndomains; dom++) {
+        nm_domain_t *dm = &nm_domains[dom];
+        if (nm_load_relaxed(&dm->nsegments) == 0 && nm_load_relaxed(&dm->cache_bytes) == 0) continue;
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) nm_depot_decay(&dm->depots[c], cutoff, force);
+        nm_segment_purge(dom, cutoff);
+        nm_large_decay(dom, cutoff);
+    }
+    nm_gstat_add(NM_C_decay_runs, 1);
+    nm_unlock(&nm_decay_lock);
+}
+
+bool nm_reclaim(nm_tcache_t *tc)
+{
+    uint64_t before = released_so_far();
+    if (tc && tc->state == NM_T_ACTIVE) nm_tcache_flush_all(tc);
+    nm_decay(true);
+    nm_fallback_collect(true);
+    return released_so_far() != before;
+}
+
+/* ---- the background thread ---------------------------------------------------------------
+ * One thread, started on the first tick that finds NUMAMALLOC_BACKGROUND=1 (never at
+ * load: a process that never frees never gets it), with every signal blocked (they
+ * belong to the program's threads). It runs a pass when one is due, waking twice per
+ * decay interval (at least every 20 ms, at most every second). A forked child has
+ * none: the flag is reset there, and its first tick starts its own. */
+enum { BG_NONE, BG_RUNNING, BG_FAILED };
+static int bg_state;
+
+static void *background_main(void *arg)
+{
+    (void)arg;
+    uint64_t ms = nm_opt.decay_ms / 2;
+    if (ms < 20) ms = 20;
+    if (ms > 1000) ms = 1000;
+    for (;;) {
+        struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        nm_gstat_add(NM_C_background_runs, 1);
+        nm_decay(false);
+    }
+    return NULL;
+}
+
+static void background_start(void)
+{
+    int expect = BG_NONE;
+    if (!nm_cas_acq_rel(&bg_state, &expect, BG_RUNNING)) return;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 64 << 10);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);      /* the new thread inherits the mask */
+    pthread_t t;
+    int rc = pthread_create(&t, &a, background_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+    if (rc != 0) {
+        nm_store_relaxed(&bg_state, BG_FAILED);
+        nm_warn("NUMAMALLOC_BACKGROUND=1: cannot start the background thread (error %d): idle memory is "
+                "returned only when the program calls the allocator", rc);
+        return;
+    }
+    pthread_setname_np(t, "numamalloc-bg");
+}
+
+void nm_decay_tick_slow(nm_tcache_t *tc)
+{
+    tc->slow_ticks = 0;
+    if (NM_UNLIKELY(nm_opt.background) && nm_load_relaxed(&bg_state) == BG_NONE) background_start();
+    nm_decay(false);
+}
+
+void nm_decay_fork_child(void)
+{
+    if (nm_load_relaxed(&bg_state) == BG_RUNNING) nm_store_relaxed(&bg_state, BG_NONE);
+}
