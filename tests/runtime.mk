@@ -1,9 +1,9 @@
 # tests/runtime.mk — preload runtime tests, deterministic stress, real programs (issue 2).
 #
 #   make preload-test   Criterion: first call of new threads, thread/process exit,
-#                       20,000 threads, CPU migration, fork, bootstrap, environment,
-#                       threads started by a constructor inside dlopen(),
-#                       basics; every case runs a helper (tests/helpers/prog_*) in a
+#                       20,000 threads, CPU migration, fork, bootstrap, environment
+#                       basics, threads started by a constructor inside dlopen();
+#                       every case runs a helper (tests/helpers/prog_*) in a
 #                       fresh preloaded process with an explicit environment
 #   make stress-test    deterministic 8-thread stress (tests/stress/stress.c), then
 #                       shorter runs under option variants (check mode, no decay
