@@ -33,9 +33,11 @@ include tests/obs.mk
 -include tests/sanitize.mk
 
 .PHONY: test test-run
+# -k: every suite runs even when an earlier one failed (one report shows all
+# failures); make test still fails then, without the "all suites passed" line
 test:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory test-run
+	@$(MAKE) -k --no-print-directory test-run
 
 test-run: all check $(SUITES)
 	@echo "make test: all suites passed"
