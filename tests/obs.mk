@@ -11,7 +11,8 @@
 #                        the numamalloc.3 example
 #   tests/obs/check-install.sh  make install into $(TB)/obs/stage; pkg-config builds against it
 # Helpers: prog_obs (preloaded), prog_obs_linked (linked to the library, for the set-uid
-# case), prog_prof (profiler sites). Every part runs even when an earlier one fails.
+# case), prog_prof (profiler sites), prog_obs_guard (hang-guarded: a FIFO as the stats
+# file, dumps while libraries are dlopen()ed, a forked child with interval dumps). Every part runs even when an earlier one fails.
 
 SUITES += obs-test
 .PHONY: obs-test
@@ -21,7 +22,8 @@ OBS_DEFS := -DNM_TEST_LIB='"$(abspath $(LIB))"' -DNM_TEST_HELPER_DIR='"$(abspath
             -DNM_OBS_VERSION='"$(VERSION)"' -DNM_OBS_LINKED_HELPER='"$(abspath $(OBS_DIR))/prog_obs_linked"'
 # the helpers' allocations are what the dumps are checked against: real calls only
 OBS_NOBUILTIN := -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free
-OBS_BINS := $(OBS_DIR)/test_obs $(OBS_DIR)/prog_obs $(OBS_DIR)/prog_obs_linked $(OBS_DIR)/prog_prof
+OBS_BINS := $(OBS_DIR)/test_obs $(OBS_DIR)/prog_obs $(OBS_DIR)/prog_obs_linked $(OBS_DIR)/prog_prof \
+            $(OBS_DIR)/prog_obs_guard $(OBS_DIR)/libnmobsdl.so
 
 $(OBS_DIR)/spawn.o: tests/helpers/spawn.c tests/helpers/spawn.h
 	@mkdir -p $(dir $@)
@@ -40,6 +42,15 @@ $(OBS_DIR)/prog_obs: tests/obs/prog_obs.c
 $(OBS_DIR)/prog_obs_linked: tests/obs/prog_obs.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(TEST_CFLAGS) $(OBS_NOBUILTIN) -o $@ $< -L$(B) -lnumamalloc -Wl,-rpath,$(abspath $(B))
+
+# hang-guarded programs (stats file a FIFO, dumps during dlopen, forked children);
+# the library it dlopens is found by absolute path
+$(OBS_DIR)/prog_obs_guard: tests/obs/prog_obs_guard.c $(OBS_DIR)/spawn.o tests/helpers/spawn.h
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(TEST_CFLAGS) $(OBS_NOBUILTIN) -DNM_OBS_DL_LIB='"$(abspath $(OBS_DIR))/libnmobsdl.so"' -o $@ $< $(OBS_DIR)/spawn.o -ldl
+$(OBS_DIR)/libnmobsdl.so: tests/obs/prog_obs_dl_lib.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(TEST_CFLAGS) -fno-builtin -fPIC -shared -Wl,-soname,libnmobsdl.so -o $@ $<
 
 # not -rdynamic on purpose: the profiler must name functions from the .symtab
 $(OBS_DIR)/prog_prof: tests/obs/prog_prof.c

@@ -2,7 +2,8 @@
 #
 #   make preload-test   Criterion: first call of new threads, thread/process exit,
 #                       20,000 threads, CPU migration, fork, bootstrap, environment
-#                       basics; every case runs a helper (tests/helpers/prog_*) in a
+#                       basics, threads started by a constructor inside dlopen();
+#                       every case runs a helper (tests/helpers/prog_*) in a
 #                       fresh preloaded process with an explicit environment
 #   make stress-test    deterministic 8-thread stress (tests/stress/stress.c), then
 #                       shorter runs under option variants (check mode, no decay
@@ -31,8 +32,9 @@ $(RT_SPAWN_O): tests/helpers/spawn.c $(RT_HDRS)
 	$(Q)$(CC) $(TEST_CFLAGS) $(RT_SPAWN_DEFS) -c -o $@ $<
 
 # ---- helper programs ----------------------------------------------------------------
-RT_PROGS := prog_first_op prog_exit prog_last_round prog_churn prog_fork prog_boot prog_boot_numa prog_work prog_migrate
-RT_PROG_BINS := $(addprefix $(RT_HELPERS)/,$(RT_PROGS)) $(RT_HELPERS)/prog_tls_cxx
+RT_PROGS := prog_first_op prog_exit prog_last_round prog_churn prog_fork prog_boot prog_boot_numa prog_work prog_migrate \
+            prog_key_first prog_dlopen_ctor
+RT_PROG_BINS := $(addprefix $(RT_HELPERS)/,$(RT_PROGS)) $(RT_HELPERS)/prog_tls_cxx $(RT_HELPERS)/libnmctor.so
 
 $(RT_HELPERS)/libnmlate.so: tests/helpers/prog_late_lib.c
 	@mkdir -p $(dir $@)
@@ -43,6 +45,16 @@ $(RT_HELPERS)/prog_exit: tests/helpers/prog_exit.c $(RT_SPAWN_O) $(RT_HELPERS)/l
 	@echo "  CC      $@"
 	$(Q)$(CC) $(TEST_CFLAGS) $(RT_NOBUILTIN) -o $@ $< $(RT_SPAWN_O) -L$(RT_HELPERS) -lnmlate \
 	    -Wl,-rpath,$(abspath $(RT_HELPERS)) -ldl
+# dlopen()ed by prog_dlopen_ctor (absolute path baked in): its constructor starts and
+# joins a thread that allocates; -fno-builtin keeps every malloc/free pair a real call
+$(RT_HELPERS)/libnmctor.so: tests/helpers/prog_ctor_lib.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(TEST_CFLAGS) -fno-builtin -fPIC -shared -Wl,-soname,libnmctor.so -o $@ $<
+$(RT_HELPERS)/prog_dlopen_ctor: tests/helpers/prog_dlopen_ctor.c $(RT_SPAWN_O) $(RT_HELPERS)/libnmctor.so $(RT_HDRS)
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) $(TEST_CFLAGS) $(RT_NOBUILTIN) -DNM_CTOR_LIB='"$(abspath $(RT_HELPERS))/libnmctor.so"' -o $@ $< $(RT_SPAWN_O) -ldl
 $(RT_HELPERS)/prog_boot_numa: tests/helpers/prog_boot_numa.c $(RT_SPAWN_O) $(RT_HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"

@@ -10,6 +10,8 @@
 #   tests/fuzz/fuzz.mk   coverage-guided fuzzing (bounded run), differential vs glibc (issue 6)
 #   tests/fault/fault.mk fault injection: mmap/madvise/mbind/hugetlb failures, ulimit -v (issue 6)
 #   tests/life/life.mk   thread churn, fork storms, spawn, signals, 256 threads; `make soak` (issue 6)
+#   tests/mem/mem.mk     memory returned to the OS: decay on every path, large blocks kept
+#                        by idle threads, NUMAMALLOC_BACKGROUND
 #   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan (issue 6)
 # Timings never gate a test: they belong to bench/.
 
@@ -27,12 +29,15 @@ include tests/obs.mk
 -include tests/fuzz/fuzz.mk
 -include tests/fault/fault.mk
 -include tests/life/life.mk
+-include tests/mem/mem.mk
 -include tests/sanitize.mk
 
 .PHONY: test test-run
+# -k: every suite runs even when an earlier one failed (one report shows all
+# failures); make test still fails then, without the "all suites passed" line
 test:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory test-run
+	@$(MAKE) -k --no-print-directory test-run
 
 test-run: all check $(SUITES)
 	@echo "make test: all suites passed"

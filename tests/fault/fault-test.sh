@@ -22,7 +22,10 @@
 #      exactly one page asked for twice, in turn and at once; the pool emptied by
 #      another process during the run and grabbed/released in a loop. The static
 #      pool cases (none, too small, reserved, off, thp, small blocks) are
-#      tests/numa/hugepage-test.sh's and are not repeated here.
+#      tests/numa/hugepage-test.sh's and are not repeated here;
+#   7. NUMAMALLOC_CHECK=1: the mmap of a new slab segment fails (wait=1, armed after
+#      warm-up, nth=1) and the small allocation is served by the reclaim-and-retry:
+#      it must be a whole checked block (usable size as asked, free not misuse).
 # Prints one line per group and the totals (cases, faults injected per class);
 # FAIL lines with the evidence when something does not hold; exit 1 then.
 set -uo pipefail
@@ -356,6 +359,12 @@ else
   echo "$old_nr" > $NR; old_nr=
   flock -u 9
 fi
+
+# ---- 7. check mode: a small block served by the reclaim-and-retry ---------------------------
+if run check-retry 'mmap:nth=1,wait=1' NUMAMALLOC_CHECK=1 -- check-retry; then
+  stats check-retry 'syscall:mmap.failures==1' 'syscall:mmap.last_errno==ENOMEM'
+fi
+say retry "NUMAMALLOC_CHECK=1, a new segment's mmap fails: $(sed -n 's/^RESULT check-retry: //p' "$T/check-retry.out")"
 
 secs=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $T0}")
 total=0; per=

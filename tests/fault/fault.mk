@@ -10,7 +10,9 @@
 #                     mremap: nth-call sweeps, probabilities, all at once, 1 and 4
 #                     threads), a mmap outage after start-up, ulimit -v, and hugetlb
 #                     pools of 1 page and pools emptied by another process during a run
-#                     (root only; tests/numa/hugepage-test.sh has the static pool cases).
+#                     (root only; tests/numa/hugepage-test.sh has the static pool cases);
+#                     and NUMAMALLOC_CHECK=1 with a new slab segment's mmap failed: the
+#                     block served by the reclaim-and-retry is a whole checked block.
 #                     Data is checked with patterns, the stats JSON with fault_check.py.
 #                     About 15 s on the 2-core machine.
 

@@ -26,7 +26,13 @@
  *   pool1                 the pool has exactly one free page: of two blocks one gets
  *                         it, the other falls back; then two threads race for it
  *   grab                  another process takes every free page during the run, then
- *                         grabs and releases them in a loop while two threads allocate */
+ *                         grabs and releases them in a loop while two threads allocate
+ *   check-retry           (NUMAMALLOC_CHECK=1, mmap:nth=1,wait=1) warm up, leave a freed
+ *                         large block to reclaim, arm: small blocks of one size until
+ *                         the mmap of a new slab segment fails; the allocation that met
+ *                         it must succeed through the reclaim-and-retry and be a whole
+ *                         checked block: malloc_usable_size is the size asked for, and
+ *                         writing it whole and freeing it is not misuse */
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -812,6 +818,64 @@ static int run_grab(void)
     return failures ? 1 : 0;
 }
 
+/* ---- check-retry ----------------------------------------------------------------------- */
+enum { RETRY_MAX = 4096 };
+static const size_t retry_size = 20000;       /* a slab class: segments fill in ~200 blocks */
+
+static int run_check_retry(void)
+{
+    api_load(true);
+    /* something for the reclaim to give back: a freed large mapping (cached, or kept
+     * by this thread), and small blocks of another class */
+    void *big = malloc(8 * MIB);
+    if (big == NULL) { fail("malloc(8 MiB) failed before any fault"); return 1; }
+    fill(big, 8 * MIB, 1);
+    free(big);
+    for (unsigned i = 0; i < 64; i++) free(malloc(100 + i));
+
+    static void *v[RETRY_MAX];
+    unsigned n = 0, at = RETRY_MAX;
+    unsigned long long calls = 0, inj = 0;
+    fault_arm(1);
+    for (; n < RETRY_MAX; n++) {
+        errno = 0;
+        v[n] = malloc(retry_size);
+        int err = errno;
+        fault_count("mmap", &calls, &inj);
+        if (inj) { at = n; if (v[n] == NULL) check_null("malloc", retry_size, err); break; }
+        if (v[n] == NULL) { fail("malloc(%zu) #%u returned NULL before any fault", retry_size, n); break; }
+        fill(v[n], retry_size, n);
+    }
+    fault_arm(0);
+    size_t usable = 0;
+    if (at == RETRY_MAX) {
+        fail("%u blocks of %zu bytes and no mmap was failed (is NUMAMALLOC_FAULT=mmap:nth=1,wait=1 set?)", n, retry_size);
+    } else if (v[at] == NULL) {
+        fail("malloc(%zu) #%u returned NULL: the reclaim after the failed segment mmap did not retry", retry_size, at);
+    } else {
+        usable = malloc_usable_size(v[at]);
+        printf("RESULT check-retry: block #%u met the failed mmap (%llu mmap calls since arming): malloc_usable_size %zu "
+               "of %zu\n", at, calls, usable, retry_size);
+        if (usable != retry_size)
+            fail("malloc(%zu) served after the failed mmap: malloc_usable_size %zu, not %zu", retry_size, usable, retry_size);
+        fill(v[at], retry_size, at);             /* the whole block it asked for */
+        if (!intact(v[at], retry_size, at)) fail("block #%u does not hold its contents", at);
+        n = at + 1;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (v[i] == NULL) continue;
+        if (!intact(v[i], retry_size, i)) fail("block #%u corrupted", i);
+        free(v[i]);                               /* check mode: a misread size aborts here */
+    }
+    /* and the class keeps working */
+    void *q = malloc(retry_size);
+    if (q == NULL || malloc_usable_size(q) != retry_size) fail("malloc(%zu) after the retry: %p, usable %zu", retry_size,
+                                                              q, q ? malloc_usable_size(q) : 0);
+    free(q);
+    print_faults();
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -823,7 +887,8 @@ int main(int argc, char **argv)
     else if (!strcmp(s, "huge") && argc > 2) rc = run_huge(argv[2]);
     else if (!strcmp(s, "pool1")) rc = run_pool1();
     else if (!strcmp(s, "grab")) rc = run_grab();
-    else { fprintf(stderr, "usage: fault_work mix|outage|ulimit|huge BACKING|pool1|grab ...\n"); return 2; }
+    else if (!strcmp(s, "check-retry")) rc = run_check_retry();
+    else { fprintf(stderr, "usage: fault_work mix|outage|ulimit|huge BACKING|pool1|grab|check-retry ...\n"); return 2; }
     printf("NULLS %lu\n", nulls_seen);
     return rc;
 }

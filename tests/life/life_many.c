@@ -11,8 +11,9 @@
  * owners run (and after they have exited: the pool outlives them). At the end every
  * block left is checked and freed.
  * Prints
- *   threads=N ops=N cpus=N bad=N seconds=S
- * (seconds: from the barrier to the last join, informational) and exits 0 unless a
+ *   threads=N ops=N cpus=N bad=N seconds=S hwm=B
+ * (seconds: from the barrier to the last join, informational; hwm: the peak RSS,
+ * VmHWM, in bytes, read at the end) and exits 0 unless a
  * block lost its pattern or an allocation failed. Hang guard: alarm(ALARM_S). */
 #include <pthread.h>
 #include <sched.h>
@@ -95,6 +96,7 @@ int main(int argc, char **argv)
         if (b) check_free(b);
     }
     free(t);
-    nm_say(1, "threads=%u ops=%u cpus=%d bad=%lu seconds=%.3f\n", n, ops, cpus, (unsigned long)atomic_load(&bad), secs);
+    nm_say(1, "threads=%u ops=%u cpus=%d bad=%lu seconds=%.3f hwm=%lu\n", n, ops, cpus, (unsigned long)atomic_load(&bad),
+           secs, (unsigned long)life_status_kb("VmHWM"));
     return atomic_load(&bad) ? 1 : 0;
 }

@@ -5,9 +5,13 @@
  *
  *   statsfile  NUMAMALLOC_STATS_FILE: %p, %t and %% expansion, mode 0600, appending
  *              to an existing file, symbolic links refused (O_NOFOLLOW), one dump
- *              per forked child
+ *              per forked child; a FIFO nobody reads or a directory (one warning,
+ *              the dump on stderr, no hang, also from a signal handler); a path
+ *              whose expansion does not fit (one warning, no file)
  *   trigger    NUMAMALLOC_STATS_SIGNAL=USR1 while three threads allocate (a dump
- *              per signal, no deadlock), NUMAMALLOC_STATS_INTERVAL=1
+ *              per signal, no deadlock), NUMAMALLOC_STATS_INTERVAL=1, also in a
+ *              forked child; dumps with the profiler on while libraries are
+ *              dlopen()ed and dlclose()d
  *   env        a bad value for every row of NM_OPTIONS prints exactly the documented
  *              line and changes nothing else; unknown names; NUMAMALLOC_VERBOSE=1;
  *              AT_SECURE (a set-uid copy of the helper) ignores NUMAMALLOC_STATS_FILE
@@ -334,6 +338,132 @@ Test(statsfile, forked_children_write_their_own)
     rm_tree(dir);
 }
 
+/* ---- destinations that are not regular files -------------------------------------------
+ * tests/obs/prog_obs_guard runs these: its hang guard (12 s) prints "hang: ..." and
+ * exits 3, also when the exit dump is what got stuck. */
+
+static void run_guard(const char *const args[], const char *const env[], nm_proc_t *p)
+{
+    cr_assert(nm_run_helper("prog_obs_guard", args, env, TIMEOUT, p) == 0, "cannot start prog_obs_guard: %s", p->err);
+}
+
+/* lines of s that start with prefix */
+static size_t lines_starting(const char *s, const char *prefix)
+{
+    size_t n = 0, k = strlen(prefix);
+    for (const char *l = s; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) n += strncmp(l, prefix, k) == 0;
+    return n;
+}
+
+/* the first line of s that starts with prefix, as a new string ("" if none) */
+static char *line_starting(const char *s, const char *prefix)
+{
+    size_t k = strlen(prefix);
+    for (const char *l = s; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        if (strncmp(l, prefix, k) == 0) return strndup(l, strcspn(l, "\n"));
+    return strdup("");
+}
+
+/* a FIFO nobody opens for reading: opening it for writing would block forever */
+static char *make_fifo(char **dir)
+{
+    *dir = new_tmpdir();
+    char *path = malloc(600);
+    snprintf(path, 600, "%s/fifo", *dir);
+    cr_assert(mkfifo(path, 0600) == 0, "mkfifo: %s", strerror(errno));
+    return path;
+}
+
+Test(statsfile, fifo_nobody_reads_warns_and_dumps_to_stderr, .timeout = 120)
+{
+    char *dir, *fifo = make_fifo(&dir);
+    char file[700];
+    snprintf(file, sizeof file, "NUMAMALLOC_STATS_FILE=%s", fifo);
+    const char *env[] = { "NUMAMALLOC_STATS=text", file, NULL };
+    const char *args[] = { "trivial", NULL };
+    nm_proc_t p;
+    run_guard(args, env, &p);
+    OBS_ASSERT_OK(&p);
+    cr_assert_eq(lines_starting(p.err, "numamalloc: "), 1, "exactly one warning line expected:\n%s", p.err);
+    char *w = line_starting(p.err, "numamalloc: NUMAMALLOC_STATS_FILE");
+    cr_assert(strstr(w, "not a regular file"), "the warning should say the path is not a regular file:\n%s", p.err);
+    cr_assert(strstr(p.err, "=== end of numamalloc statistics ===") && count_substr(p.err, " statistics (exit) pid ") == 1,
+              "the exit dump should go to stderr instead:\n%s", p.err);
+    free(w);
+    free(fifo);
+    nm_proc_free(&p);
+    rm_tree(dir);
+}
+
+Test(statsfile, directory_warns_and_dumps_to_stderr, .timeout = 120)
+{
+    char *dir = new_tmpdir();
+    char file[700];
+    snprintf(file, sizeof file, "NUMAMALLOC_STATS_FILE=%s", dir);
+    const char *env[] = { "NUMAMALLOC_STATS=text", file, NULL };
+    const char *args[] = { "trivial", NULL };
+    nm_proc_t p;
+    run_guard(args, env, &p);
+    OBS_ASSERT_OK(&p);
+    cr_assert_eq(lines_starting(p.err, "numamalloc: "), 1, "exactly one warning line expected:\n%s", p.err);
+    cr_assert_eq(lines_starting(p.err, "numamalloc: NUMAMALLOC_STATS_FILE"), 1, "no warning naming the variable:\n%s", p.err);
+    cr_assert_eq(count_substr(p.err, " statistics (exit) pid "), 1, "the exit dump should go to stderr:\n%s", p.err);
+    nm_proc_free(&p);
+    rm_tree(dir);
+}
+
+/* the signal handler must not open the FIFO either: it would never return */
+Test(statsfile, fifo_with_signal_dumps_does_not_block_the_handler, .timeout = 120)
+{
+    char *dir, *fifo = make_fifo(&dir);
+    char file[700];
+    snprintf(file, sizeof file, "NUMAMALLOC_STATS_FILE=%s", fifo);
+    const char *env[] = { "NUMAMALLOC_STATS_SIGNAL=USR1", file, NULL };
+    const char *args[] = { "raise", "3", NULL };
+    nm_proc_t p;
+    run_guard(args, env, &p);
+    OBS_ASSERT_OK(&p);
+    cr_assert(strstr(p.out, "raise: ok\n"), "%s", p.out);
+    cr_assert_eq(lines_starting(p.err, "numamalloc: "), 1, "exactly one warning line expected:\n%s", p.err);
+    char *w = line_starting(p.err, "numamalloc: NUMAMALLOC_STATS_FILE");
+    cr_assert(strstr(w, "not a regular file"), "the warning should say the path is not a regular file:\n%s", p.err);
+    cr_assert_eq(count_substr(p.err, " statistics (signal) pid "), 3, "the three signal dumps should go to stderr:\n%s",
+                 p.err);
+    free(w);
+    free(fifo);
+    nm_proc_free(&p);
+    rm_tree(dir);
+}
+
+/* %p and %t expand to more than a path may hold (1023 bytes): no truncated name is
+ * opened, the dump goes to stderr after one warning */
+Test(statsfile, expansion_too_long_warns_and_creates_no_file, .timeout = 120)
+{
+    char *dir = new_tmpdir();
+    char file[600];
+    int n = snprintf(file, sizeof file, "NUMAMALLOC_STATS_FILE=%s/", dir);
+    for (int i = 0; i < 110; i++) n += snprintf(file + n, sizeof file - (size_t)n, "%%p%%t");  /* >= 1210 bytes */
+    cr_assert_lt(strlen(file) - strlen("NUMAMALLOC_STATS_FILE="), 511, "the value itself must fit the option");
+    const char *env[] = { "NUMAMALLOC_STATS=json", file, NULL };
+    const char *args[] = { "trivial", NULL };
+    nm_proc_t p;
+    run_guard(args, env, &p);
+    OBS_ASSERT_OK(&p);
+    cr_assert_eq(lines_starting(p.err, "numamalloc: "), 1, "exactly one warning line expected:\n%s", p.err);
+    char *w = line_starting(p.err, "numamalloc: NUMAMALLOC_STATS_FILE");
+    cr_assert(strstr(w, "expands"), "the warning should say what the path expands to:\n%.600s", p.err);
+    const char *dump = strchr(p.err, '\n') + 1;
+    cr_assert(dump[0] == '{' && nm_json_valid(dump, strlen(dump)), "the dump should follow on stderr as JSON:\n%.300s", dump);
+    int files = 0;
+    DIR *d = opendir(dir);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) files += e->d_name[0] != '.';
+    closedir(d);
+    cr_assert_eq(files, 0, "%d file(s) created in %s", files, dir);
+    free(w);
+    nm_proc_free(&p);
+    rm_tree(dir);
+}
+
 /* ---- dump triggers while the program runs --------------------------------------------- */
 
 /* a helper started in the background: stdin is a pipe we hold, stdout and stderr
@@ -512,6 +642,74 @@ Test(trigger, interval_dumps_while_running, .timeout = 120)
     nm_proc_free(&p);
     rm_tree(dir);
 }
+
+/* a forked child gets its own periodic dumps: the dump thread does not survive fork */
+Test(trigger, interval_dumps_in_a_forked_child, .timeout = 120)
+{
+    char *dir = new_tmpdir();
+    char file[600];
+    snprintf(file, sizeof file, "NUMAMALLOC_STATS_FILE=%s/d.%%p.json", dir);
+    const char *env[] = { "NUMAMALLOC_STATS=json", "NUMAMALLOC_STATS_INTERVAL=1", file, NULL };
+    const char *args[] = { "fork-live", "2.5", NULL };
+    nm_proc_t p;
+    run_guard(args, env, &p);
+    OBS_ASSERT_OK(&p);
+    int child = -1;
+    const char *c = strstr(p.out, "child ");
+    cr_assert(c && sscanf(c, "child %d", &child) == 1, "no child pid in:\n%s", p.out);
+    char path[700];
+    snprintf(path, sizeof path, "%s/d.%d.json", dir, child);
+    size_t lines = json_lines(path);
+    char *s = slurp(path, NULL);
+    cr_assert_eq(count_substr(s, "\"reason\":\"exit\""), 1, "%s: one exit dump expected", path);
+    cr_assert_geq(count_substr(s, "\"reason\":\"interval\""), 1, "%s: the child ran 2.5 s with "
+                  "NUMAMALLOC_STATS_INTERVAL=1 but has no interval dump (%zu dump(s))", path, lines);
+    free(s);
+    nm_proc_free(&p);
+    rm_tree(dir);
+}
+
+/* The profiler walks and names call stacks (the dynamic loader's structures); dlopen
+ * and dlclose change them and allocate with the loader's lock held. Dumps taken
+ * meanwhile, from a thread calling numamalloc_stats_print or from the interval
+ * thread, must not deadlock with them. 2 s of loads (3 s with interval dumps: the
+ * deadlock needs a dump to meet a load); the helper's guard is 12 s. */
+static void prof_dlopen(const char *sample, bool interval)
+{
+    char *dir = new_tmpdir();
+    char file[600], samp[64];
+    snprintf(file, sizeof file, "NUMAMALLOC_STATS_FILE=%s/dumps.json", dir);
+    snprintf(samp, sizeof samp, "NUMAMALLOC_PROF_SAMPLE=%s", sample ? sample : "");
+    const char *env[6] = { "NUMAMALLOC_PROF=1" };
+    int ne = 1;
+    if (sample) env[ne++] = samp;
+    if (interval) { env[ne++] = "NUMAMALLOC_STATS_INTERVAL=1"; env[ne++] = "NUMAMALLOC_STATS=json"; env[ne++] = file; }
+    env[ne] = NULL;
+    /* with interval dumps: at least 2 s of loads, then on until three interval dumps were written */
+    const char *args[] = { "dlopen", "2", interval ? "3" : "print", NULL };
+    nm_proc_t p;
+    run_guard(args, env, &p);
+    OBS_ASSERT_OK(&p);
+    cr_assert(strstr(p.out, "dlopen: ok\n"), "%s", p.out);
+    if (interval) {
+        char path[700];
+        snprintf(path, sizeof path, "%s/dumps.json", dir);
+        size_t n = json_lines(path);
+        char *s = slurp(path, NULL);
+        cr_assert_eq(count_substr(s, "\"reason\":\"exit\""), 1, "one exit dump expected in %zu line(s)", n);
+        cr_assert_geq(count_substr(s, "\"reason\":\"interval\""), 3, "three interval dumps expected in %zu line(s)", n);
+        free(s);
+    }
+    nm_proc_free(&p);
+    rm_tree(dir);
+}
+
+Test(trigger, profiler_sample_1_stats_print_while_dlopen_dlclose, .timeout = 120) { prof_dlopen("1", false); }
+Test(trigger, profiler_sample_4096_stats_print_while_dlopen_dlclose, .timeout = 120) { prof_dlopen("4096", false); }
+Test(trigger, profiler_default_sample_stats_print_while_dlopen_dlclose, .timeout = 120) { prof_dlopen(NULL, false); }
+Test(trigger, profiler_sample_1_interval_dumps_while_dlopen_dlclose, .timeout = 120) { prof_dlopen("1", true); }
+Test(trigger, profiler_sample_4096_interval_dumps_while_dlopen_dlclose, .timeout = 120) { prof_dlopen("4096", true); }
+Test(trigger, profiler_default_sample_interval_dumps_while_dlopen_dlclose, .timeout = 120) { prof_dlopen(NULL, true); }
 
 /* ---- the environment parser ------------------------------------------------------------ */
 

@@ -2,9 +2,10 @@
  * thread, allocation in thread-exit and process-exit code (pthread key and C++
  * thread_local destructors, atexit, destructor functions, after the exit dump),
  * 20,000 short-lived threads that must not grow the heap (while another thread
- * takes stats dumps that walk the live threads), and a thread moving
- * between CPUs. Each case runs a helper (tests/helpers/prog_*.c, prog_tls_cxx.cc)
- * in a fresh preloaded process with an explicit environment (helpers/spawn.h). */
+ * takes stats dumps that walk the live threads), threads whose first allocation is
+ * in a key destructor leaving nothing behind, and a thread moving between CPUs.
+ * Each case runs a helper (tests/helpers/prog_*.c, prog_tls_cxx.cc) in a fresh
+ * preloaded process with an explicit environment (helpers/spawn.h). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -109,6 +110,33 @@ static void last_round(const char *mode)
 
 Test(thread_exit, first_allocation_in_last_destructor_round_stack_reused) { last_round("rounds"); }
 Test(thread_exit, first_allocation_in_last_destructor_round_stack_unmapped) { last_round("many"); }
+
+/* 100 threads whose only allocations are in a pthread key destructor (the thread
+ * sets the key to a pointer that is not a block and returns): everything they
+ * allocate is theirs to free, and the allocator's own bookkeeping for a thread must
+ * not stay behind after it is gone. A block left per thread (e.g. what glibc
+ * allocates to register a thread_local destructor at a time it will never run
+ * one) shows as summary.live growing by about 100; dead threads must not count as
+ * live either. The helper's hang guard is 20 s; it takes well under a second. */
+Test(thread_exit, first_allocation_in_key_destructor_leaves_nothing_behind, .timeout = 120)
+{
+    nm_proc_t p;
+    const char *args[] = { "100", NULL };
+    cr_assert_eq(nm_run_helper("prog_key_first", args, NULL, 40, &p), 0);
+    NM_ASSERT_PROC_OK(&p);
+    unsigned long before, after, tlive, seen;
+    int calls, bad;
+    cr_assert_eq(sscanf(p.out, "live_before=%lu live_after=%lu threads_live=%lu new_threads=%lu dtor_calls=%d bad=%d",
+                        &before, &after, &tlive, &seen, &calls, &bad), 6, "%s", p.out);
+    cr_assert_eq(calls, 100, "the key destructor ran %d times, not 100: the case tests nothing", calls);
+    cr_assert_eq(bad, 0);
+    cr_assert_geq(seen, 100, "threads_seen grew by %lu only: the threads never reached the allocator", seen);
+    cr_assert_lt(after, before + 50, "summary.live went from %lu to %lu over 100 threads: about one block left "
+                 "behind per thread that allocated first in a key destructor", before, after);
+    cr_assert_leq(tlive, 2, "threads_live is %lu 2 s after all 100 threads were joined", tlive);
+    cr_assert_str_empty(p.err, "unexpected stderr: %s", p.err);
+    nm_proc_free(&p);
+}
 
 Test(thread_exit, cxx_thread_local_destructors_allocate)
 {
