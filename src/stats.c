@@ -519,26 +519,31 @@ static bool expand_dest(const char *pattern, char *path, size_t cap)
     return nm_buf_finish(&b) < cap;
 }
 
+/* the destination refused: one line the first time (a dump every second, or on
+ * every signal, would repeat it), stderr every time */
+static int dest_warned;
+#define DEST_WARN(...) do { if (!__atomic_exchange_n(&dest_warned, 1, __ATOMIC_RELAXED)) nm_warn(__VA_ARGS__); } while (0)
+
 static int open_dest(void)
 {
     if (nm_opt.stats_file[0] == '\0') return 2;
     char path[DEST_MAX];
     if (!expand_dest(nm_opt.stats_file, path, sizeof path)) {
-        nm_warn("NUMAMALLOC_STATS_FILE: '%s' expands to more than %d bytes: writing the dump to stderr",
-                nm_opt.stats_file, DEST_MAX - 1);
+        DEST_WARN("NUMAMALLOC_STATS_FILE: '%s' expands to more than %d bytes: writing the dump to stderr",
+                  nm_opt.stats_file, DEST_MAX - 1);
         return 2;
     }
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
                           O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
     if (fd < 0) {
         const char *why = errno == ENXIO ? "a FIFO nobody reads" : errno == EISDIR ? "a directory" : NULL;
-        if (why) nm_warn("NUMAMALLOC_STATS_FILE: '%s' is not a regular file (%s): writing the dump to stderr", path, why);
-        else nm_warn("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
+        if (why) DEST_WARN("NUMAMALLOC_STATS_FILE: '%s' is not a regular file (%s): writing the dump to stderr", path, why);
+        else DEST_WARN("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
         return 2;
     }
     struct stat st;
     if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        nm_warn("NUMAMALLOC_STATS_FILE: '%s' is not a regular file: writing the dump to stderr", path);
+        DEST_WARN("NUMAMALLOC_STATS_FILE: '%s' is not a regular file: writing the dump to stderr", path);
         syscall(SYS_close, fd);
         return 2;
     }

@@ -58,7 +58,11 @@ nm_lock_t nm_threads_lock = NM_LOCK_INIT;
 nm_tcache_t *nm_threads;
 static pthread_key_t thread_key;
 
-#define NM_BUDGET_MAX ((int64_t)1 << 62)
+/* Without the profiler, a bin's budget is a ticker: every NM_TICK_ALLOCS allocations
+ * of a class one takes the slow path, so that a thread living on the fast path still
+ * counts its work and gives decay its turn (src/alloc.c); the fast path pays nothing
+ * more, it decrements the budget anyway. */
+#define NM_TICK_ALLOCS 4096
 
 /* ---- counting -------------------------------------------------------------------------- */
 
@@ -81,11 +85,11 @@ static void count_free(nm_tcache_t *tc, uint32_t dom, uint64_t n, uint64_t bytes
 
 static int64_t budget_new(nm_tcache_t *tc, unsigned cls)
 {
-    return nm_prof_on ? nm_prof_next_blocks(tc, cls) : NM_BUDGET_MAX;
+    return nm_prof_on ? nm_prof_next_blocks(tc, cls) : NM_TICK_ALLOCS;
 }
 
 /* Account the bin's fast-path operations since the last call. Returns true if the
- * budget ran out: the allocation that brought us here is the profiler's sample. */
+ * profiler's budget ran out: the allocation that brought us here is its sample. */
 static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
@@ -103,7 +107,7 @@ static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
         count_alloc(tc, tc->domain, fast, fast * size);
         count_free(tc, tc->domain, frees, frees * size);
     }
-    return expired;
+    return expired && nm_prof_on;
 }
 
 void nm_bin_reconcile_all(nm_tcache_t *tc)
