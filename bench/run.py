@@ -48,9 +48,11 @@ def workloads(quick):
     q = 0.1 if quick else 1.0            # --quick: a tenth of the work
     W = []
 
-    def w(name, group, desc, argv, scale=1.0, env=None):
+    def w(name, group, desc, argv, scale=1.0, env=None, extra=None):
+        # extra: {key: regular expression with one number group}, read from the
+        # program's output of every run (medians reported next to the tables)
         W.append({"name": name, "group": group, "desc": desc, "argv": argv,
-                  "scale": None if scale is None else scale * q, "env": env or {}})
+                  "scale": None if scale is None else scale * q, "env": env or {}, "extra": extra or {}})
 
     for size, label in ((16, "16"), (256, "256"), (4096, "4K"), (32768, "32K"), (262144, "256K"),
                         (2 << 20, "2M"), (32 << 20, "32M")):
@@ -92,6 +94,20 @@ def workloads(quick):
       ["{bin}/bench_large", "large"])
     w("fragmentation", "large", "allocate, free random 90 %, reallocate 2x sizes (peak RSS)",
       ["{bin}/bench_large", "frag"])
+    w("pareto-1t-touch", "mix", "Pareto sizes 16 B-1 MiB, mixed lifetimes, every block written in full, 1 thread",
+      ["{bin}/bench_mix", "pareto-touch"])
+    w("interp-strings", "mix", "interpreter: strings grown by realloc, 48-96 B dict entries, 100 KiB read buffers",
+      ["{bin}/bench_mix", "interp"])
+    for n in (1, 4):
+        w(f"prodcons64-{n}x{n}", "xthread", f"{n} producer(s) hand batches of 4096 x 64 B (batch array just over "
+          f"32 KiB) to {n} consumer(s)", ["{bin}/bench_threads", "prodcons64", "-t", str(n)])
+    w("dbuf-64t", "xthread", "64 threads, 64 B-512 KiB buffers (every page written), window of 32, "
+      "1 in 16 freed by another thread (peak RSS)", ["{bin}/bench_threads", "dbuf", "-t", "64"])
+    w("many-256t", "threads", "256 threads at once on 2 CPUs, 10,000 malloc/realloc/free each, "
+      "cross-thread frees through a shared array", ["{bin}/bench_threads", "many", "-t", "256"])
+    w("free-all-16t", "large", "16 threads allocate 64 MiB of 256 KiB blocks each (1 GiB live), free all; "
+      "RSS 100 ms later", ["{bin}/bench_threads", "free-all", "-t", "16"],
+      extra={"rss_after_free_kb": r"rss_after_free_kb (\d+)"})
     w("cxx-containers", "real", "C++: strings, unordered_map, map, vector, shared_ptr",
       ["{bin}/bench_cxx"])
     w("python-json", "real", "python3: build records, JSON dump/load, index, sort",
@@ -252,6 +268,9 @@ def run_workloads(runner, allocs, wls, repeats, subst, log):
                 env.update(wl["env"])
                 res, text = runner.run(argv, pre, env, cwd=subst["work"])
                 r = res[0]
+                if wl.get("extra"):
+                    found = {k: re.search(rx, text) for k, rx in wl["extra"].items()}
+                    r["extra"] = {k: float(m.group(1)) if m else None for k, m in found.items()}
                 runs[name].append(r)
                 if r["status"] != "exit 0":
                     failures.setdefault(name, f"{r['status']}: {text.strip()[-300:]}")
@@ -272,6 +291,9 @@ def run_workloads(runner, allocs, wls, repeats, subst, log):
         rec = {"name": wl["name"], "group": wl["group"], "desc": wl["desc"], "argv": argv,
                "median": med, "ratio": ratio, "runs": runs, "failures": failures,
                "foreign_load": round(meter.foreign(), 3), "seconds": round(time.monotonic() - t0, 1)}
+        if wl.get("extra"):
+            rec["extra"] = {k: {n: (median(r["extra"][k] for r in runs[n] if r["status"] == "exit 0")
+                                    if med[n] else None) for n in runs} for k in wl["extra"]}
         results.append(rec)
         cells = "  ".join(f"{n} {m['wall']:.3f}s x{ratio[n]['wall']:.2f}" if m else f"{n} FAIL"
                           for n, m in med.items())
@@ -483,6 +505,41 @@ def svg_chart(results, names, path, title):
         f.write("\n".join(o) + "\n")
 
 
+RSS_FOCUS = ("dbuf-64t", "many-256t", "free-all-16t")
+
+
+def rss_focus_lines(results, names, md):
+    """peak RSS (and RSS after free where measured) of the memory-centred rows, against glibc"""
+    rows = []
+    for r in results:
+        if r["name"] not in RSS_FOCUS and not r.get("extra"):
+            continue
+        items = [("peak RSS", {n: (m["rss_kb"] if m else None) for n, m in r["median"].items()})]
+        for k, v in (r.get("extra") or {}).items():
+            if k.endswith("_kb"):
+                items.append((k[:-3].replace("_", " ").replace("rss", "RSS"), v))
+        for label, vals in items:
+            base = vals.get("glibc")
+            cells = [f"{r['name']}: {label}"]
+            for n in names:
+                v = vals.get(n)
+                c = fmt_mb(v)
+                if v is not None and base:
+                    c += f" {v / base:.2f}x"
+                cells.append(c)
+            rows.append(cells)
+    if not rows:
+        return []
+    head = ["workload: measure (ratio to glibc)"] + names
+    if md:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    out = ["  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))]
+    for c in rows:
+        out.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
+    return out
+
+
 def write_reports(outdir, data, names, log):
     results = data["workloads"]
     geo, ncomp = data["geomean"], data["geomean_workloads"]
@@ -499,6 +556,12 @@ def write_reports(outdir, data, names, log):
     log("== peak RSS, median (ratio to the leanest)")
     for line in table_lines(results, names, "rss", False):
         log(line)
+    focus = rss_focus_lines(results, names, False)
+    if focus:
+        log("")
+        log("== peak RSS against glibc where memory use is the point (and RSS after free, median)")
+        for line in focus:
+            log(line)
     log("")
     for line in geo_lines(geo, names, ncomp, len(results), False):
         log(line)
@@ -557,6 +620,11 @@ def write_reports(outdir, data, names, log):
     md += table_lines(results, names, "wall", True)
     md += ["", "## Peak RSS (median; ratio to the leanest)", ""] + table_lines(results, names, "rss", True)
     md += ["", "## CPU time, user+sys (median; ratio to the least)", ""] + table_lines(results, names, "cpu", True)
+    focus = rss_focus_lines(results, names, True)
+    if focus:
+        md += ["", "## Peak RSS against glibc where memory use is the point", "",
+               "Medians; RSS after free: read by the program itself (/proc/self/statm) 100 ms after every "
+               "thread freed everything and exited.", ""] + focus
     if hot:
         hn = [n for n in hot if n != "loop"]
         md += ["", "## Hot path (callgrind, instructions; deterministic, load-independent)", "",
