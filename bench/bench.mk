@@ -13,7 +13,8 @@ NOBUILTIN := -fno-builtin-malloc -fno-builtin-free -fno-builtin-calloc -fno-buil
 BCFLAGS  := -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -pthread $(NOBUILTIN)
 BCXXFLAGS := -std=gnu++17 -O2 -g -Wall -Wextra -Werror -pthread $(NOBUILTIN)
 
-PROGS := $(O)/nmrun $(O)/bench_pairs $(O)/bench_xthread $(O)/bench_large $(O)/bench_hot $(O)/bench_cxx
+PROGS := $(O)/nmrun $(O)/bench_pairs $(O)/bench_xthread $(O)/bench_large $(O)/bench_hot $(O)/bench_cxx \
+         $(O)/bench_memreturn $(O)/bench_threads $(O)/bench_mix
 
 .PHONY: all
 all: $(PROGS)

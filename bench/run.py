@@ -9,12 +9,19 @@ median of the repeats for wall time, CPU time (user + sys) and peak RSS, the rat
 each allocator to the fastest (leanest) for every workload, and the geometric mean of
 those ratios per allocator. Also measured: hot-path instructions under callgrind
 (bench/hotpath.py), ns per malloc+free pair, NUMAMALLOC_STATS on vs off, and the
-start-up of a process that makes 10 allocations.
+start-up of a process that makes 10 allocations. Some workloads print a number of
+their own (free-all-16t: RSS after the free); its median goes next to the tables.
 
-Writes bench/results/latest.md, latest.json and latest.svg. Called by bench/run.sh,
+Memory return over time (bench/bench_memreturn.c): four scenarios free a burst and
+then watch their own RSS every 50 ms, under every allocator and numamalloc with
+NUMAMALLOC_BACKGROUND=1 ("numamalloc+bg"), 3 runs each, medians per time point; a
+table per scenario in latest.md and a line plot in memreturn.svg.
+
+Writes bench/results/latest.md, latest.json, latest.svg and memreturn.svg. Called by bench/run.sh,
 which installs the allocators and builds the programs first. Standard library only.
 """
 import argparse
+import concurrent.futures
 import datetime
 import hashlib
 import json
@@ -48,9 +55,11 @@ def workloads(quick):
     q = 0.1 if quick else 1.0            # --quick: a tenth of the work
     W = []
 
-    def w(name, group, desc, argv, scale=1.0, env=None):
+    def w(name, group, desc, argv, scale=1.0, env=None, extra=None):
+        # extra: {key: regular expression with one number group}, read from the
+        # program's output of every run (medians reported next to the tables)
         W.append({"name": name, "group": group, "desc": desc, "argv": argv,
-                  "scale": None if scale is None else scale * q, "env": env or {}})
+                  "scale": None if scale is None else scale * q, "env": env or {}, "extra": extra or {}})
 
     for size, label in ((16, "16"), (256, "256"), (4096, "4K"), (32768, "32K"), (262144, "256K"),
                         (2 << 20, "2M"), (32 << 20, "32M")):
@@ -92,6 +101,20 @@ def workloads(quick):
       ["{bin}/bench_large", "large"])
     w("fragmentation", "large", "allocate, free random 90 %, reallocate 2x sizes (peak RSS)",
       ["{bin}/bench_large", "frag"])
+    w("pareto-1t-touch", "mix", "Pareto sizes 16 B-1 MiB, mixed lifetimes, every block written in full, 1 thread",
+      ["{bin}/bench_mix", "pareto-touch"])
+    w("interp-strings", "mix", "interpreter: strings grown by realloc, 48-96 B dict entries, 100 KiB read buffers",
+      ["{bin}/bench_mix", "interp"])
+    for n in (1, 4):
+        w(f"prodcons64-{n}x{n}", "xthread", f"{n} producer(s) hand batches of 4096 x 64 B (batch array just over "
+          f"32 KiB) to {n} consumer(s)", ["{bin}/bench_threads", "prodcons64", "-t", str(n)])
+    w("dbuf-64t", "xthread", "64 threads, 64 B-512 KiB buffers (every page written), window of 32, "
+      "1 in 16 freed by another thread (peak RSS)", ["{bin}/bench_threads", "dbuf", "-t", "64"])
+    w("many-256t", "threads", "256 threads at once on 2 CPUs, 10,000 malloc/realloc/free each, "
+      "cross-thread frees through a shared array", ["{bin}/bench_threads", "many", "-t", "256"])
+    w("free-all-16t", "large", "16 threads allocate 64 MiB of 256 KiB blocks each (1 GiB live), free all; "
+      "RSS 100 ms later", ["{bin}/bench_threads", "free-all", "-t", "16"],
+      extra={"rss_after_free_kb": r"rss_after_free_kb (\d+)"})
     w("cxx-containers", "real", "C++: strings, unordered_map, map, vector, shared_ptr",
       ["{bin}/bench_cxx"])
     w("python-json", "real", "python3: build records, JSON dump/load, index, sort",
@@ -156,9 +179,10 @@ class Runner:
         self.log = log
         self.tmp = tempfile.mkdtemp(prefix="nm-bench-out.")
 
-    def run(self, argv, preload, env, runs=1, cwd=None):
-        """list of {wall, user, sys, maxrss_kb, status, cpu} (one per run), plus the output text"""
-        out = os.path.join(self.tmp, "out.txt")
+    def run(self, argv, preload, env, runs=1, cwd=None, out_name="out.txt"):
+        """list of {wall, user, sys, maxrss_kb, status, cpu} (one per run), plus the output text;
+        runs in parallel threads need their own out_name"""
+        out = os.path.join(self.tmp, out_name)
         if os.path.exists(out):
             os.unlink(out)
         cmd = [self.nmrun, "-n", str(runs), "-o", out, "-t", str(self.timeout)]
@@ -252,6 +276,9 @@ def run_workloads(runner, allocs, wls, repeats, subst, log):
                 env.update(wl["env"])
                 res, text = runner.run(argv, pre, env, cwd=subst["work"])
                 r = res[0]
+                if wl.get("extra"):
+                    found = {k: re.search(rx, text) for k, rx in wl["extra"].items()}
+                    r["extra"] = {k: float(m.group(1)) if m else None for k, m in found.items()}
                 runs[name].append(r)
                 if r["status"] != "exit 0":
                     failures.setdefault(name, f"{r['status']}: {text.strip()[-300:]}")
@@ -272,6 +299,9 @@ def run_workloads(runner, allocs, wls, repeats, subst, log):
         rec = {"name": wl["name"], "group": wl["group"], "desc": wl["desc"], "argv": argv,
                "median": med, "ratio": ratio, "runs": runs, "failures": failures,
                "foreign_load": round(meter.foreign(), 3), "seconds": round(time.monotonic() - t0, 1)}
+        if wl.get("extra"):
+            rec["extra"] = {k: {n: (median(r["extra"][k] for r in runs[n] if r["status"] == "exit 0")
+                                    if med[n] else None) for n in runs} for k in wl["extra"]}
         results.append(rec)
         cells = "  ".join(f"{n} {m['wall']:.3f}s x{ratio[n]['wall']:.2f}" if m else f"{n} FAIL"
                           for n, m in med.items())
@@ -314,6 +344,152 @@ def run_startup(runner, allocs, blocks, per_block, bench_bin, log):
                      "p10_ms": sorted(w)[len(w) // 10] * 1e3 if w else None,
                      "p90_ms": sorted(w)[len(w) * 9 // 10] * 1e3 if w else None}
     return out
+
+
+# ---- memory return over time -------------------------------------------------------
+# bench_memreturn samples its own RSS every 50 ms around a burst and its free; each
+# scenario runs under every allocator plus numamalloc+bg (NUMAMALLOC_BACKGROUND=1,
+# NUMAMALLOC_DECAY_MS left at its default). The runs mostly sleep while they
+# watch, so a few run at a time (--memreturn-jobs) to keep the suite short; CPU
+# contention can only stretch a burst, not change what stays resident after it.
+
+MEMRETURN_SCENARIOS = (
+    ("large-then-pairs", "20 x 3 MiB written and freed; then a 1 MiB malloc/write first and last page/free "
+                         "pair every 100 us"),
+    ("burst-idle", "about 400 MiB of mixed sizes (16 B-32 KiB, 64-512 KiB, 2-8 MiB) written and freed; "
+                   "then no allocator call at all"),
+    ("burst-active", "the same burst and free; then 64-byte malloc/free pairs, 100 every 100 us"),
+    ("threads-idle", "8 threads allocate about 40 MiB each of the same mix, free it and wait on a condition "
+                     "variable (alive); the main thread watches"),
+)
+# (key, column heading, seconds after the free; None: the burst-end reading)
+MEMRETURN_POINTS = (("burst_end", "burst end", None), ("freed", "after free", 0.0), ("+0.5s", "+0.5 s", 0.5),
+                    ("+1s", "+1 s", 1.0), ("+2s", "+2 s", 2.0), ("+4s", "+4 s", 4.0))
+MEMRETURN_STEP = 0.05            # the program's sampling period, s
+MEMRETURN_BEFORE = 0.5           # the plot starts this long before the free
+
+
+def memreturn_variants(allocs):
+    v = list(allocs)
+    for name, pre, extra in allocs:
+        if name == "numamalloc":
+            v.append(("numamalloc+bg", pre, dict(extra, NUMAMALLOC_BACKGROUND="1")))
+    return v
+
+
+def parse_memreturn(text):
+    """{burst_end, freed, ops, series: [(seconds from the end of the free, rss bytes)]} or None"""
+    marks, samples = {}, []
+    for line in text.splitlines():
+        f = line.split()
+        try:
+            if len(f) == 4 and f[0] == "#" and f[1] in ("burst_end", "freed"):
+                marks[f[1]] = (float(f[2]), int(f[3]))
+            elif len(f) == 3 and f[0] == "#" and f[1] == "ops":
+                marks["ops"] = int(f[2])
+            elif len(f) == 2 and f[0] != "#":
+                samples.append((float(f[0]), int(f[1])))
+        except ValueError:
+            continue                                  # a warning line from the allocator
+    if "burst_end" not in marks or "freed" not in marks or not samples:
+        return None
+    t0 = marks["freed"][0]
+    series = [((t - t0) / 1000, rss) for t, rss in samples]
+    series += [((marks["burst_end"][0] - t0) / 1000, marks["burst_end"][1]), (0.0, marks["freed"][1])]
+    series.sort()
+    return {"burst_end": marks["burst_end"][1], "freed": marks["freed"][1], "ops": marks.get("ops"),
+            "burst_t": round((marks["burst_end"][0] - t0) / 1000, 4),
+            "series": [(round(t, 4), r) for t, r in series]}
+
+
+def value_at(series, t):
+    """RSS of the last sample taken at or before t (with half a period for the sampling
+    jitter); None before the first sample or after the last"""
+    tol = MEMRETURN_STEP / 2
+    if not series or t > series[-1][0] + tol:
+        return None
+    v = None
+    for ts, rss in series:
+        if ts > t + tol:
+            break
+        v = rss
+    return v
+
+
+def interp_at(series, t):
+    """RSS at t, linear between the samples around it; None outside the samples"""
+    if not series or t < series[0][0] or t > series[-1][0] + MEMRETURN_STEP / 2:
+        return None
+    prev = series[0]
+    for cur in series:
+        if cur[0] >= t:
+            if cur[0] == prev[0]:
+                return cur[1]
+            return prev[1] + (cur[1] - prev[1]) * (t - prev[0]) / (cur[0] - prev[0])
+        prev = cur
+    return prev[1]
+
+
+def run_memreturn(runner, allocs, scenarios, repeats, window, jobs, bench_bin, log):
+    variants = memreturn_variants(allocs)
+    prog = os.path.join(bench_bin, "bench_memreturn")
+    grid = [round(-MEMRETURN_BEFORE + MEMRETURN_STEP * i, 3)
+            for i in range(int(round((window + MEMRETURN_BEFORE) / MEMRETURN_STEP)) + 1)]
+    out = {}
+    for si, (scen, desc) in enumerate(scenarios):
+        meter, t0 = LoadMeter(), time.monotonic()
+        tasks = [v for rep in range(repeats) for v in rotated(variants, rep + si)]
+
+        def one(k):
+            name, pre, extra = tasks[k]
+            res, text = runner.run([prog, scen, "-w", f"{window:g}"], pre, extra, out_name=f"memreturn{k}.txt")
+            return name, res[0], text
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as ex:
+            done = list(ex.map(one, range(len(tasks))))
+        per = {v[0]: {"runs": [], "failure": None} for v in variants}
+        for name, r, text in done:
+            parsed = parse_memreturn(text) if r["status"] == "exit 0" else None
+            if parsed is None:
+                per[name]["failure"] = per[name]["failure"] or f"{r['status']}: {text.strip()[-300:]}"
+                continue
+            pts = {"burst_end": parsed["burst_end"], "freed": parsed["freed"]}
+            for key, _, t in MEMRETURN_POINTS[2:]:
+                pts[key] = value_at(parsed["series"], t)
+            per[name]["runs"].append({"points": pts, "ops": parsed["ops"], "burst_t": parsed["burst_t"], "wall": r["wall"],
+                                      "maxrss_kb": r["maxrss_kb"], "series": parsed["series"]})
+        for name, d in per.items():
+            runs = d["runs"] if not d["failure"] else []
+            d["points"] = {key: median(r["points"][key] for r in runs) for key, _, _ in MEMRETURN_POINTS} if runs else None
+            d["ops"] = median(r["ops"] for r in runs) if runs else None
+            # the plotted line: at each point of a 50 ms grid, the median of the runs that
+            # cover it (all of them: runs whose burst started later begin the line later)
+            d["series"] = []
+            for g in grid:
+                vals = [interp_at(r["series"], g) for r in runs]
+                if vals and None not in vals:
+                    d["series"].append([g, round(median(vals))])
+            if runs:
+                # the burst's end and the free's end exactly, not where the grid falls
+                bt = median(r["burst_t"] for r in runs)
+                d["series"] = sorted([p for p in d["series"] if not bt <= p[0] <= 0]
+                                     + [[bt, d["points"]["burst_end"]], [0.0, d["points"]["freed"]]])
+        out[scen] = {"desc": desc, "variants": per, "foreign_load": round(meter.foreign(), 3),
+                     "seconds": round(time.monotonic() - t0, 1)}
+        cells = "  ".join(f"{n} {fmt_mib(d['points']['freed'])}>{fmt_mib(d['points']['+1s'])}"
+                          if d["points"] else f"{n} FAIL" for n, d in per.items())
+        log(f"[memreturn] {scen:<17} after free > +1 s, MiB: {cells}  "
+            f"(other load {out[scen]['foreign_load']:.0%}, {out[scen]['seconds']}s)")
+        for n, d in per.items():
+            if d["failure"]:
+                log(f"        {n} failed: {d['failure']}")
+    return {"window_s": window, "repeats": repeats, "jobs": jobs, "step_s": MEMRETURN_STEP,
+            "variants": [v[0] for v in variants],
+            "env": {v[0]: {k: x for k, x in v[2].items()} for v in variants}, "scenarios": out}
+
+
+def fmt_mib(b):
+    return "-" if b is None else (f"{b / 2**20:.1f}" if b < 100 * 2**20 else f"{b / 2**20:.0f}")
 
 
 # ---- reporting ---------------------------------------------------------------------
@@ -483,6 +659,152 @@ def svg_chart(results, names, path, title):
         f.write("\n".join(o) + "\n")
 
 
+def memreturn_lines(mr, md):
+    """one table per scenario: RSS (MiB) at the burst end, after the free and later"""
+    pts = [p for p in MEMRETURN_POINTS if p[2] is None or p[2] <= mr["window_s"] + 1e-9]
+    lines = []
+    for scen, sd in mr["scenarios"].items():
+        per = sd["variants"]
+        active = any(d["ops"] for d in per.values() if d["points"])
+        head = ["allocator"] + [p[1] for p in pts] + (["pairs in window"] if active else [])
+        best = {}
+        for key, _, _ in pts:
+            vals = [d["points"][key] for d in per.values() if d["points"] and d["points"][key] is not None]
+            best[key] = min(vals) if vals else None
+        rows = []
+        for n, d in per.items():
+            if not d["points"]:
+                rows.append([n] + ["FAIL"] * (len(head) - 1))
+                continue
+            cells = [n]
+            for key, _, _ in pts:
+                v = d["points"][key]
+                c = fmt_mib(v)
+                if md and v is not None and v == best[key] and key != "burst_end":
+                    c = f"**{c}**"
+                cells.append(c)
+            if active:
+                cells.append(f"{d['ops']:.0f}" if d["ops"] is not None else "-")
+            rows.append(cells)
+        if md:
+            lines += [f"### {scen}", "", f"{sd['desc'][0].upper()}{sd['desc'][1:]}. Other load {sd['foreign_load']:.0%}.", "",
+                      "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(c) + " |" for c in rows]
+            lines.append("")
+        else:
+            lines.append(f"-- {scen}: {sd['desc']}")
+            widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+            lines.append("  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head)))
+            for c in rows:
+                lines.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
+    return lines
+
+
+def nice_ceiling(v):
+    """an axis maximum of 1, 2 or 5 x 10^k steps (at most 6 of them) covering v; returns (max, step)"""
+    v = max(v, 1.0)
+    k = 10 ** math.floor(math.log10(v / 6))
+    for m in (1, 2, 5, 10):
+        step = m * k
+        if v / step <= 6:
+            return step * math.ceil(v / step - 1e-9), step
+    return v, v
+
+
+def svg_memreturn(mr, path, title):
+    """one panel per scenario: median RSS over time, one line per allocator"""
+    scen = list(mr["scenarios"])
+    names = mr["variants"]
+    colors = dict(ALLOC_COLORS, **{"numamalloc+bg": ALLOC_COLORS["numamalloc"]})
+    cols, pw, ph, left, top, gx, gy = 2, 400, 210, 60, 78, 80, 70
+    nrows = (len(scen) + cols - 1) // cols
+    width, height = left + cols * (pw + gx), top + nrows * (ph + gy)
+    xmin, xmax = -MEMRETURN_BEFORE, mr["window_s"]
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'font-family="sans-serif" font-size="10">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="10" y="16" font-size="13" font-weight="bold">{title}</text>']
+    for i, n in enumerate(names):
+        x = 10 + i * 115
+        dash = ' stroke-dasharray="5,3"' if n == "numamalloc+bg" else ""
+        o.append(f'<line x1="{x}" y1="31" x2="{x + 14}" y2="31" stroke="{colors.get(n, "#000")}" '
+                 f'stroke-width="2"{dash}/>')
+        o.append(f'<text x="{x + 18}" y="35">{n}</text>')
+    o.append(f'<text x="10" y="52">RSS (MiB, median of {mr["repeats"]} runs, sampled every '
+             f'{mr["step_s"] * 1000:.0f} ms) against seconds since the end of the free</text>')
+    for p, sname in enumerate(scen):
+        per = mr["scenarios"][sname]["variants"]
+        x0 = left + (p % cols) * (pw + gx)
+        y0 = top + (p // cols) * (ph + gy)
+        peak = max((v for d in per.values() for _, v in d["series"]), default=0) / 2**20
+        ymax, ystep = nice_ceiling(peak)
+
+        def X(t):
+            return x0 + pw * (t - xmin) / (xmax - xmin)
+
+        def Y(mib):
+            return y0 + ph - ph * mib / ymax
+        o.append(f'<text x="{x0}" y="{y0 - 8}" font-weight="bold">{sname}</text>')
+        o.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+        yv = 0.0
+        while yv <= ymax + 1e-9:
+            o.append(f'<line x1="{x0}" y1="{Y(yv):.1f}" x2="{x0 + pw}" y2="{Y(yv):.1f}" stroke="#eee"/>')
+            o.append(f'<text x="{x0 - 4}" y="{Y(yv) + 3:.1f}" text-anchor="end">{yv:g}</text>')
+            yv += ystep
+        for i in range(math.ceil(xmin * 2), math.floor(xmax * 2 + 1e-9) + 1):     # every 0.5 s
+            t = i / 2
+            o.append(f'<line x1="{X(t):.1f}" y1="{y0}" x2="{X(t):.1f}" y2="{y0 + ph}" '
+                     f'stroke="{"#888" if t == 0 else "#eee"}"/>')
+            o.append(f'<text x="{X(t):.1f}" y="{y0 + ph + 12}" text-anchor="middle">'
+                     f'{"free" if t == 0 else f"{t:+g} s"}</text>')
+        for n in names:
+            d = per.get(n)
+            if not d or not d["series"]:
+                continue
+            pts = " ".join(f"{X(t):.1f},{Y(v / 2**20):.1f}" for t, v in d["series"])
+            dash = ' stroke-dasharray="5,3"' if n == "numamalloc+bg" else ""
+            o.append(f'<polyline points="{pts}" fill="none" stroke="{colors.get(n, "#000")}" '
+                     f'stroke-width="1.5"{dash}><title>{sname} {n}</title></polyline>')
+    o.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")
+
+
+RSS_FOCUS = ("dbuf-64t", "many-256t", "free-all-16t")
+
+
+def rss_focus_lines(results, names, md):
+    """peak RSS (and RSS after free where measured) of the memory-centred rows, against glibc"""
+    rows = []
+    for r in results:
+        if r["name"] not in RSS_FOCUS and not r.get("extra"):
+            continue
+        items = [("peak RSS", {n: (m["rss_kb"] if m else None) for n, m in r["median"].items()})]
+        for k, v in (r.get("extra") or {}).items():
+            if k.endswith("_kb"):
+                items.append((k[:-3].replace("_", " ").replace("rss", "RSS"), v))
+        for label, vals in items:
+            base = vals.get("glibc")
+            cells = [f"{r['name']}: {label}"]
+            for n in names:
+                v = vals.get(n)
+                c = fmt_mb(v)
+                if v is not None and base:
+                    c += f" {v / base:.2f}x"
+                cells.append(c)
+            rows.append(cells)
+    if not rows:
+        return []
+    head = ["workload: measure (ratio to glibc)"] + names
+    if md:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    out = ["  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))]
+    for c in rows:
+        out.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
+    return out
+
+
 def write_reports(outdir, data, names, log):
     results = data["workloads"]
     geo, ncomp = data["geomean"], data["geomean_workloads"]
@@ -490,6 +812,7 @@ def write_reports(outdir, data, names, log):
     T = data["targets"]
     hot, micro, startup = data.get("hotpath"), data.get("ns_per_pair"), data.get("startup")
     onoff = data.get("stats_on_off")
+    mr = data.get("memreturn")
     # terminal
     log("")
     log(f"== wall time, median of {meta['repeats']} (ratio to the fastest; ! = numamalloc over 1.25x)")
@@ -499,9 +822,20 @@ def write_reports(outdir, data, names, log):
     log("== peak RSS, median (ratio to the leanest)")
     for line in table_lines(results, names, "rss", False):
         log(line)
+    focus = rss_focus_lines(results, names, False)
+    if focus:
+        log("")
+        log("== peak RSS against glibc where memory use is the point (and RSS after free, median)")
+        for line in focus:
+            log(line)
     log("")
     for line in geo_lines(geo, names, ncomp, len(results), False):
         log(line)
+    if mr:
+        log("")
+        log(f"== memory return: RSS in MiB, median of {mr['repeats']} runs (t = 0: end of the free)")
+        for line in memreturn_lines(mr, False):
+            log(line)
     if hot:
         log("")
         log(f"== hot path, callgrind instructions per malloc+free pair (incl. {hot.get('loop')} of loop) and per start-up")
@@ -557,6 +891,21 @@ def write_reports(outdir, data, names, log):
     md += table_lines(results, names, "wall", True)
     md += ["", "## Peak RSS (median; ratio to the leanest)", ""] + table_lines(results, names, "rss", True)
     md += ["", "## CPU time, user+sys (median; ratio to the least)", ""] + table_lines(results, names, "cpu", True)
+    focus = rss_focus_lines(results, names, True)
+    if focus:
+        md += ["", "## Peak RSS against glibc where memory use is the point", "",
+               "Medians; RSS after free: read by the program itself (/proc/self/statm) 100 ms after every "
+               "thread freed everything and exited.", ""] + focus
+    if mr:
+        md += ["", "## Memory return over time", "",
+               f"RSS (resident pages of /proc/self/statm) in MiB, sampled every {mr['step_s'] * 1000:.0f} ms by "
+               f"bench/bench_memreturn, median of {mr['repeats']} runs at each point; t = 0 is the end of the "
+               f"free, the window lasts {mr['window_s']:g} s. Bold: the least at that point. numamalloc+bg: "
+               "numamalloc with " + ", ".join(f"{k}={v}" for k, v in mr["env"].get("numamalloc+bg", {}).items())
+               + " (NUMAMALLOC_DECAY_MS at its default). "
+               f"Runs of a scenario go {mr['jobs']} at a time (they mostly sleep while they watch).", ""]
+        md += memreturn_lines(mr, True)
+        md += ["![memory return over time](memreturn.svg)", ""]
     if hot:
         hn = [n for n in hot if n != "loop"]
         md += ["", "## Hot path (callgrind, instructions; deterministic, load-independent)", "",
@@ -600,6 +949,9 @@ def write_reports(outdir, data, names, log):
         json.dump(data, f, indent=1)
     svg_chart(results, names, os.path.join(outdir, "latest.svg"),
               f"numamalloc vs peers — {meta['date']} ({'quick' if meta['quick'] else 'full'} run)")
+    if mr:
+        svg_memreturn(mr, os.path.join(outdir, "memreturn.svg"),
+                      f"Memory return over time — {meta['date']} ({'quick' if meta['quick'] else 'full'} run)")
 
 
 def machine_info():
@@ -618,7 +970,7 @@ def machine_info():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a tenth of the work, 3 repeats: under 3 minutes")
+    ap.add_argument("--quick", action="store_true", help="a tenth of the work, 3 repeats, 2 s memreturn windows: under 4 minutes")
     ap.add_argument("--repeats", type=int, default=None, help="repeats per workload and allocator (>= 3)")
     ap.add_argument("--only", default=None, help="regular expression: run only matching workloads")
     ap.add_argument("--allocators", default=None, help="comma-separated subset, e.g. glibc,numamalloc")
@@ -628,6 +980,10 @@ def main():
     ap.add_argument("--source", default=None,
                     help="what the library was built from, for the report (default: this tree's git state)")
     ap.add_argument("--no-extras", action="store_true", help="workloads only: no callgrind, ns/pair, start-up")
+    ap.add_argument("--no-memreturn", action="store_true", help="skip the memory-return-over-time scenarios")
+    ap.add_argument("--memreturn-repeats", type=int, default=3, help="runs per memreturn scenario and allocator")
+    ap.add_argument("--memreturn-jobs", type=int, default=3,
+                    help="memreturn runs at a time (they mostly sleep; default 3)")
     a = ap.parse_args()
     t_start = time.monotonic()
     log = lambda s: print(s, flush=True)  # noqa: E731
@@ -643,8 +999,10 @@ def main():
             sys.exit(f"run.py: {name}: {pre} not found (scripts/deps.sh bench installs the allocators)")
     names = [x[0] for x in allocs]
     wls = workloads(a.quick)
+    mrs = [] if a.no_memreturn else list(MEMRETURN_SCENARIOS)
     if a.only:
         wls = [w for w in wls if re.search(a.only, w["name"])]
+        mrs = [m for m in mrs if re.search(a.only, "memreturn-" + m[0])]
     os.makedirs(a.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="nm-bench-work.")
     runner = Runner(a.bin, 60 if a.quick else 300, log)
@@ -683,6 +1041,14 @@ def main():
         log(f"workloads: {len(wls)} x {len(names)} allocators x {repeats} repeats")
         subst = {"bin": a.bin, "work": work, "here": HERE}
         results = run_workloads(runner, allocs, wls, repeats, subst, log)
+        mr = None
+        if mrs:
+            # --quick: a 2 s window (the +4 s point is left out)
+            window = 2.0 if a.quick else 4.0
+            log(f"memory return: {len(mrs)} scenarios x {len(memreturn_variants(allocs))} allocators x "
+                f"{a.memreturn_repeats} runs, {window:g} s window, {a.memreturn_jobs} at a time")
+            mr = run_memreturn(runner, allocs, mrs, a.memreturn_repeats, window, max(1, a.memreturn_jobs),
+                               a.bin, log)
         geo, ncomp = summarize(results, names)
         loads = [r["foreign_load"] for r in results] or [0]
         version = "?"
@@ -698,10 +1064,11 @@ def main():
                      "elapsed_s": time.monotonic() - t_start},
             "workloads": results, "geomean": geo, "geomean_workloads": ncomp,
             "hotpath": hot, "ns_per_pair": micro, "startup": startup, "stats_on_off": onoff,
+            "memreturn": mr,
         })
         data["targets"] = targets(results, names, geo, hot, onoff or micro, startup)
         write_reports(a.out, data, names, log)
-        log(f"\nwrote {a.out}/latest.md, latest.json, latest.svg ({time.monotonic() - t_start:.0f} s)")
+        log(f"\nwrote {a.out}/latest.md, latest.json, latest.svg{', memreturn.svg' if mr else ''} ({time.monotonic() - t_start:.0f} s)")
     finally:
         runner.cleanup()
         shutil.rmtree(work, ignore_errors=True)

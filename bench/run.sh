@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh — the benchmark suite: every workload under glibc, jemalloc,
 # tcmalloc, mimalloc and numamalloc in the same run, side by side (bench/run.py
-# does the measuring and writes bench/results/latest.{md,json,svg}).
+# does the measuring and writes bench/results/latest.{md,json,svg} and memreturn.svg).
 #
 #   bench/run.sh                 full run (under 30 minutes on 2 cores)
-#   bench/run.sh --quick         a tenth of the work, 3 repeats (under 3 minutes)
+#   bench/run.sh --quick         a tenth of the work, 3 repeats, 2 s memreturn windows (under 4 minutes)
 #   bench/run.sh --only 'pairs|larson' --allocators glibc,numamalloc --repeats 3
+#   bench/run.sh --only 'memreturn' --no-extras       memory return over time only (memreturn-SCENARIO)
 #   NM_LIB=/tmp/nm-x/libnumamalloc.so bench/run.sh --quick
 #
 # NM_LIB defaults to $B/libnumamalloc.so (B=build; `make B=... bench` passes B);
