@@ -16,9 +16,9 @@
  *   - at once and for everything idle from malloc_trim, and before a NULL reaches the
  *     program (nm_reclaim).
  * What no pass can take: blocks in other threads' magazines, which their owners
- * change without locks; each thread gives its own back at exit, on malloc_trim and
- * when it migrates, and holds a bounded amount (small: a magazine or two per class;
- * medium: NM_MED_THREAD_BYTES).
+ * change without locks; each thread gives its own back at exit, on malloc_trim, when
+ * it migrates and, for bins it stopped using, at its own ticks; it holds at most its
+ * budget (src/tcache.c).
  * Locks: nm_decay_lock (tried by periodic passes, taken by forced ones) ->
  * nm_threads_lock -> depot, segment and large-cache locks. */
 #include <errno.h>
@@ -126,6 +126,11 @@ void nm_decay_tick_slow(nm_tcache_t *tc)
 {
     tc->slow_ticks = 0;
     if (NM_UNLIKELY(nm_opt.background) && nm_load_relaxed(&bg_state) == BG_NONE) background_start();
+    uint64_t now = nm_os_now_ms();
+    if (now >= tc->trim_due_ms) {                    /* the thread's own bins, once per interval */
+        tc->trim_due_ms = now + (nm_opt.decay_ms ? nm_opt.decay_ms : 1);
+        nm_tcache_trim(tc);
+    }
     nm_decay(false);
 }
 

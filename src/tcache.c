@@ -10,12 +10,17 @@
  *   free miss:   previous is empty -> swap; else previous (full) goes to the depot,
  *                loaded becomes previous, an empty one from the depot is loaded.
  * Medium classes (above 32 KiB) use the same bins with one magazine each and no
- * previous: their magazines hold 1..6 blocks, and what a thread may hold is bounded
- * in bytes. The capacity of every loaded medium magazine counts against
- * NM_MED_THREAD_BYTES (med_held); a bin that needs a magazine beyond that first gives
- * back the magazine of the medium bin used least recently, so a thread never sits on
- * megabytes of 512 KiB blocks. Either way a thread touches its depot's lock at most
- * once per magazine of operations.
+ * previous: their magazines hold 1..6 blocks. Either way a thread touches its depot's
+ * lock at most once per magazine of operations.
+ * Budget: the capacity (rounds x size) of every magazine in a thread's bins counts
+ * against the thread's budget (NM_TC_MIN_BYTES, grown by doubling out of a pool
+ * shared by all threads, to NM_TC_MAX_BYTES; config.h). A bin that needs one more
+ * magazine beyond it first grows the budget if the pool allows, else gives back the
+ * magazines of the bin used least recently; a small bin may then work without its
+ * previous magazine, a bin without any sends its blocks straight to the slabs. At
+ * its decay tick a thread gives back the bins it did not use since the last one and
+ * half of a budget it does not need. So one thread caches what it uses, and many
+ * threads at once hold a bounded total.
  * Blocks of another domain (freed by a thread that is not on their node) never enter
  * this thread's bins: they collect in per-(domain, class) magazines and go home to
  * their own depot when full (origin-aware, batched). Blocks of the profiler's
@@ -164,39 +169,127 @@ static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
     return got;
 }
 
-/* small malloc miss: make the loaded magazine non-empty. false: no memory. */
-static bool small_refill(nm_tcache_t *tc, unsigned cls)
+/* ---- the budget --------------------------------------------------------------------------- */
+
+static size_t mag_bytes(unsigned cls) { return (size_t)nm_class_mag_cap[cls] * nm_class_size[cls]; }
+static unsigned bin_mags(const nm_bin_t *b) { return (b->loaded != NULL) + (b->prev != NULL); }
+
+static void touch(nm_tcache_t *tc, unsigned cls) { tc->used[cls] = ++tc->clock; }
+
+/* give bin cls's magazines back to its depot */
+static void bin_evict(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
+    unsigned k = bin_mags(b);
+    if (k == 0) return;
+    bin_reconcile(tc, cls);
     bin_sync(b);
-    if (b->prev && b->prev->count > 0) { bin_swap(b); return true; }
+    nm_depot_t *d = nm_depot(tc->domain, cls);
+    nm_depot_return(d, b->loaded);
+    nm_depot_return(d, b->prev);
+    b->prev = NULL;
+    bin_load(b, NULL);
+    tc->held -= k * mag_bytes(cls);
+}
+
+/* grow the budget (doubling) out of the shared pool; false if it cannot */
+static bool budget_grow(nm_tcache_t *tc)
+{
+    if (tc->budget >= NM_TC_MAX_BYTES) return false;
+    uint64_t step = NM_MIN(tc->budget, NM_TC_MAX_BYTES - tc->budget);
+    uint64_t used = nm_gstat_get(NM_C_cache_pool_used);
+    do {
+        if (used + step > NM_TC_POOL_BYTES) return false;
+    } while (!nm_cas_acq_rel(&nm_gctr[NM_C_cache_pool_used], &used, used + step));
+    tc->budget += step;
+    tc->ctr.thr[NM_C_cache_grows]++;
+    return true;
+}
+
+/* give back to the pool what the budget has above `keep` (at least the minimum) */
+static void budget_shrink(nm_tcache_t *tc, uint64_t keep)
+{
+    if (keep < NM_TC_MIN_BYTES) keep = NM_TC_MIN_BYTES;
+    if (tc->budget <= keep) return;
+    nm_gstat_sub(NM_C_cache_pool_used, tc->budget - keep);
+    tc->budget = keep;
+}
+
+/* may bin cls take one more magazine? Grows the budget, else gives back the bins used
+ * least recently; false if neither makes room */
+static bool admit(nm_tcache_t *tc, unsigned cls)
+{
+    size_t need = mag_bytes(cls);
+    while (tc->held + need > tc->budget) {
+        if (budget_grow(tc)) continue;
+        unsigned victim = NM_NUM_CLASSES;
+        uint32_t oldest = 0;
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+            if (c == cls || bin_mags(&tc->bins[c]) == 0) continue;
+            uint32_t age = tc->clock - tc->used[c];
+            if (victim == NM_NUM_CLASSES || age > oldest) { victim = c; oldest = age; }
+        }
+        if (victim == NM_NUM_CLASSES) return false;
+        bin_evict(tc, victim);
+        tc->evictions++;
+        tc->ctr.thr[NM_C_cache_evictions]++;
+    }
+    tc->held += need;
+    return true;
+}
+
+void nm_tcache_trim(nm_tcache_t *tc)
+{
+    if (tc->state != NM_T_ACTIVE) return;
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++)                 /* bins idle since the last trim */
+        if (bin_mags(&tc->bins[c]) && (int32_t)(tc->used[c] - tc->trimmed_at) <= 0) bin_evict(tc, c);
+    if (tc->evictions == 0) budget_shrink(tc, NM_MAX(tc->held, tc->budget / 2));
+    tc->evictions = 0;
+    tc->trimmed_at = tc->clock;
+}
+
+/* small malloc miss: make the loaded magazine non-empty. 1: done; 0: the budget has
+ * no room for a magazine (allocate directly); -1: no memory */
+static int small_refill(nm_tcache_t *tc, unsigned cls)
+{
+    nm_bin_t *b = &tc->bins[cls];
+    touch(tc, cls);
+    bin_sync(b);
+    if (b->prev && b->prev->count > 0) { bin_swap(b); return 1; }
+    /* a full magazine from the depot, kept with the one we have as previous if the
+     * budget allows; without any magazine yet, one is needed first */
+    bool keep_prev = b->loaded != NULL && b->prev == NULL && admit(tc, cls);
+    if (b->loaded == NULL && !admit(tc, cls)) return 0;
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_lock(&d->lock);
-    if (b->loaded == NULL) b->loaded = nm_depot_take_empty_locked(d);
     nm_mag_t *full = nm_depot_take_full_locked(d);
     if (full) {
         if (b->loaded) {
             if (b->prev) nm_depot_push_empty_locked(d, b->prev);
-            b->prev = b->loaded;
+            else if (!keep_prev) { nm_depot_push_empty_locked(d, b->loaded); b->loaded = NULL; }
+            if (b->loaded) b->prev = b->loaded;
         }
         nm_unlock(&d->lock);
         bin_load(b, full);
         tc->ctr.cls[cls][NM_C_depot_get]++;
-        return true;
+        return 1;
     }
+    if (keep_prev) tc->held -= mag_bytes(cls);                      /* not used after all */
+    if (b->loaded == NULL) b->loaded = nm_depot_take_empty_locked(d);
     nm_unlock(&d->lock);
-    if (b->loaded == NULL && (b->loaded = nm_mag_new(cls)) == NULL) return false;
+    if (b->loaded == NULL && (b->loaded = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
     unsigned got = fill_from_slabs(tc, d, b->loaded);
     bin_load(b, b->loaded);
-    return got > 0;
+    return got > 0 ? 1 : -1;
 }
 
 /* small free miss: make room in the loaded magazine (it is full, or there is none).
- * false: no empty magazine could be had (metadata exhausted); the caller then frees
- * straight to the slabs. */
+ * false: no room can be had (budget, metadata); the caller then frees straight to
+ * the slabs. */
 static bool small_flush(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
+    touch(tc, cls);
     bin_sync(b);
     if (b->prev && b->prev->count == 0) { bin_swap(b); return true; }
     nm_depot_t *d = nm_depot(tc->domain, cls);
@@ -209,49 +302,28 @@ static bool small_flush(nm_tcache_t *tc, unsigned cls)
             nm_depot_return(d, b->prev);
         }
         b->prev = NULL;
+        tc->held -= mag_bytes(cls);
     }
-    if (empty == NULL && (empty = empty_mag(d, cls)) == NULL) return false;
+    /* the full loaded one becomes previous (one more magazine: the budget decides),
+     * or goes to the depot for an empty one */
+    if (b->loaded && !admit(tc, cls)) {
+        if (empty) nm_depot_return(d, empty);
+        empty = nm_depot_put_full(d, b->loaded);
+        tc->ctr.cls[cls][NM_C_depot_put]++;
+        bin_load(b, NULL);
+        tc->held -= mag_bytes(cls);
+        if (!admit(tc, cls)) { if (empty) nm_depot_return(d, empty); return false; }
+    } else if (b->loaded == NULL && !admit(tc, cls)) {
+        if (empty) nm_depot_return(d, empty);
+        return false;
+    }
+    if (empty == NULL && (empty = empty_mag(d, cls)) == NULL) {
+        tc->held -= mag_bytes(cls);
+        return false;
+    }
     empty->count = 0;
-    b->prev = b->loaded;                             /* the full one becomes previous */
+    b->prev = b->loaded;
     bin_load(b, empty);
-    return true;
-}
-
-/* ---- medium bins ---------------------------------------------------------------------- */
-
-static size_t med_bytes(unsigned cls) { return (size_t)nm_class_mag_cap[cls] * nm_class_size[cls]; }
-static uint32_t *med_used(nm_tcache_t *tc, unsigned cls) { return &tc->med_used[cls - NM_SMALL_CLASSES]; }
-
-/* give medium bin cls's magazine back to its depot */
-static void med_evict(nm_tcache_t *tc, unsigned cls)
-{
-    nm_bin_t *b = &tc->bins[cls];
-    if (b->loaded == NULL) return;
-    bin_reconcile(tc, cls);
-    bin_sync(b);
-    nm_depot_return(nm_depot(tc->domain, cls), b->loaded);
-    bin_load(b, NULL);
-    tc->med_held -= med_bytes(cls);
-}
-
-/* may medium bin cls take a magazine? Makes room by giving back the magazines of the
- * bins used least recently; false if it cannot (the block bypasses the cache) */
-static bool med_admit(nm_tcache_t *tc, unsigned cls)
-{
-    size_t need = med_bytes(cls);
-    while (tc->med_held + need > NM_MED_THREAD_BYTES) {
-        unsigned victim = 0;
-        uint32_t oldest = 0;
-        for (unsigned c = NM_SMALL_CLASSES; c < NM_NUM_CLASSES; c++) {
-            if (c == cls || tc->bins[c].loaded == NULL) continue;
-            uint32_t age = tc->med_clock - *med_used(tc, c);
-            if (victim == 0 || age > oldest) { victim = c; oldest = age; }
-        }
-        if (victim == 0) return false;
-        med_evict(tc, victim);
-        tc->ctr.thr[NM_C_med_evictions]++;
-    }
-    tc->med_held += need;
     return true;
 }
 
@@ -260,8 +332,8 @@ static bool med_admit(nm_tcache_t *tc, unsigned cls)
 static int med_refill(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
-    *med_used(tc, cls) = ++tc->med_clock;
-    if (b->loaded == NULL && !med_admit(tc, cls)) return 0;
+    touch(tc, cls);
+    if (b->loaded == NULL && !admit(tc, cls)) return 0;
     bin_sync(b);
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_lock(&d->lock);
@@ -275,7 +347,7 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
     }
     nm_mag_t *m = b->loaded ? b->loaded : nm_depot_take_empty_locked(d);
     nm_unlock(&d->lock);
-    if (m == NULL && (m = nm_mag_new(cls)) == NULL) { tc->med_held -= med_bytes(cls); return -1; }
+    if (m == NULL && (m = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
     unsigned got = fill_from_slabs(tc, d, m);
     bin_load(b, m);
     return got > 0 ? 1 : -1;
@@ -285,11 +357,11 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
 static bool med_flush(nm_tcache_t *tc, unsigned cls)
 {
     nm_bin_t *b = &tc->bins[cls];
-    *med_used(tc, cls) = ++tc->med_clock;
+    touch(tc, cls);
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_mag_t *empty;
     if (b->loaded == NULL) {
-        if (!med_admit(tc, cls)) return false;
+        if (!admit(tc, cls)) return false;
         empty = empty_mag(d, cls);
     } else {
         bin_sync(b);
@@ -299,7 +371,7 @@ static bool med_flush(nm_tcache_t *tc, unsigned cls)
     }
     if (empty == NULL) {
         bin_load(b, NULL);
-        tc->med_held -= med_bytes(cls);
+        tc->held -= mag_bytes(cls);
         return false;
     }
     empty->count = 0;
@@ -338,7 +410,7 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
         b->prev = NULL;
         bin_load(b, NULL);
     }
-    tc->med_held = 0;
+    tc->held = 0;
     if (tc->remote) {
         for (uint32_t dom = 0; dom < nm_ndomains; dom++) {
             for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
@@ -386,6 +458,7 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample)
     size_t size = nm_class_size[cls];
     if (NM_UNLIKELY(tc->state != NM_T_ACTIVE || nm_opt.check)) return alloc_direct(tc, cls, n);
     nm_bin_t *b = &tc->bins[cls];
+    touch(tc, cls);
     bool sample = bin_reconcile(tc, cls);
     if (nm_prof_on && !sample) {
         /* this allocation is not on the fast path but is part of the class's byte
@@ -407,14 +480,9 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample)
     }
     if (b->cur == b->base) {
         nm_tcache_node_check(tc);                    /* may move the thread to another domain */
-        if (nm_class_is_medium(cls)) {
-            int r = med_refill(tc, cls);
-            if (r == 0) return alloc_direct(tc, cls, n);
-            if (r < 0) { errno = ENOMEM; return NULL; }
-        } else if (!small_refill(tc, cls)) {
-            errno = ENOMEM;
-            return NULL;
-        }
+        int r = nm_class_is_medium(cls) ? med_refill(tc, cls) : small_refill(tc, cls);
+        if (r == 0) return alloc_direct(tc, cls, n);
+        if (r < 0) { errno = ENOMEM; return NULL; }
     }
     tc->ctr.cls[cls][NM_C_alloc_slow]++;
     count_alloc(tc, tc->domain, 1, size);
@@ -493,6 +561,7 @@ void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
     unsigned cls = nm_pme_class(e);
     if (dom != tc->domain) { remote_free(tc, dom, cls, p, e); return; }
     nm_bin_t *b = &tc->bins[cls];
+    touch(tc, cls);
     if (b->cur == b->end) {
         bin_reconcile(tc, cls);
         if (!(nm_class_is_medium(cls) ? med_flush(tc, cls) : small_flush(tc, cls))) { free_direct(tc, p, e); return; }
@@ -518,6 +587,7 @@ static size_t dom_ctr_bytes(void) { return (size_t)nm_ndomains * NM_DOMAIN_CTR_N
 /* free a cache's own arrays and the cache itself (it is unlinked) */
 static void tcache_free(nm_tcache_t *tc)
 {
+    budget_shrink(tc, 0);
     if (tc->remote) nm_meta_free(tc->remote, (size_t)nm_ndomains * NM_NUM_CLASSES * sizeof(nm_mag_t *));
     if (tc->ctr.dom) nm_meta_free(tc->ctr.dom, dom_ctr_bytes());
     nm_meta_free(tc, sizeof *tc);
@@ -559,6 +629,7 @@ nm_tcache_t *nm_thread_start(void)
     tc->domain = nm_policy_domain_for(tc->cpu_node);
     tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
     tc->state = NM_T_ACTIVE;
+    tc->budget = NM_TC_MIN_BYTES;
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
         nm_bin_t *b = &tc->bins[c];
         b->budget = b->period = budget_new(tc, c);

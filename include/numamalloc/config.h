@@ -50,11 +50,17 @@
 #define NM_MAG_MAX_CAP     64        /* rounds in a magazine for the smallest classes */
 #define NM_MAG_BYTES       32768     /* a small magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
-/* A medium magazine holds about NM_MED_MAG_BYTES (at least one block), and a thread
- * holds at most NM_MED_THREAD_BYTES of medium magazine capacity in all (src/tcache.c):
- * a thread never sits on megabytes of 512 KiB blocks. */
+/* A medium magazine holds about NM_MED_MAG_BYTES (at least one block). */
 #define NM_MED_MAG_BYTES   ((size_t)256 << 10)
-#define NM_MED_THREAD_BYTES ((size_t)2 << 20)
+/* What a thread's bins may hold, counted as the capacity of the magazines they have
+ * (src/tcache.c): every thread may hold NM_TC_MIN_BYTES; a thread that needs more
+ * grows its budget (doubling, to NM_TC_MAX_BYTES) out of one pool of NM_TC_POOL_BYTES
+ * shared by all threads, and gives it back as it idles or exits. One thread alone
+ * caches as much as it uses; 256 threads at once hold tens of megabytes, not
+ * hundreds. */
+#define NM_TC_MIN_BYTES    ((size_t)512 << 10)
+#define NM_TC_MAX_BYTES    ((size_t)4 << 20)
+#define NM_TC_POOL_BYTES   ((size_t)64 << 20)
 /* large blocks a thread keeps after freeing them (large.c), without a lock; each at
  * most half of NUMAMALLOC_LARGE_CACHE (0 turns this off with the cache) */
 #define NM_LCACHE_SLOTS    2

@@ -233,6 +233,9 @@ nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e);
 void  nm_tcache_flush_all(nm_tcache_t *tc);
 /* a thread found on another node allocates there from now on */
 void  nm_tcache_node_check(nm_tcache_t *tc);
+/* the thread's decay tick: bins unused since the last one go back, and half of a
+ * budget it did not need */
+void  nm_tcache_trim(nm_tcache_t *tc);
 void  nm_bin_reconcile_all(nm_tcache_t *tc);
 
 /* ---- decay.c: returning idle memory ------------------------------------------------------ */

@@ -57,7 +57,8 @@
     X(large_free_bytes,  "bytes of large blocks freed")                              \
     X(large_cache_hit,   "large allocations served from the mapping cache")          \
     X(large_cache_miss,  "large allocations that needed a new mapping")              \
-    X(med_evictions,     "medium magazines given back to make room in a thread's bound")
+    X(cache_evictions,   "bins whose magazines went back to make room within a thread's budget") \
+    X(cache_grows,       "times a thread's cache budget grew out of the shared pool")
 
 /* per large-block backing (enum nm_backing), a row of NM_BACK_COUNT each */
 #define NM_BACKING_COUNTERS(X) \
@@ -82,6 +83,7 @@
     X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), fallback blocks") \
     X(footprint_peak,     "peak of footprint")                                       \
     X(segments,           "slab segments mapped now")                                \
+    X(cache_pool_used,    "bytes of the shared pool thread caches have grown their budgets by") \
     X(segments_peak,      "peak of segments")                                        \
     X(slab_pages_purged,  "slab pages returned with MADV_DONTNEED")                  \
     X(segments_unmapped,  "segments returned with munmap")                           \

@@ -177,12 +177,16 @@ typedef struct nm_tcache {
     uint32_t  domain;        /* domain serving this thread's small and medium blocks */
     int32_t   cpu_node;      /* node of the CPU seen at the last check */
     uint32_t  slow_ticks;    /* slow-path events since the last decay check */
+    uint64_t  trim_due_ms;   /* when its bins are next looked at for idleness (nm_tcache_trim) */
     int64_t   prof_left;     /* profiler: bytes until the next large sample */
     uint64_t  rng;           /* profiler: xorshift state */
     int32_t   tid;           /* kernel thread id of the owner (to find caches of dead threads) */
-    uint32_t  med_clock;     /* medium bin slow events, for med_used */
-    uint64_t  med_held;      /* bytes of medium magazine capacity in the bins (<= NM_MED_THREAD_BYTES) */
-    uint32_t  med_used[NM_NUM_CLASSES - NM_SMALL_CLASSES];  /* med_clock at each medium bin's last slow event */
+    uint64_t  held;          /* capacity of the magazines in the bins, bytes (<= budget) */
+    uint64_t  budget;        /* what the bins may hold: NM_TC_MIN_BYTES plus what it took from the pool */
+    uint32_t  clock;         /* slow events of the bins, for used[] */
+    uint32_t  trimmed_at;    /* clock at the last trim (the thread's decay tick) */
+    uint32_t  evictions;     /* bins emptied to make room since the last trim */
+    uint32_t  used[NM_NUM_CLASSES];  /* clock at each bin's last slow event */
     /* large blocks this thread freed, kept for its next request (large.c). Atomic
      * slots: the owner and any thread reclaiming them (decay, malloc_trim) take a
      * block only by exchanging its slot for NULL. */
