@@ -112,18 +112,20 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
     return sl;
 }
 
-void nm_segment_free_slab(uint32_t d, nm_slab_t *sl)
+void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
 {
     nm_domain_t *dm = &nm_domains[d];
     nm_segment_t *seg = nm_slab_segment(sl);
     uint64_t now = nm_os_now_ms();
     nm_lock(&dm->seg_lock);
     uint64_t bits = run_mask(sl->page, sl->npages);
+    /* the last `untouched` pages were never written: free, and clean as they were */
+    uint64_t dirty = untouched < sl->npages ? run_mask(sl->page, sl->npages - untouched) : 0;
     bool was_full = seg->free_mask == 0;
     seg->free_mask |= bits;
-    seg->dirty_mask |= bits;
+    seg->dirty_mask |= dirty;
     __atomic_fetch_sub(&dm->slab_pages, sl->npages, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&dm->dirty_pages, sl->npages, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&dm->dirty_pages, (uint64_t)__builtin_popcountll(dirty), __ATOMIC_RELAXED);
     for (unsigned i = sl->page; i < (unsigned)sl->page + sl->npages; i++) seg->freed_ms[i] = now;
     if (was_full) { list_remove(&dm->full_segs, seg); list_push(&dm->segs, seg); }
     if (seg->free_mask == ALL_PAGES) seg->empty_since_ms = now;

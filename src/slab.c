@@ -61,10 +61,10 @@ static nm_slab_t *slab_new(nm_depot_t *d)
     s->aged = s->clean = 0;
     s->freemap = nm_meta_alloc(map_bytes(s));
     s->req = NULL;
-    if (s->freemap == NULL) { nm_segment_free_slab(d->domain, s); return NULL; }
+    if (s->freemap == NULL) { nm_segment_free_slab(d->domain, s, s->npages); return NULL; }
     if (nm_opt.check && (s->req = nm_meta_alloc(req_bytes(s))) == NULL) {
         nm_meta_free(s->freemap, map_bytes(s));
-        nm_segment_free_slab(d->domain, s);
+        nm_segment_free_slab(d->domain, s, s->npages);
         return NULL;
     }
     nm_pme_t e = nm_pme_make(nm_class_is_medium(cls) ? NM_KIND_MEDIUM : NM_KIND_SLAB, d->domain, cls, s);
@@ -72,7 +72,7 @@ static nm_slab_t *slab_new(nm_depot_t *d)
         !nm_pagemap_set_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT, e)) {
         nm_meta_free(s->freemap, map_bytes(s));
         if (s->req) nm_meta_free(s->req, req_bytes(s));
-        nm_segment_free_slab(d->domain, s);
+        nm_segment_free_slab(d->domain, s, s->npages);
         return NULL;
     }
     d->nslabs++;
@@ -89,7 +89,10 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
     if (s->req) { nm_meta_free(s->req, req_bytes(s)); s->req = NULL; }
     d->nslabs--;
     d->fresh -= s->fresh;
-    nm_segment_free_slab(d->domain, s);
+    /* whole pages in the never-used tail were never touched */
+    size_t used_end = (size_t)(s->nblocks - s->fresh) * nm_class_size[s->cls];
+    unsigned untouched = s->npages - (unsigned)((used_end + NM_GRANULE - 1) >> NM_GRANULE_SHIFT);
+    nm_segment_free_slab(d->domain, s, untouched);
 }
 
 #define block_index nm_slab_index

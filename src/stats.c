@@ -238,6 +238,38 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_obj_end(em);
 }
 
+/* Everything we hold, in parts that do not overlap, against the process's RSS: what
+ * is left is the program's own (code, stacks, its own mappings), or (negative) held
+ * bytes that were never touched. Held means mapped and handed out or cached, with
+ * never-used slab blocks and purged pages left out. */
+static void emit_held(nm_emit_t *em, const totals_t *t, uint64_t live)
+{
+    uint64_t heap = nm_gstat_get(NM_C_footprint);
+    uint64_t kept = nm_gstat_get(NM_C_large_tcache_bytes);
+    uint64_t fb_live = sub0(t->arena_alloc_bytes, t->arena_free_bytes);
+    uint64_t fb_slack = sub0(nm_fallback_committed(), fb_live);
+    uint64_t meta = nm_gstat_get(NM_C_meta_bytes) + nm_gstat_get(NM_C_pagemap_bytes);
+    uint64_t held_free = held_free_of(t);
+    uint64_t total = heap + held_free + fb_slack + meta;
+    uint64_t rss = nm_os_rss();
+    em_obj_begin(em, "held", "memory held by numamalloc (parts add up to the total):");
+    em_bytes(em, "live_bytes", "in use by the program", NM_MIN(live, heap));
+    em_bytes(em, "cached_bytes", "cached for reuse (magazines, depots)", sub0(sub0(heap, live), t->cache_bytes + kept));
+    em_bytes(em, "large_cached_bytes", "freed large mappings kept", t->cache_bytes + kept);
+    em_bytes(em, "free_bytes", "free inside slabs, unpurged free pages", held_free);
+    em_bytes(em, "fallback_slack_bytes", "fallback arena overhead", fb_slack);
+    em_bytes(em, "metadata_bytes", "metadata and page map", meta);
+    em_bytes(em, "total_bytes", "total held", total);
+    if (rss) {
+        em_bytes(em, "rss_bytes", "process RSS", rss);
+        em_i64(em, "not_ours_bytes", "RSS not held by numamalloc", (int64_t)rss - (int64_t)total);
+    } else {
+        em_na(em, "rss_bytes", "process RSS", "/proc unreadable");
+        em_na(em, "not_ours_bytes", "RSS not held by numamalloc", "/proc unreadable");
+    }
+    em_obj_end(em);
+}
+
 static const nm_col_t class_cols[] = {
     { "class", "class", 5 }, { "size", "size", 6 }, { "allocs", "allocs", 12 }, { "frees", "frees", 12 },
     { "live", "live", 10 }, { "live_bytes", "live bytes", 11 }, { "peak_held", "peak held", 10 },
@@ -480,6 +512,8 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
     }
     emit_config(&em);
     emit_summary(&em, &s, &t);
+    emit_held(&em, &t, sub0(t.small_alloc_bytes + t.arena_alloc_bytes + t.large_alloc_bytes,
+                            t.small_free_bytes + t.arena_free_bytes + t.large_free_bytes));
     emit_classes(&em, &s);
     emit_nodes(&em, &s);
     emit_large(&em, &s, &t);

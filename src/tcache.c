@@ -158,11 +158,13 @@ static nm_mag_t *empty_mag(nm_depot_t *d, unsigned cls)
     return m;
 }
 
-/* fill magazine m from d's slabs; the blocks it got */
+/* fill magazine m from d's slabs; the blocks it got. A medium magazine takes one
+ * block: a medium block is worth the depot lock, and blocks taken ahead would sit
+ * untouched in the thread's cache, counted as held. */
 static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
 {
     nm_lock(&d->lock);
-    unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, m->cap);
+    unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, nm_class_is_medium(d->cls) ? 1 : m->cap);
     nm_unlock(&d->lock);
     m->count = got;
     tc->ctr.cls[d->cls][NM_C_slab_fill]++;

@@ -50,7 +50,9 @@ bool nm_pagemap_live_ready(uintptr_t a);
 /* ---- segment.c ------------------------------------------------------------------------- */
 /* a slab of npages pages in domain d (seg_lock taken inside); NULL when out of memory */
 nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages);
-void nm_segment_free_slab(uint32_t d, nm_slab_t *s);
+/* give slab s's pages back to its segment; the last `untouched` of them were never
+ * written (they stay clean: nothing to purge) */
+void nm_segment_free_slab(uint32_t d, nm_slab_t *s, unsigned untouched);
 /* purge free pages idle since before cutoff_ms (all if cutoff_ms == UINT64_MAX) and
  * unmap segments idle that long; returns bytes returned to the OS */
 size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms);

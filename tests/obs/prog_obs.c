@@ -10,10 +10,14 @@
  *   busy T SECS      T threads malloc/free mixed sizes for SECS seconds
  *   busy-stdin T     T threads allocate until stdin reaches EOF (the test holds it)
  *   fork K           K children allocate and exit(0) normally; prints their pids
+ *   free-all         prints "rss_start BYTES" (before any allocation of its own), then
+ *                    allocates ~100 MiB of small, medium and large blocks, writes every
+ *                    usable byte, frees them all and exits (the test reads the exit dump)
  * Every mode prints "pid <pid> at_secure <0|1>" first, so that a test can find
  * %p-named files and tell whether the kernel ran it in secure-execution mode.
  * Output uses write(2) on a stack buffer, not stdio, so the program's own
  * allocations are the same in every run of a mode. */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -64,6 +68,34 @@ static int mode_alloc(long n, size_t size)
         kept[i] = p;
     }
     say("allocated %ld x %zu\n", n, size);
+    return 0;
+}
+
+static uint64_t rss_now(void)
+{
+    char buf[128] = { 0 };
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, rss = 0;
+    if (f && fgets(buf, sizeof buf, f)) sscanf(buf, "%lu %lu", &size, &rss);
+    if (f) fclose(f);
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static int mode_free_all(void)
+{
+    static char *blk[12000];
+    uint64_t rss0 = rss_now();
+    say("rss_start %llu\n", (unsigned long long)rss0);
+    size_t n = 0;
+    for (int i = 0; i < 10000; i++) blk[n++] = malloc(16 + (size_t)(i * 37) % 4000);
+    for (int i = 0; i < 300; i++) blk[n++] = malloc(40000 + (size_t)(i * 7919) % 500000);
+    for (int i = 0; i < 8; i++) blk[n++] = malloc(((size_t)3 << 20) + (size_t)i * 100000);
+    for (size_t i = 0; i < n; i++) {
+        if (blk[i] == NULL) return 1;
+        memset(blk[i], 1, malloc_usable_size(blk[i]));
+    }
+    for (size_t i = 0; i < n; i++) free(blk[i]);
+    say("freed %zu blocks\n", n);
     return 0;
 }
 
@@ -160,5 +192,6 @@ int main(int argc, char **argv)
     if (!strcmp(m, "busy") && argc == 4) return run_busy(atoi(argv[2]), atof(argv[3]), 0);
     if (!strcmp(m, "busy-stdin") && argc == 3) return run_busy(atoi(argv[2]), 0, 1);
     if (!strcmp(m, "fork") && argc == 3) return mode_fork(atoi(argv[2]));
+    if (!strcmp(m, "free-all")) return mode_free_all();
     return 2;
 }

@@ -254,6 +254,21 @@ class Dump(Tmp, unittest.TestCase):
         self.assertEqual(full["arena"]["allocs"], base["arena"]["allocs"])
         self.assertEqual(full["large"]["allocs"], base["large"]["allocs"])
 
+    def test_held_memory_adds_up_and_explains_rss(self):
+        """A program that writes every usable byte of ~100 MiB of small, medium and large
+        blocks and frees them all: the held parts add up to the total, and RSS minus that
+        total is the program's own memory, as it was before it allocated (within 4 MiB)."""
+        d, proc = json_dump(self, [helper("prog_obs"), "free-all"], name="held")
+        rss0 = int(re.search(r"^rss_start (\d+)", proc.stdout, re.M).group(1))
+        h = d["held"]
+        parts = ("live_bytes", "cached_bytes", "large_cached_bytes", "free_bytes", "fallback_slack_bytes", "metadata_bytes")
+        self.assertEqual(sum(h[k] for k in parts), h["total_bytes"], h)
+        self.assertEqual(h["not_ours_bytes"], h["rss_bytes"] - h["total_bytes"])
+        self.assertGreater(h["total_bytes"], 60 << 20, "the freed blocks are still held (cached or free), until decay")
+        self.assertLess(abs(h["not_ours_bytes"] - rss0), 4 << 20,
+                        "RSS %d, held %d: %d not ours, but the program had %d before it allocated"
+                        % (h["rss_bytes"], h["total_bytes"], h["not_ours_bytes"], rss0))
+
     def test_heap_peak_at_least_heap_now(self):
         """The heap's peak is never below the heap now (heap_bytes counts the live
         threads' pending fallback-arena batches; the peak once did not: 3 KiB vs 563 KiB).
