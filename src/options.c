@@ -110,11 +110,14 @@ static bool apply(nm_options_t *o, int id, const char *v)
         return true;
     }
     case NM_OPT_HUGEPAGES:
+        o->thp_fallback = false;
         if (!nm_strcmp(v, "auto")) o->hugepages = NM_HUGE_AUTO;
         else if (!nm_strcmp(v, "hugetlb")) o->hugepages = NM_HUGE_HUGETLB;
         else if (!nm_strcmp(v, "1g") || !nm_strcmp(v, "1G")) o->hugepages = NM_HUGE_1G;
         else if (!nm_strcmp(v, "thp")) o->hugepages = NM_HUGE_THP;
         else if (!nm_strcmp(v, "off")) o->hugepages = NM_HUGE_OFF;
+        else if (!nm_strcmp(v, "hugetlb+thp")) { o->hugepages = NM_HUGE_HUGETLB; o->thp_fallback = true; }
+        else if (!nm_strcmp(v, "1g+thp") || !nm_strcmp(v, "1G+thp")) { o->hugepages = NM_HUGE_1G; o->thp_fallback = true; }
         else return false;
         return true;
     case NM_OPT_LARGE_THRESHOLD:

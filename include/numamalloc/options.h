@@ -14,8 +14,8 @@
 #define NM_OPTIONS(X) \
   X(POLICY,          NM_T_POLICY,  "local",  "local, interleave[:N,M...], bind:N[,M...], preferred:N", \
     "where memory goes: the thread's node, spread over nodes, confined to nodes, or one node first") \
-  X(HUGEPAGES,       NM_T_ENUM,    "auto",   "auto, hugetlb, 1g, thp or off", \
-    "huge pages for large blocks: hugetlb pool when the node has free pages, else THP, else 4 KiB") \
+  X(HUGEPAGES,       NM_T_ENUM,    "auto",   "auto, hugetlb, 1g, thp, off, hugetlb+thp or 1g+thp", \
+    "huge pages for large blocks: hugetlb pages when the node has free ones, else 4 KiB; +thp: else transparent huge pages") \
   X(LARGE_THRESHOLD, NM_T_SIZE,    "1M",     "a size from 64K to 1G (suffix K, M or G)", \
     "blocks of at least this size get their own NUMA-bound mapping") \
   X(PREFAULT,        NM_T_BOOL,    "0",      "0 or 1", \
@@ -61,6 +61,7 @@ typedef struct nm_options {
     uint16_t policy_nodes[NM_POLICY_MAX_NODES];
     unsigned policy_nnodes;          /* nodes listed (bind, preferred, interleave:...) */
     int      hugepages;              /* enum nm_huge_mode */
+    bool     thp_fallback;           /* "+thp": THP when hugetlb pages cannot be had */
     size_t   large_threshold;
     bool     prefault;
     uint64_t decay_ms;

@@ -110,7 +110,7 @@
     X(SIZE_TOO_SMALL,    "size_too_small",    "block too small for a huge page without waste") \
     X(NO_HUGETLB_POOL,   "no_hugetlb_pool",   "no hugetlb pages reserved (nr_hugepages = 0)") \
     X(NO_FREE_HUGETLB,   "no_free_hugetlb_on_node", "target node has too few free hugetlb pages") \
-    X(HUGETLB_WASTE,     "hugetlb_rounding_waste",  "rounding up to whole hugetlb pages would waste over 1/8 (THP used instead)") \
+    X(HUGETLB_WASTE,     "hugetlb_rounding_waste",  "rounding up to whole hugetlb pages would waste over 1/8 (THP or 4 KiB pages used instead)") \
     X(HUGETLB_MMAP,      "hugetlb_mmap_failed",     "mmap(MAP_HUGETLB) failed") \
     X(HUGETLB_MBIND,     "hugetlb_mbind_failed",    "mbind of a hugetlb mapping failed") \
     X(HUGETLB_POPULATE,  "hugetlb_populate_failed", "hugetlb pages could not be faulted in on the node") \

@@ -82,10 +82,17 @@ stats() {
 
 HUGETLB_FAILS='fallback:no_hugetlb_pool|no_free_hugetlb_on_node|hugetlb_mmap_failed|hugetlb_populate_failed'
 if [ "$thp_mode" = never ]; then THP_MADE='backing:4k.mapped_total>=1'; else THP_MADE='backing:thp.mapped_total>=1'; fi
+# by default a block that cannot have hugetlb pages gets 4 KiB pages, never THP
+SMALL_MADE='backing:4k.mapped_total>=1'
+NO_THP='backing:thp.mapped_total==0'
 
 echo "hugepage-test: THP mode $thp_mode, nr_hugepages was $old (restored at exit)"
-# no pool: THP (2 blocks), each counted as a step down from hugetlb
+# no pool: 4 KiB pages by default, THP when asked (2 blocks); each counted as a step
+# down from hugetlb
 if pool 0 && run nopool; then
+  stats nopool 'fallback:no_hugetlb_pool|no_free_hugetlb_on_node>=2' "$SMALL_MADE" "$NO_THP" 'backing:hugetlb_2m.mapped_total==0'
+fi
+if pool 0 && run nopool NUMAMALLOC_HUGEPAGES=hugetlb+thp; then
   stats nopool 'fallback:no_hugetlb_pool|no_free_hugetlb_on_node>=2' "$THP_MADE" 'backing:hugetlb_2m.mapped_total==0'
 fi
 # a pool covering 2 + 4 + 8 MiB
@@ -94,10 +101,13 @@ if pool 7 && run pool; then
 fi
 # one page short: the second block falls back, no SIGBUS
 if pool 3 && run scarce; then
+  stats scarce 'backing:hugetlb_2m.mapped_total>=1' 'fallback:no_free_hugetlb_on_node>=1' "$SMALL_MADE" "$NO_THP"
+fi
+if pool 3 && run scarce NUMAMALLOC_HUGEPAGES=hugetlb+thp; then
   stats scarce 'backing:hugetlb_2m.mapped_total>=1' 'fallback:no_free_hugetlb_on_node>=1' "$THP_MADE"
 fi
 # free pages all reserved by another mapping: free_hugepages lies, mmap fails
-if pool 2 && run reserved; then
+if pool 2 && run reserved NUMAMALLOC_HUGEPAGES=hugetlb+thp; then
   stats reserved 'fallback:hugetlb_mmap_failed|hugetlb_populate_failed>=1' 'backing:hugetlb_2m.mapped_total==0' "$THP_MADE"
 fi
 # NUMAMALLOC_HUGEPAGES=off with a pool: 4 KiB pages, counted as huge_off

@@ -11,9 +11,12 @@
  * touched, and its node read with move_pages. The fallback reasons these runs
  * cause are counted in the stats dump, which the calling script checks. Runs with
  * NUMAMALLOC_LARGE_CACHE=0, so that every block is a fresh mapping.
+ * Without hugetlb pages a block gets THP only when NUMAMALLOC_HUGEPAGES asks for
+ * it (thp, or hugetlb+thp / 1g+thp), else 4 KiB pages: the scenarios that fall
+ * back expect what the environment asks for.
  * Scenarios (argv[1]):
  *   pool        free pages cover the blocks: 2, 4 and 8 MiB are hugetlb-backed
- *   nopool      no free pages: THP-backed (madvise'd, 2 MiB aligned)
+ *   nopool      no free pages: THP-backed (madvise'd, 2 MiB aligned) or 4 KiB
  *   scarce      a pool one page short: the first block takes all but one page, the
  *               next falls back to THP
  *   reserved    every free page is reserved by another mapping: free_hugepages
@@ -27,7 +30,7 @@
  *   vm-pool     (VM) a thread on every node with CPUs, and alloc_onnode for every
  *               node with memory: hugetlb blocks on the right node
  *   vm-empty N  (VM) node N's pool is empty, node 0's is not: a thread on N falls
- *               back to THP on node N, a thread on node 0 still gets hugetlb */
+ *               back (THP or 4 KiB) on node N, a thread on node 0 still gets hugetlb */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +55,14 @@ static void read_thp_mode(void)
 }
 
 /* with THP set to never, what numamalloc calls THP is plain 4 KiB pages */
-static enum backing thp_or_4k(void) { return thp_mode ? B_THP : B_4K; }
+/* what a block that cannot have hugetlb pages gets: THP only when asked for
+ * (NUMAMALLOC_HUGEPAGES=thp or ...+thp) and the kernel allows it, else 4 KiB */
+static enum backing thp_or_4k(void)
+{
+    const char *h = getenv("NUMAMALLOC_HUGEPAGES");
+    bool asked = h && (strcmp(h, "thp") == 0 || strstr(h, "+thp") != NULL);
+    return asked && thp_mode ? B_THP : B_4K;
+}
 
 /* allocate size bytes (malloc, or alloc_onnode if node_api >= 0), touch every
  * page, check its backing and that its pages are on want_node (-1: do not care);

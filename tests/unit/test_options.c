@@ -207,12 +207,15 @@ Test(options, hugepages)
     accept("HUGEPAGES", "1g");       cr_assert_eq(o.hugepages, NM_HUGE_1G);
     accept("HUGEPAGES", "1G");       cr_assert_eq(o.hugepages, NM_HUGE_1G);
     accept("HUGEPAGES", "thp");      cr_assert_eq(o.hugepages, NM_HUGE_THP);
-    accept("HUGEPAGES", "auto");     cr_assert_eq(o.hugepages, NM_HUGE_AUTO);
+    accept("HUGEPAGES", "auto");     cr_assert_eq(o.hugepages, NM_HUGE_AUTO); cr_assert_not(o.thp_fallback);
+    accept("HUGEPAGES", "hugetlb+thp"); cr_assert_eq(o.hugepages, NM_HUGE_HUGETLB); cr_assert(o.thp_fallback);
+    accept("HUGEPAGES", "1g+thp");   cr_assert_eq(o.hugepages, NM_HUGE_1G); cr_assert(o.thp_fallback);
+    accept("HUGEPAGES", "thp");      cr_assert_not(o.thp_fallback, "a value replaces the whole setting");
     static const char *bad[] = { "yes", "", "on", "THP", "Auto", "2m", "1", "0", "hugetlb:2M", "none" };
     for (unsigned i = 0; i < NM_ARRAY_LEN(bad); i++) reject("HUGEPAGES", bad[i]);
     char err[512];
     cr_assert_not(nm_option_parse(&o, NM_OPT_HUGEPAGES, "yes", err, sizeof err));
-    cr_assert_str_eq(err, "NUMAMALLOC_HUGEPAGES='yes' ignored: accepts auto, hugetlb, 1g, thp or off; using 'auto'");
+    cr_assert_str_eq(err, "NUMAMALLOC_HUGEPAGES='yes' ignored: accepts auto, hugetlb, 1g, thp, off, hugetlb+thp or 1g+thp; using 'auto'");
 }
 
 Test(options, large_threshold)
