@@ -16,6 +16,11 @@ INCDIR   ?= $(PREFIX)/include
 MANDIR   ?= $(PREFIX)/share/man
 B        := build
 VERSION  := $(shell cat VERSION)
+# ABI version: the SONAME is libnumamalloc.so.$(SOMAJOR) (programs linked with
+# -lnumamalloc record that name); build/libnumamalloc.so stays the real file, for
+# LD_PRELOAD and every script, and build/libnumamalloc.so.$(SOMAJOR) points at it.
+SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
+SONAME   := libnumamalloc.so.$(SOMAJOR)
 
 # Plain x86-64: the library also runs inside the TCG NUMA VM (no AVX-512 there).
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -57,7 +62,8 @@ $(B)/obj/interpose.o: preload/interpose.c $(HDRS)
 $(LIB): $(OBJS) $(PRELOAD_OBJS) preload/exports.map
 	@echo "  LD      $@"
 	$(Q)$(CC) -shared -o $@ $(OBJS) $(PRELOAD_OBJS) -Wl,--version-script=preload/exports.map \
-	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,libnumamalloc.so $(LDLIBS_LIB)
+	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,$(SONAME) $(LDLIBS_LIB)
+	$(Q)ln -sfn libnumamalloc.so $(dir $@)$(SONAME)
 
 # White-box archive: the same sources built with -DNM_TESTING and without the
 # exported malloc family, so the unit tests run on the system malloc and call internals.
@@ -93,7 +99,9 @@ man:
 # ---- install -----------------------------------------------------------------
 install: $(LIB)
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libnumamalloc.so
+	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libnumamalloc.so.$(VERSION)
+	ln -sfn libnumamalloc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libnumamalloc.so
 	install -m 0644 include/numamalloc.h $(DESTDIR)$(INCDIR)/numamalloc.h
 	install -m 0644 man/numamalloc.3 $(DESTDIR)$(MANDIR)/man3/numamalloc.3
 	install -m 0644 man/numamalloc.7 $(DESTDIR)$(MANDIR)/man7/numamalloc.7
