@@ -15,8 +15,8 @@
  * to the depots and merges its counters. A DEAD thread still allocates and frees
  * (later key destructors, glibc's own thread cleanup), straight from the slabs.
  *
- * Exit: the library destructor prints the stats dump and the profile (once per
- * process, forked children included) and keeps everything working for code that
+ * Exit: the library destructor prints the stats dump and the profile, and writes the
+ * profile files (once per process, forked children included) and keeps everything working for code that
  * runs after it. Locks: nm_init_lock (boot), nm_threads_lock (thread list). */
 #include <errno.h>
 #include <string.h>
@@ -264,5 +264,6 @@ __attribute__((destructor)) static void nm_destructor(void)
     if (__atomic_exchange_n(&dumped_pid, pid, __ATOMIC_ACQ_REL) == pid) return;
     if (nm_opt.stats != NM_STATS_OFF) nm_stats_dump("exit");
     else if (nm_prof_on) nm_prof_dump_exit();
+    nm_prof_write_files("exit", false);
 }
 #endif

@@ -17,7 +17,9 @@
  *
  * Triggers: NUMAMALLOC_STATS at exit (src/init.c), NUMAMALLOC_STATS_SIGNAL from a
  * signal handler, NUMAMALLOC_STATS_INTERVAL from a thread started by our
- * constructor, numamalloc_stats_print() on demand. */
+ * constructor, numamalloc_stats_print() on demand. The profile files
+ * (NUMAMALLOC_PROF_FILE, src/pprof.c) are written at exit, on the signal and on the
+ * interval too. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -514,12 +516,21 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
  * NUMAMALLOC_STATS_FILE is opened for every dump: %p and %t expand (a name that would
  * not fit is refused, never cut short), O_NONBLOCK so that opening a FIFO nobody reads
  * cannot block (the exit, or a signal handler), and anything but a regular file is
- * refused. Every refusal says why in one line and the dump goes to stderr. */
+ * refused. Every refusal says why in one line and the dump goes to stderr. The
+ * profile files (NUMAMALLOC_PROF_FILE, src/pprof.c) are opened by the same two
+ * functions, replaced instead of appended to. */
 
-#define DEST_MAX 1024
+/* a name as a warning shows it: control characters as '?', cut with "..." so that the
+ * line keeps its end (what happens instead) */
+static void shown_name(char *dst, size_t cap, const char *src)
+{
+    size_t k = 0;
+    for (; src[k] && k + 4 < cap; k++) dst[k] = (unsigned char)src[k] < 0x20 || src[k] == 0x7f ? '?' : src[k];
+    if (src[k] != '\0') { dst[k++] = '.'; dst[k++] = '.'; dst[k++] = '.'; }
+    dst[k] = '\0';
+}
 
-/* expand %p, %t and %% of pattern into path; false if the result does not fit */
-static bool expand_dest(const char *pattern, char *path, size_t cap)
+bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap, const char *instead)
 {
     nm_buf_t b;
     nm_buf_init(&b, path, cap, -1);
@@ -534,34 +545,53 @@ static bool expand_dest(const char *pattern, char *path, size_t cap)
         else if (p[0] == '%' && p[1] == '%') { nm_buf_put(&b, "%", 1); p++; }
         else nm_buf_put(&b, p, 1);
     }
-    return nm_buf_finish(&b) < cap;
+    if (nm_buf_finish(&b) < cap) return true;
+    char shown[256];
+    shown_name(shown, sizeof shown, pattern);
+    nm_warn("%s: '%s' expands to more than %d bytes: %s", var, shown, (int)cap - 1, instead);
+    return false;
+}
+
+int nm_dest_open(const char *var, const char *path, bool append, const char *instead)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
+                          O_WRONLY | O_CREAT | (append ? O_APPEND : 0) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+    char shown[256];
+    if (fd < 0) {
+        int e = errno;
+        const char *why = e == ENXIO ? "a FIFO nobody reads" : e == EISDIR ? "a directory" : NULL;
+        shown_name(shown, sizeof shown, path);
+        if (why) nm_warn("%s: '%s' is not a regular file (%s): %s", var, shown, why, instead);
+        else nm_warn("%s: cannot open '%s' (errno %d): %s", var, shown, e, instead);
+        return -1;
+    }
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        shown_name(shown, sizeof shown, path);
+        nm_warn("%s: '%s' is not a regular file: %s", var, shown, instead);
+        syscall(SYS_close, fd);
+        return -1;
+    }
+    /* replaced: truncated only now that it is known to be a regular file */
+    if (!append && syscall(SYS_ftruncate, fd, 0) != 0) {
+        int e = errno;
+        shown_name(shown, sizeof shown, path);
+        nm_warn("%s: cannot truncate '%s' (errno %d): %s", var, shown, e, instead);
+        syscall(SYS_close, fd);
+        return -1;
+    }
+    syscall(SYS_fcntl, fd, F_SETFL, O_WRONLY | (append ? O_APPEND : 0));   /* a regular file: blocking writes */
+    return fd;
 }
 
 static int open_dest(void)
 {
+    static const char instead[] = "writing the dump to stderr";
     if (nm_opt.stats_file[0] == '\0') return 2;
-    char path[DEST_MAX];
-    if (!expand_dest(nm_opt.stats_file, path, sizeof path)) {
-        nm_warn("NUMAMALLOC_STATS_FILE: '%s' expands to more than %d bytes: writing the dump to stderr",
-                nm_opt.stats_file, DEST_MAX - 1);
-        return 2;
-    }
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
-                          O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
-    if (fd < 0) {
-        const char *why = errno == ENXIO ? "a FIFO nobody reads" : errno == EISDIR ? "a directory" : NULL;
-        if (why) nm_warn("NUMAMALLOC_STATS_FILE: '%s' is not a regular file (%s): writing the dump to stderr", path, why);
-        else nm_warn("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
-        return 2;
-    }
-    struct stat st;
-    if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        nm_warn("NUMAMALLOC_STATS_FILE: '%s' is not a regular file: writing the dump to stderr", path);
-        syscall(SYS_close, fd);
-        return 2;
-    }
-    syscall(SYS_fcntl, fd, F_SETFL, O_WRONLY | O_APPEND);   /* a regular file: blocking writes */
-    return fd;
+    char path[NM_DEST_MAX];
+    if (!nm_dest_expand("NUMAMALLOC_STATS_FILE", nm_opt.stats_file, path, sizeof path, instead)) return 2;
+    int fd = nm_dest_open("NUMAMALLOC_STATS_FILE", path, true, instead);
+    return fd < 0 ? 2 : fd;
 }
 
 static void dump_to(int fd, int mode, const char *why, bool from_signal, const nm_prof_snap_t *ps)
@@ -646,6 +676,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     dump(-1, nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats, "signal", true);
+    nm_prof_write_files("signal", true);
 }
 
 static void *interval_thread(void *arg)
@@ -655,6 +686,7 @@ static void *interval_thread(void *arg)
         struct timespec ts = { (time_t)nm_opt.stats_interval, 0 };
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
         nm_stats_dump("interval");
+        nm_prof_write_files("interval", false);
     }
     return NULL;
 }

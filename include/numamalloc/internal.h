@@ -217,6 +217,13 @@ void nm_stats_dump_fd(int fd, int mode, const char *why);
 /* dump to the configured destination (NUMAMALLOC_STATS_FILE or stderr) */
 void nm_stats_dump(const char *why);
 size_t nm_stats_print(char *buf, size_t len, int mode);
+/* dump and profile destinations: expand %p, %t and %% of pattern into path (false,
+ * with one line naming var and what happens instead, if it does not fit); open path
+ * O_NOFOLLOW | O_NONBLOCK, regular files only, mode 0600, appended to or replaced
+ * (-1, with one such line, when refused) */
+#define NM_DEST_MAX 1024
+bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap, const char *instead);
+int  nm_dest_open(const char *var, const char *path, bool append, const char *instead);
 /* a per-thread counter summed over the exited and the live threads */
 uint64_t nm_stats_thread_counter(int id);
 void nm_verbose_print(void);
@@ -251,6 +258,35 @@ typedef struct nm_prof_snap {
 void    nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize);
 void    nm_prof_snap_release(nm_prof_snap_t *ps);
 void    nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps);
+/* every site, for the profile files (src/pprof.c): the numbers copied under the
+ * profiler lock (only tried from a signal handler: -1 when busy); pc points at the
+ * site's frames, innermost first, which never change once recorded */
+#define NM_PROF_SITES 4096
+typedef struct nm_prof_site_copy {
+    uint64_t live_samples, live_raw;     /* sampled blocks still live, their sizes summed */
+    uint64_t alloc_samples, alloc_raw;   /* all sampled blocks, their sizes summed */
+    void *const *pc;
+    uint32_t depth;
+} nm_prof_site_copy_t;
+int     nm_prof_copy_sites(nm_prof_site_copy_t *out, bool from_signal);
+/* a site's bytes as pprof computes them from the file: raw_bytes / (1 - exp(-(raw_bytes
+ * / samples) / NUMAMALLOC_PROF_SAMPLE)), rounded */
+uint64_t nm_prof_unsampled(uint64_t raw_bytes, uint64_t samples);
+/* the function of return address ret (symbol, else object+0xoffset, else the
+ * address) into out; calls the loader: never under our locks, never from a signal
+ * handler. The cache keeps ELF files mapped between calls; release it after. */
+#define NM_PROF_ELF_CACHE 4
+typedef struct nm_prof_elf_cache {
+    const unsigned char *map[NM_PROF_ELF_CACHE];
+    size_t size[NM_PROF_ELF_CACHE];
+    char   path[NM_PROF_ELF_CACHE][256];
+    int    next;
+} nm_prof_elf_cache_t;
+void    nm_prof_frame_label(void *ret, char *out, size_t cap, nm_prof_elf_cache_t *cache);
+void    nm_prof_elf_cache_release(nm_prof_elf_cache_t *cache);
+/* write NUMAMALLOC_PROF_FILE and its .collapsed companion (src/pprof.c); why is
+ * "exit", "signal" or "interval" */
+void    nm_prof_write_files(const char *why, bool from_signal);
 
 /* ---- fork.c ---------------------------------------------------------------------- */
 void nm_fork_init(void);
