@@ -11,6 +11,8 @@
 #   tests/fault/fault.mk fault injection: mmap/madvise/mbind/hugetlb failures, ulimit -v (issue 6)
 #   tests/life/life.mk   thread churn, fork storms, spawn, signals, 256 threads; `make soak` (issue 6)
 #   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan (issue 6)
+#   tests/pprof/pprof.mk NUMAMALLOC_PROF_FILE: pprof-format profile read by google-pprof,
+#                        collapsed stacks, the report's flame graph
 # Timings never gate a test: they belong to bench/.
 
 TB          := $(B)/tests
@@ -28,6 +30,7 @@ include tests/obs.mk
 -include tests/fault/fault.mk
 -include tests/life/life.mk
 -include tests/sanitize.mk
+include tests/pprof/pprof.mk
 
 .PHONY: test test-run
 test:
