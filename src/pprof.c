@@ -16,9 +16,10 @@
  *    minus 1 here, so that it too names the call to malloc and not the instruction
  *    after it (which, after a call that never returns, is another function).
  *  - PATH.collapsed: one line per site with live bytes, "outer;...;inner bytes", for
- *    flame-graph tools (flamegraph.pl, speedscope, scripts/numamalloc-report). The
- *    bytes are pprof's numbers for the site (the same scaling), so the file adds up to
- *    pprof's inuse total. Frames are named with dladdr and the ELF symbol table
+ *    flame-graph tools (flamegraph.pl, speedscope, scripts/numamalloc-report), and
+ *    PATH.alloc.collapsed the same for every byte allocated. The bytes are pprof's
+ *    numbers for the site (the same scaling), so the files add up to pprof's in-use
+ *    and allocated totals. Frames are named with dladdr and the ELF symbol table
  *    (src/profile.c), outside every lock of ours; from a signal handler, where the
  *    loader must not be called, they are addresses (of the call instruction).
  *
@@ -39,7 +40,7 @@
 
 #define LABEL_MAX   256
 #define NO_NAME     UINT64_MAX
-static const char suffix[] = ".collapsed";
+static const char suffix[] = ".collapsed", alloc_suffix[] = ".alloc.collapsed";
 static const char instead[] = "profile not written";
 
 /* ---- one writer at a time ---------------------------------------------------------------
@@ -180,13 +181,15 @@ static void write_pprof(int fd, const nm_prof_site_copy_t *sc, int n)
     nm_buf_flush(&b);
 }
 
-static void write_collapsed(int fd, const nm_prof_site_copy_t *sc, int n, const names_t *nt)
+/* live bytes per site, or (alloc) every byte allocated */
+static void write_collapsed(int fd, const nm_prof_site_copy_t *sc, int n, const names_t *nt, bool alloc)
 {
     char space[4096];
     nm_buf_t b;
     nm_buf_init(&b, space, sizeof space, fd);
     for (int i = 0; i < n; i++) {
-        uint64_t bytes = nm_prof_unsampled(sc[i].live_raw, sc[i].live_samples);
+        uint64_t bytes = alloc ? nm_prof_unsampled(sc[i].alloc_raw, sc[i].alloc_samples)
+                               : nm_prof_unsampled(sc[i].live_raw, sc[i].live_samples);
         if (bytes == 0) continue;
         if (sc[i].depth == 0) nm_buf_puts(&b, "[no stack]");
         for (uint32_t k = sc[i].depth; k-- > 0;) {             /* outermost first */
@@ -226,13 +229,15 @@ void nm_prof_write_files(const char *why, bool from_signal)
             nm_warn("NUMAMALLOC_PROF_FILE: another profile write is in progress at %s: %s this time", why, instead);
         } else {
             char path[NM_DEST_MAX];
-            if (nm_dest_expand("NUMAMALLOC_PROF_FILE", nm_opt.prof_file, path, sizeof path - (sizeof suffix - 1), instead)) {
+            if (nm_dest_expand("NUMAMALLOC_PROF_FILE", nm_opt.prof_file, path, sizeof path - (sizeof alloc_suffix - 1), instead)) {
                 int fd = nm_dest_open("NUMAMALLOC_PROF_FILE", path, false, instead);
                 if (fd >= 0) { write_pprof(fd, sc, n); syscall(SYS_close, fd); }
                 size_t len = nm_strlen(path);
-                nm_copy_cstr(path + len, sizeof path - len, suffix);
-                fd = nm_dest_open("NUMAMALLOC_PROF_FILE", path, false, "collapsed stacks not written");
-                if (fd >= 0) { write_collapsed(fd, sc, n, &nt); syscall(SYS_close, fd); }
+                for (int alloc = 0; alloc < 2; alloc++) {
+                    nm_copy_cstr(path + len, sizeof path - len, alloc ? alloc_suffix : suffix);
+                    fd = nm_dest_open("NUMAMALLOC_PROF_FILE", path, false, "collapsed stacks not written");
+                    if (fd >= 0) { write_collapsed(fd, sc, n, &nt, alloc); syscall(SYS_close, fd); }
+                }
             }
             write_unlock();
         }

@@ -207,14 +207,18 @@ class Accuracy(Tmp, unittest.TestCase):
         self.assertIn(call, [r[2] for r in rows], out)
 
     def test_collapsed_adds_up(self):
+        """.collapsed holds the in-use bytes, .alloc.collapsed the allocated, as pprof counts them"""
         header, sites, _ = read_profile(self.heap)
-        coll = read_collapsed(self.coll)
-        want = [unsampled(s[0], s[1], SAMPLE) for s in sites if s[0]]
-        got = sum(n for _, n in coll)
-        self.assertEqual(len(coll), len(want), "one collapsed line per site with live bytes")
-        self.assertLessEqual(abs(got - sum(want)), len(want), "collapsed total %d, profile in-use total %.0f" % (got, sum(want)))
-        total, _, _ = pprof_text([], PROG, self.heap)
-        self.assertLessEqual(abs(got / 1048576.0 - total), 0.05 + 1e-9, "google-pprof Total %.1f MB vs collapsed %d" % (total, got))
+        for path, k, args in ((self.coll, 0, []), (self.heap + ".alloc.collapsed", 2, ["--alloc_space"])):
+            coll = read_collapsed(path)
+            want = [unsampled(s[k], s[k + 1], SAMPLE) for s in sites if s[k]]
+            got = sum(n for _, n in coll)
+            self.assertEqual(len(coll), len(want), "%s: one line per site with bytes" % path)
+            self.assertLessEqual(abs(got - sum(want)), len(want), "%s: total %d, the profile's %.0f" % (path, got, sum(want)))
+            total, _, _ = pprof_text(args, PROG, self.heap)
+            self.assertLessEqual(abs(got / 1048576.0 - total), 0.05 + 1e-9,
+                                 "%s: google-pprof %s Total %.1f MB vs collapsed %d" % (path, args, total, got))
+            self.assertEqual(max(coll, key=lambda x: x[1])[0][-1], "planted_hot_site", path)
         # the header is the sites' sum
         self.assertEqual(header[:4], tuple(sum(s[k] for s in sites) for k in range(4)))
         self.assertEqual(header[4], SAMPLE)
@@ -397,16 +401,33 @@ class Report(Tmp, unittest.TestCase):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=TIMEOUT, cwd="/")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("heap flame graph: %s/p.%d.heap.collapsed" % (self.tmp, pid), r.stdout)
+        self.assertIn("heap flame graph: %s/p.%d.heap.alloc.collapsed" % (self.tmp, pid), r.stdout)
         flames = self.flame_svgs(out)
-        self.assertEqual(len(flames), 1, "one flame graph for the one profiled process")
-        svg = ET.fromstring(flames[0])                     # well-formed XML
+        self.assertEqual(len(flames), 2, "live and allocated bytes of the one profiled process")
         ns = "{http://www.w3.org/2000/svg}"
-        tips = [t.text for t in svg.iter(ns + "title")]
-        planted = [t for t in tips if t.startswith("planted_hot_site: ")]
-        self.assertEqual(len(planted), 1, tips)
-        self.assertIn("main", [t.split(":")[0] for t in tips])
-        texts = [t.text for t in svg.iter(ns + "text")]
-        self.assertIn("planted_hot_site", texts, "the widest tower is labelled")
+        for flame, what in zip(flames, ("live bytes", "allocated bytes")):
+            svg = ET.fromstring(flame)                     # well-formed XML
+            tips = [t.text for t in svg.iter(ns + "title")]
+            self.assertTrue(tips[0].startswith("heap flame graph (%s): p.%d.heap." % (what, pid)), tips[0])
+            planted = [t for t in tips if t.startswith("planted_hot_site: ")]
+            self.assertEqual(len(planted), 1, tips)
+            self.assertIn("main", [t.split(":")[0] for t in tips])
+            texts = [t.text for t in svg.iter(ns + "text")]
+            self.assertIn("planted_hot_site", texts, "the widest tower is labelled")
+
+    def test_all_freed(self):
+        """a profile whose live bytes are all freed says so instead of drawing nothing"""
+        coll = os.path.join(self.tmp, "empty.collapsed")
+        open(coll, "w").close()
+        out = os.path.join(self.tmp, "empty.html")
+        proc = run([PROG, "run"], {"NUMAMALLOC_STATS": "json", "NUMAMALLOC_STATS_FILE": os.path.join(self.tmp, "e.%p.json")})
+        pid, _ = pid_of(proc.stdout)
+        r = subprocess.run([sys.executable, REPORT, os.path.join(self.tmp, "e.%d.json" % pid), "--collapsed", coll, "-o", out],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=TIMEOUT)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        flames = self.flame_svgs(out)
+        self.assertEqual(len(flames), 1)
+        self.assertIn("no live bytes sampled in this profile (all freed)", flames[0])
 
     def test_collapsed_option(self):
         coll = os.path.join(self.tmp, "given.collapsed")
