@@ -4,13 +4,15 @@
 #   make test       install missing Debian packages, build, run every test suite
 #   make bench      benchmarks side by side with glibc, jemalloc, tcmalloc, mimalloc
 #   make check      exported-symbol check only
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   library, header, pkg-config file, man pages,
+#                   the launcher (bin/numamalloc) and bin/numamalloc-report
 #   make clean
 
 CC       ?= gcc
 CXX      ?= g++
 PREFIX   ?= /usr/local
 DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 MANDIR   ?= $(PREFIX)/share/man
@@ -97,8 +99,15 @@ man:
 	scripts/gen-man-env.sh --write
 
 # ---- install -----------------------------------------------------------------
+# The launcher finds the library relative to itself: BINDIR/../lib, ../lib64 or
+# ../lib/<multiarch> (scripts/numamalloc, find_lib).
 install: $(LIB)
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
+	install -m 0755 scripts/numamalloc $(DESTDIR)$(BINDIR)/numamalloc
+	install -m 0755 scripts/numamalloc-report $(DESTDIR)$(BINDIR)/numamalloc-report
+	install -m 0644 man/numamalloc.1 $(DESTDIR)$(MANDIR)/man1/numamalloc.1
+	install -m 0644 man/numamalloc-report.1 $(DESTDIR)$(MANDIR)/man1/numamalloc-report.1
 	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libnumamalloc.so.$(VERSION)
 	ln -sfn libnumamalloc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libnumamalloc.so

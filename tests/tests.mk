@@ -13,6 +13,7 @@
 #   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan (issue 6)
 #   tests/pprof/pprof.mk NUMAMALLOC_PROF_FILE: pprof-format profile read by google-pprof,
 #                        collapsed stacks, the report's flame graph
+#   tests/launcher/launcher.mk  the launcher scripts/numamalloc, its man pages, make install
 # Timings never gate a test: they belong to bench/.
 
 TB          := $(B)/tests
@@ -31,6 +32,7 @@ include tests/obs.mk
 -include tests/life/life.mk
 -include tests/sanitize.mk
 include tests/pprof/pprof.mk
+include tests/launcher/launcher.mk
 
 .PHONY: test test-run
 test:
