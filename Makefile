@@ -4,6 +4,7 @@
 #   make test       install missing Debian packages, build, run every test suite
 #   make bench      benchmarks side by side with glibc, jemalloc, tcmalloc, mimalloc
 #   make check      exported-symbol check only
+#   make deb        build/numamalloc_VERSION_ARCH.deb (scripts/mkdeb.sh; dpkg-dev)
 #   make install PREFIX=/usr/local DESTDIR=   library, header, pkg-config file, man pages,
 #                   the launcher (bin/numamalloc) and bin/numamalloc-report
 #   make clean
@@ -42,7 +43,7 @@ Q    ?= @
 LIB  := $(B)/libnumamalloc.so
 TLIB := $(B)/libnumamalloc_test.a
 
-.PHONY: all test bench bench-quick check man clean install hotpath vm-test deps real-test unit-test api-test
+.PHONY: all test bench bench-quick check man clean install hotpath vm-test deps real-test unit-test api-test deb
 all: $(LIB) $(TLIB)
 
 # ---- generated size-class tables -------------------------------------------
@@ -97,6 +98,9 @@ bench-quick: deps $(LIB)
 
 man:
 	scripts/gen-man-env.sh --write
+
+deb: $(LIB)
+	@scripts/mkdeb.sh $(B) $(VERSION)
 
 # ---- install -----------------------------------------------------------------
 # The launcher finds the library relative to itself: BINDIR/../lib, ../lib64 or

@@ -14,6 +14,7 @@
 #   tests/pprof/pprof.mk NUMAMALLOC_PROF_FILE: pprof-format profile read by google-pprof,
 #                        collapsed stacks, the report's flame graph
 #   tests/launcher/launcher.mk  the launcher scripts/numamalloc, its man pages, make install
+#   tests/deb/deb.mk     make deb: contents, control fields, run from an unpacked copy
 # Timings never gate a test: they belong to bench/.
 
 TB          := $(B)/tests
@@ -33,6 +34,7 @@ include tests/obs.mk
 -include tests/sanitize.mk
 include tests/pprof/pprof.mk
 include tests/launcher/launcher.mk
+include tests/deb/deb.mk
 
 .PHONY: test test-run
 test:
