@@ -1,6 +1,6 @@
 /* numamalloc — the heap profile as files (NUMAMALLOC_PROF=1 with NUMAMALLOC_PROF_FILE).
  *
- * Two files, rewritten at exit, on NUMAMALLOC_STATS_SIGNAL and at every
+ * Three files, rewritten at exit, on NUMAMALLOC_STATS_SIGNAL and at every
  * NUMAMALLOC_STATS_INTERVAL (hooks in src/init.c and src/stats.c):
  *  - PATH: the legacy gperftools heap-profile text, as google-pprof and jeprof read it:
  *        heap profile: <inuse objs>: <inuse bytes> [<alloc objs>: <alloc bytes>] @ heap_v2/<mean>
@@ -14,7 +14,8 @@
  *    innermost first. pprof subtracts 1 from every address but the first (they are
  *    return addresses: the byte before is inside the call); the first is written
  *    minus 1 here, so that it too names the call to malloc and not the instruction
- *    after it (which, after a call that never returns, is another function).
+ *    after it, which can belong to another line (a function's epilogue is on its
+ *    closing brace: edge_alloc in tests/pprof/prog_pprof.c).
  *  - PATH.collapsed: one line per site with live bytes, "outer;...;inner bytes", for
  *    flame-graph tools (flamegraph.pl, speedscope, scripts/numamalloc-report), and
  *    PATH.alloc.collapsed the same for every byte allocated. The bytes are pprof's
@@ -28,10 +29,11 @@
  * handler, and calls the loader only with no lock of ours held. Files are opened as
  * NUMAMALLOC_STATS_FILE is (src/stats.c: %p/%t expansion, O_NOFOLLOW, O_NONBLOCK,
  * regular files only, 0600), but replaced instead of appended to: one file holds
- * one profile. Writes are serialised by write_owner (below), never waited for
- * without a bound. */
+ * one profile, written beside it and renamed over it. Writes are serialised by
+ * write_owner (below), never waited for without a bound. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,7 +146,38 @@ static void names_release(names_t *nt)
     *nt = (names_t){ 0 };
 }
 
-/* ---- the two files -------------------------------------------------------------------------- */
+/* ---- replacing a file ---------------------------------------------------------------------------
+ * path is checked as NUMAMALLOC_STATS_FILE is (nm_dest_open: created with mode 0600 if
+ * missing; a symbolic link, FIFO, directory or other non-regular file refused with one
+ * line); the new contents go to path.PID.tmp beside it, which is then renamed over
+ * path: a reader sees the old file or the new one, never part of one, and a process
+ * killed while writing leaves the old file (and the temporary one). All system calls
+ * here are async-signal-safe. */
+#define TMP_EXTRA 24                           /* ".<pid>.tmp" */
+
+static int replace_begin(const char *path, char *tmp, size_t cap, const char *what_instead)
+{
+    int fd = nm_dest_open("NUMAMALLOC_PROF_FILE", path, what_instead);
+    if (fd < 0) return -1;
+    syscall(SYS_close, fd);
+    nm_snprintf(tmp, cap, "%s.%d.tmp", path, nm_os_getpid());
+    unlink(tmp);                               /* left by a writer with our pid that was killed */
+    fd = (int)syscall(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (fd < 0) nm_warn("NUMAMALLOC_PROF_FILE: cannot create '%s' (errno %d): %s", tmp, errno, what_instead);
+    return fd;
+}
+
+static void replace_end(int fd, const char *tmp, const char *path, const char *what_instead)
+{
+    syscall(SYS_close, fd);
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        nm_warn("NUMAMALLOC_PROF_FILE: cannot rename '%s' to '%s' (errno %d): %s", tmp, path, e, what_instead);
+    }
+}
+
+/* ---- the three files --------------------------------------------------------------------------- */
 
 static void write_pprof(int fd, const nm_prof_site_copy_t *sc, int n)
 {
@@ -228,15 +261,15 @@ void nm_prof_write_files(const char *why, bool from_signal)
         if (!write_lock(from_signal)) {
             nm_warn("NUMAMALLOC_PROF_FILE: another profile write is in progress at %s: %s this time", why, instead);
         } else {
-            char path[NM_DEST_MAX];
-            if (nm_dest_expand("NUMAMALLOC_PROF_FILE", nm_opt.prof_file, path, sizeof path - (sizeof alloc_suffix - 1), instead)) {
-                int fd = nm_dest_open("NUMAMALLOC_PROF_FILE", path, false, instead);
-                if (fd >= 0) { write_pprof(fd, sc, n); syscall(SYS_close, fd); }
+            char path[NM_DEST_MAX], tmp[NM_DEST_MAX];
+            if (nm_dest_expand("NUMAMALLOC_PROF_FILE", nm_opt.prof_file, path, sizeof path - (sizeof alloc_suffix - 1) - TMP_EXTRA, instead)) {
+                int fd = replace_begin(path, tmp, sizeof tmp, instead);
+                if (fd >= 0) { write_pprof(fd, sc, n); replace_end(fd, tmp, path, instead); }
                 size_t len = nm_strlen(path);
                 for (int alloc = 0; alloc < 2; alloc++) {
                     nm_copy_cstr(path + len, sizeof path - len, alloc ? alloc_suffix : suffix);
-                    fd = nm_dest_open("NUMAMALLOC_PROF_FILE", path, false, "collapsed stacks not written");
-                    if (fd >= 0) { write_collapsed(fd, sc, n, &nt, alloc); syscall(SYS_close, fd); }
+                    fd = replace_begin(path, tmp, sizeof tmp, "collapsed stacks not written");
+                    if (fd >= 0) { write_collapsed(fd, sc, n, &nt, alloc); replace_end(fd, tmp, path, "collapsed stacks not written"); }
                 }
             }
             write_unlock();

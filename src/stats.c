@@ -517,8 +517,8 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
  * not fit is refused, never cut short), O_NONBLOCK so that opening a FIFO nobody reads
  * cannot block (the exit, or a signal handler), and anything but a regular file is
  * refused. Every refusal says why in one line and the dump goes to stderr. The
- * profile files (NUMAMALLOC_PROF_FILE, src/pprof.c) are opened by the same two
- * functions, replaced instead of appended to. */
+ * profile files (NUMAMALLOC_PROF_FILE, src/pprof.c) are checked by the same two
+ * functions. */
 
 /* a name as a warning shows it: control characters as '?', cut with "..." so that the
  * line keeps its end (what happens instead) */
@@ -552,10 +552,10 @@ bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap
     return false;
 }
 
-int nm_dest_open(const char *var, const char *path, bool append, const char *instead)
+int nm_dest_open(const char *var, const char *path, const char *instead)
 {
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
-                          O_WRONLY | O_CREAT | (append ? O_APPEND : 0) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
+                          O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
     char shown[256];
     if (fd < 0) {
         int e = errno;
@@ -572,15 +572,7 @@ int nm_dest_open(const char *var, const char *path, bool append, const char *ins
         syscall(SYS_close, fd);
         return -1;
     }
-    /* replaced: truncated only now that it is known to be a regular file */
-    if (!append && syscall(SYS_ftruncate, fd, 0) != 0) {
-        int e = errno;
-        shown_name(shown, sizeof shown, path);
-        nm_warn("%s: cannot truncate '%s' (errno %d): %s", var, shown, e, instead);
-        syscall(SYS_close, fd);
-        return -1;
-    }
-    syscall(SYS_fcntl, fd, F_SETFL, O_WRONLY | (append ? O_APPEND : 0));   /* a regular file: blocking writes */
+    syscall(SYS_fcntl, fd, F_SETFL, O_WRONLY | O_APPEND);   /* a regular file: blocking writes */
     return fd;
 }
 
@@ -590,7 +582,7 @@ static int open_dest(void)
     if (nm_opt.stats_file[0] == '\0') return 2;
     char path[NM_DEST_MAX];
     if (!nm_dest_expand("NUMAMALLOC_STATS_FILE", nm_opt.stats_file, path, sizeof path, instead)) return 2;
-    int fd = nm_dest_open("NUMAMALLOC_STATS_FILE", path, true, instead);
+    int fd = nm_dest_open("NUMAMALLOC_STATS_FILE", path, instead);
     return fd < 0 ? 2 : fd;
 }
 

@@ -219,11 +219,11 @@ void nm_stats_dump(const char *why);
 size_t nm_stats_print(char *buf, size_t len, int mode);
 /* dump and profile destinations: expand %p, %t and %% of pattern into path (false,
  * with one line naming var and what happens instead, if it does not fit); open path
- * O_NOFOLLOW | O_NONBLOCK, regular files only, mode 0600, appended to or replaced
+ * to append, O_NOFOLLOW | O_NONBLOCK, regular files only, created with mode 0600
  * (-1, with one such line, when refused) */
 #define NM_DEST_MAX 1024
 bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap, const char *instead);
-int  nm_dest_open(const char *var, const char *path, bool append, const char *instead);
+int  nm_dest_open(const char *var, const char *path, const char *instead);
 /* a per-thread counter summed over the exited and the live threads */
 uint64_t nm_stats_thread_counter(int id);
 void nm_verbose_print(void);

@@ -7,10 +7,13 @@
  *   churn_medium      64 MiB in 96 KiB blocks (the fallback arena), all freed
  *   keep_small        9.2 MiB in 48-byte blocks, kept
  *   keep_large        8 MiB in 2 MiB blocks (large mappings), kept
+ *   keep_edge         6.25 MiB in 64 KiB blocks, kept, through edge_alloc, whose call to
+ *                     malloc is followed only by its epilogue: the return address is on
+ *                     the closing brace's line, the call on the line above
  * Built with -g and without -rdynamic: pprof names the functions from the program's
  * symbol table and lines from its DWARF; noinline and the barriers keep every call
- * where the source says. The lines marked "planted malloc" and "planted call" are what
- * `google-pprof --lines` must name.
+ * where the source says. The lines marked "planted malloc", "planted call" and "edge
+ * malloc" are what `google-pprof --lines` must name.
  *
  *   prog_pprof run              the work, then exit
  *   prog_pprof signal           the work, raise(SIGUSR1), then _exit (no exit profile)
@@ -43,6 +46,7 @@ volatile uintptr_t sink;
 static void *kept[PLANT_BLOCKS / KEEP_EVERY + 1];
 static void *kept_small[200000];
 static void *kept_large[4];
+static void *kept_edge[100];
 
 __attribute__((noinline)) size_t planted_hot_site(size_t *live)
 {
@@ -112,6 +116,21 @@ static void *storm_thread(void *arg)
     return NULL;
 }
 
+__attribute__((noinline, optimize("no-optimize-sibling-calls"))) static void *edge_alloc(size_t n)
+{
+    return malloc(n);   /* edge malloc */
+}
+
+__attribute__((noinline)) size_t keep_edge(void)
+{
+    for (int i = 0; i < 100; i++) {
+        kept_edge[i] = edge_alloc(64 << 10);
+        if (kept_edge[i] == NULL) abort();
+    }
+    __asm__ volatile("" ::: "memory");
+    return 100 * (64 << 10);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { fprintf(stderr, "usage: prog_pprof run|signal|wait DUMPS|storm N\n"); return 2; }
@@ -136,10 +155,12 @@ int main(int argc, char **argv)
     size_t medium = churn_medium();
     size_t small = keep_small();
     size_t large = keep_large();
+    size_t edge = keep_edge();
     printf("truth planted_hot_site %zu %zu\n", live, planted);
     printf("truth churn_medium 0 %zu\n", medium);
     printf("truth keep_small %zu %zu\n", small, small);
     printf("truth keep_large %zu %zu\n", large, large);
+    printf("truth edge_alloc %zu %zu\n", edge, edge);
     fflush(stdout);
     if (!strcmp(argv[1], "signal")) {
         raise(SIGUSR1);

@@ -186,7 +186,7 @@ class Accuracy(Tmp, unittest.TestCase):
     def test_inuse_space(self):
         total, rows = self.check_first([], 0, "in use")
         names = [r[2].split()[0] for r in rows]
-        for site in ("keep_small", "keep_large"):
+        for site in ("keep_small", "keep_large", "edge_alloc"):
             self.assertIn(site, names)
         self.assertNotIn("churn_medium", [r[2].split()[0] for r in rows if r[0] > 0], "churn_medium freed everything")
 
@@ -198,10 +198,15 @@ class Accuracy(Tmp, unittest.TestCase):
         self.assertLess(abs(second[0][0] / real - 1), 0.10, "churn_medium: %.1f MiB vs %.1f" % (second[0][0], real))
 
     def test_lines(self):
-        """the first address names the malloc call, the callers' the calls to them"""
+        """the first address names the malloc call, the callers' the calls to them
+
+        edge_alloc's call to malloc is followed by its epilogue only, on the line of its
+        closing brace: the return address itself would name that line."""
         _, rows, out = pprof_text(["--lines"], PROG, self.heap)
         want = "planted_hot_site %s:%d" % (SRC, marked_line("/* planted malloc */"))
         self.assertEqual(rows[0][2], want, out)
+        edge = [r[2] for r in rows if r[2].startswith("edge_alloc ")]
+        self.assertEqual(edge, ["edge_alloc %s:%d" % (SRC, marked_line("/* edge malloc */"))], out)
         _, rows, out = pprof_text(["--lines", "--cum"], PROG, self.heap)
         call = "main %s:%d" % (SRC, marked_line("/* planted call */"))
         self.assertIn(call, [r[2] for r in rows], out)
@@ -232,8 +237,10 @@ class Format(Tmp, unittest.TestCase):
         self.assertGreaterEqual(len(sites), 4)
         self.assertIn(PROG, maps, "the program's mapping is listed")
         self.assertRegex(maps, r"(?m)^[0-9a-f]+-[0-9a-f]+ r-xp [0-9a-f]+ \S+ \d+\s+\S*libc\.so\.6$")
-        for f in (heap, coll):
+        for f in (heap, coll, heap + ".alloc.collapsed"):
             self.assertEqual(stat.S_IMODE(os.lstat(f).st_mode), 0o600, f)
+        self.assertEqual([f for f in os.listdir(self.tmp) if f.endswith(".tmp")], [],
+                         "the temporary files are renamed over the profile files")
         lines = read_collapsed(coll)
         top = max(lines, key=lambda x: x[1])
         self.assertEqual(top[0][-1], "planted_hot_site", "innermost frame last")
@@ -293,6 +300,7 @@ class Safety(Tmp, unittest.TestCase):
         return e
 
     def test_replaced_not_appended(self):
+        """a second run replaces the file (and the old one's mode 0644 with 0600)"""
         path = os.path.join(self.tmp, "same.heap")
         with open(path, "w") as f:
             f.write("old contents\n" * 100000)
@@ -300,6 +308,7 @@ class Safety(Tmp, unittest.TestCase):
         for _ in range(2):
             proc = run([PROG, "run"], self.prof_env(path))
             self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(stat.S_IMODE(os.lstat(path).st_mode), 0o600)
         with open(path) as f:
             text = f.read()
         self.assertEqual(text.count("heap profile:"), 1)
