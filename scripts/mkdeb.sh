@@ -20,7 +20,6 @@ for tool in dpkg-deb dpkg-shlibdeps dpkg-architecture strip; do
 done
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
-soname=libnumamalloc.so.${version%%.*}
 work=$B/deb
 pkg=$work/debian/numamalloc
 out=$B/numamalloc_${version}_${arch}.deb

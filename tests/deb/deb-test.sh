@@ -110,7 +110,7 @@ pc=$tmp/root/usr/lib/$ma/pkgconfig/numamalloc.pc
 grep -qx "libdir=/usr/lib/$ma" "$pc" && grep -qx "Version: $version" "$pc" && ok "numamalloc.pc: libdir=/usr/lib/$ma, Version: $version" \
   || bad "numamalloc.pc: $(tr '\n' ' ' <"$pc")"
 if command -v pkg-config >/dev/null; then
-  flags=$(PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_LIBDIR=$tmp/root/usr/lib/$ma/pkgconfig PKG_CONFIG_PATH= \
+  flags=$(PKG_CONFIG_SYSROOT_DIR=$tmp/root PKG_CONFIG_LIBDIR=$tmp/root/usr/lib/$ma/pkgconfig PKG_CONFIG_PATH='' \
           PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 pkg-config --cflags --libs numamalloc)
   printf '#include <stdio.h>\n#include <stdlib.h>\n#include <numamalloc.h>\nint main(void) { void *p = calloc(1, 100); struct numamalloc_block_info bi; int rc = numamalloc_block_info(p, &bi); printf("%%s %%d %%d\\n", numamalloc_version(), rc, bi.kind); free(p); return rc != 0; }\n' >"$tmp/app.c"
   # shellcheck disable=SC2086
