@@ -15,9 +15,9 @@
  * to the depots and merges its counters. A DEAD thread still allocates and frees
  * (later key destructors, glibc's own thread cleanup), straight from the slabs.
  *
- * Exit: the library destructor prints the stats dump and the profile, and writes the
- * profile files (once per process, forked children included) and keeps everything working for code that
- * runs after it. Locks: nm_init_lock (boot), nm_threads_lock (thread list). */
+ * Exit: the library destructor prints the stats dump and the profile, writes the
+ * profile files (once per process, forked children included), and keeps everything
+ * working for code that runs after it. Locks: nm_init_lock (boot), nm_threads_lock (thread list). */
 #include <errno.h>
 #include <string.h>
 #include <fcntl.h>

@@ -163,7 +163,12 @@ static int replace_begin(const char *path, char *tmp, size_t cap, const char *wh
     nm_snprintf(tmp, cap, "%s.%d.tmp", path, nm_os_getpid());
     unlink(tmp);                               /* left by a writer with our pid that was killed */
     fd = (int)syscall(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
-    if (fd < 0) nm_warn("NUMAMALLOC_PROF_FILE: cannot create '%s' (errno %d): %s", tmp, errno, what_instead);
+    if (fd < 0) {
+        int e = errno;
+        char shown[256];
+        nm_copy_printable(shown, sizeof shown, tmp);
+        nm_warn("NUMAMALLOC_PROF_FILE: cannot create '%s' (errno %d): %s", shown, e, what_instead);
+    }
     return fd;
 }
 
@@ -173,7 +178,9 @@ static void replace_end(int fd, const char *tmp, const char *path, const char *w
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        nm_warn("NUMAMALLOC_PROF_FILE: cannot rename '%s' to '%s' (errno %d): %s", tmp, path, e, what_instead);
+        char shown[256];
+        nm_copy_printable(shown, sizeof shown, path);
+        nm_warn("NUMAMALLOC_PROF_FILE: cannot rename the new profile over '%s' (errno %d): %s", shown, e, what_instead);
     }
 }
 

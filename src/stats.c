@@ -520,16 +520,8 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
  * profile files (NUMAMALLOC_PROF_FILE, src/pprof.c) are checked by the same two
  * functions. */
 
-/* a name as a warning shows it: control characters as '?', cut with "..." so that the
- * line keeps its end (what happens instead) */
-static void shown_name(char *dst, size_t cap, const char *src)
-{
-    size_t k = 0;
-    for (; src[k] && k + 4 < cap; k++) dst[k] = (unsigned char)src[k] < 0x20 || src[k] == 0x7f ? '?' : src[k];
-    if (src[k] != '\0') { dst[k++] = '.'; dst[k++] = '.'; dst[k++] = '.'; }
-    dst[k] = '\0';
-}
-
+/* names in warnings are shown with nm_copy_printable, cut to 255 bytes with "...":
+ * the line keeps its end (what happens instead) */
 bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap, const char *instead)
 {
     nm_buf_t b;
@@ -547,7 +539,7 @@ bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap
     }
     if (nm_buf_finish(&b) < cap) return true;
     char shown[256];
-    shown_name(shown, sizeof shown, pattern);
+    nm_copy_printable(shown, sizeof shown, pattern);
     nm_warn("%s: '%s' expands to more than %d bytes: %s", var, shown, (int)cap - 1, instead);
     return false;
 }
@@ -560,14 +552,14 @@ int nm_dest_open(const char *var, const char *path, const char *instead)
     if (fd < 0) {
         int e = errno;
         const char *why = e == ENXIO ? "a FIFO nobody reads" : e == EISDIR ? "a directory" : NULL;
-        shown_name(shown, sizeof shown, path);
+        nm_copy_printable(shown, sizeof shown, path);
         if (why) nm_warn("%s: '%s' is not a regular file (%s): %s", var, shown, why, instead);
         else nm_warn("%s: cannot open '%s' (errno %d): %s", var, shown, e, instead);
         return -1;
     }
     struct stat st;
     if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        shown_name(shown, sizeof shown, path);
+        nm_copy_printable(shown, sizeof shown, path);
         nm_warn("%s: '%s' is not a regular file: %s", var, shown, instead);
         syscall(SYS_close, fd);
         return -1;
