@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -172,21 +173,34 @@ static int replace_begin(const char *path, char *tmp, size_t cap, const char *wh
     return fd;
 }
 
-static void replace_end(int fd, const char *tmp, const char *path, const char *what_instead)
+/* size: the bytes written; a temporary file that did not get them all (disk full) is
+ * removed, and the old file stays; true when path has the new contents */
+static bool replace_end(int fd, size_t size, const char *tmp, const char *path, const char *what_instead)
 {
+    struct stat st;
+    bool whole = syscall(SYS_fstat, fd, &st) == 0 && (size_t)st.st_size == size;
     syscall(SYS_close, fd);
+    char shown[256];
+    if (!whole) {
+        unlink(tmp);
+        nm_copy_printable(shown, sizeof shown, tmp);
+        nm_warn("NUMAMALLOC_PROF_FILE: '%s' was not written in full (disk full?): %s", shown, what_instead);
+        return false;
+    }
     if (rename(tmp, path) != 0) {
         int e = errno;
         unlink(tmp);
-        char shown[256];
         nm_copy_printable(shown, sizeof shown, path);
         nm_warn("NUMAMALLOC_PROF_FILE: cannot rename the new profile over '%s' (errno %d): %s", shown, e, what_instead);
+        return false;
     }
+    return true;
 }
 
 /* ---- the three files --------------------------------------------------------------------------- */
 
-static void write_pprof(int fd, const nm_prof_site_copy_t *sc, int n)
+/* each writer returns the bytes it wrote */
+static size_t write_pprof(int fd, const nm_prof_site_copy_t *sc, int n)
 {
     char space[4096];
     nm_buf_t b;
@@ -218,11 +232,11 @@ static void write_pprof(int fd, const nm_prof_site_copy_t *sc, int n)
         }
         syscall(SYS_close, maps);
     }
-    nm_buf_flush(&b);
+    return nm_buf_finish(&b);
 }
 
 /* live bytes per site, or (alloc) every byte allocated */
-static void write_collapsed(int fd, const nm_prof_site_copy_t *sc, int n, const names_t *nt, bool alloc)
+static size_t write_collapsed(int fd, const nm_prof_site_copy_t *sc, int n, const names_t *nt, bool alloc)
 {
     char space[4096];
     nm_buf_t b;
@@ -241,7 +255,7 @@ static void write_collapsed(int fd, const nm_prof_site_copy_t *sc, int n, const 
         }
         nm_buf_printf(&b, " %lu\n", (unsigned long)bytes);
     }
-    nm_buf_flush(&b);
+    return nm_buf_finish(&b);
 }
 
 void nm_prof_write_files(const char *why, bool from_signal)
@@ -270,13 +284,14 @@ void nm_prof_write_files(const char *why, bool from_signal)
         } else {
             char path[NM_DEST_MAX], tmp[NM_DEST_MAX];
             if (nm_dest_expand("NUMAMALLOC_PROF_FILE", nm_opt.prof_file, path, sizeof path - (sizeof alloc_suffix - 1) - TMP_EXTRA, instead)) {
+                /* the collapsed files only beside a profile: one line when the name is refused */
                 int fd = replace_begin(path, tmp, sizeof tmp, instead);
-                if (fd >= 0) { write_pprof(fd, sc, n); replace_end(fd, tmp, path, instead); }
+                bool written = fd >= 0 && replace_end(fd, write_pprof(fd, sc, n), tmp, path, instead);
                 size_t len = nm_strlen(path);
-                for (int alloc = 0; alloc < 2; alloc++) {
+                for (int alloc = 0; written && alloc < 2; alloc++) {
                     nm_copy_cstr(path + len, sizeof path - len, alloc ? alloc_suffix : suffix);
                     fd = replace_begin(path, tmp, sizeof tmp, "collapsed stacks not written");
-                    if (fd >= 0) { write_collapsed(fd, sc, n, &nt, alloc); replace_end(fd, tmp, path, "collapsed stacks not written"); }
+                    if (fd >= 0) replace_end(fd, write_collapsed(fd, sc, n, &nt, alloc), tmp, path, "collapsed stacks not written");
                 }
             }
             write_unlock();

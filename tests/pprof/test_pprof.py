@@ -325,9 +325,11 @@ class Safety(Tmp, unittest.TestCase):
         os.symlink(target, link)
         proc = run([PROG, "run"], self.prof_env(link))
         self.assertEqual(proc.returncode, 0)
-        self.assertIn("numamalloc: NUMAMALLOC_PROF_FILE: cannot open '%s' (errno 40): profile not written\n" % link, proc.stderr)
+        self.assertEqual(proc.stderr, "numamalloc: NUMAMALLOC_PROF_FILE: cannot open '%s' (errno 40): profile not written\n" % link,
+                         "one line, and no collapsed files beside a refused profile")
         with open(target) as f:
             self.assertEqual(f.read(), "keep me\n")
+        self.assertFalse(os.path.lexists(link + ".collapsed"))
 
     def test_fifo_refused(self):
         fifo = os.path.join(self.tmp, "fifo.heap")
@@ -343,6 +345,29 @@ class Safety(Tmp, unittest.TestCase):
         proc = run([PROG, "run"], self.prof_env(d))
         self.assertIn("numamalloc: NUMAMALLOC_PROF_FILE: '%s' is not a regular file (a directory): profile not written\n" % d,
                       proc.stderr)
+
+    def test_disk_full(self):
+        """a write cut short (here by RLIMIT_FSIZE) leaves the old file, says so, removes its temporary"""
+        import resource
+        import signal
+
+        path = os.path.join(self.tmp, "full.heap")
+        with open(path, "w") as f:
+            f.write("the old profile\n")
+
+        def limit():
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # EFBIG instead of death
+            resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+        e = dict(BASE_ENV, LD_PRELOAD=LIB, **self.prof_env(path))
+        proc = subprocess.run([PROG, "run"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=TIMEOUT, preexec_fn=limit)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        pid, _ = pid_of(proc.stdout)
+        self.assertEqual(proc.stderr, "numamalloc: NUMAMALLOC_PROF_FILE: '%s.%d.tmp' was not written in full (disk full?): "
+                                      "profile not written\n" % (path, pid))
+        with open(path) as f:
+            self.assertEqual(f.read(), "the old profile\n")
+        self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith("full.heap.")], [])
 
     def test_name_too_long(self):
         pattern = os.path.join(self.tmp, "%t" * 200)        # 400 bytes: expands to over 2000
