@@ -4,18 +4,26 @@
 #   make test       install missing Debian packages, build, run every test suite
 #   make bench      benchmarks side by side with glibc, jemalloc, tcmalloc, mimalloc
 #   make check      exported symbols, and the library's call graph is a tower (no circles)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make deb        build/numamalloc_VERSION_ARCH.deb (scripts/mkdeb.sh; dpkg-dev)
+#   make install PREFIX=/usr/local DESTDIR=   library, header, pkg-config file, man pages,
+#                   the launcher (bin/numamalloc) and bin/numamalloc-report
 #   make clean
 
 CC       ?= gcc
 CXX      ?= g++
 PREFIX   ?= /usr/local
 DESTDIR  ?=
+BINDIR   ?= $(PREFIX)/bin
 LIBDIR   ?= $(PREFIX)/lib
 INCDIR   ?= $(PREFIX)/include
 MANDIR   ?= $(PREFIX)/share/man
 B        := build
 VERSION  := $(shell cat VERSION)
+# ABI version: the SONAME is libnumamalloc.so.$(SOMAJOR) (programs linked with
+# -lnumamalloc record that name); build/libnumamalloc.so stays the real file, for
+# LD_PRELOAD and every script, and build/libnumamalloc.so.$(SOMAJOR) points at it.
+SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
+SONAME   := libnumamalloc.so.$(SOMAJOR)
 
 # Plain x86-64: the library also runs inside the TCG NUMA VM (no AVX-512 there).
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
@@ -39,7 +47,7 @@ Q    ?= @
 LIB  := $(B)/libnumamalloc.so
 TLIB := $(B)/libnumamalloc_test.a
 
-.PHONY: all test bench bench-quick check man clean install hotpath vm-test deps real-test unit-test api-test
+.PHONY: all test bench bench-quick check man clean install hotpath vm-test deps real-test unit-test api-test deb
 all: $(LIB) $(TLIB)
 
 # ---- generated size-class tables -------------------------------------------
@@ -61,7 +69,8 @@ $(B)/obj/interpose.o: preload/interpose.c $(HDRS)
 $(LIB): $(OBJS) $(PRELOAD_OBJS) preload/exports.map
 	@echo "  LD      $@"
 	$(Q)$(CC) -shared -o $@ $(OBJS) $(PRELOAD_OBJS) -Wl,--version-script=preload/exports.map \
-	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,libnumamalloc.so $(LDLIBS_LIB)
+	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,$(SONAME) $(LDLIBS_LIB)
+	$(Q)ln -sfn libnumamalloc.so $(dir $@)$(SONAME)
 
 # White-box archive: the same sources built with -DNM_TESTING and without the
 # exported malloc family, so the unit tests run on the system malloc and call internals.
@@ -95,10 +104,22 @@ bench-quick: deps $(LIB)
 man:
 	scripts/gen-man-env.sh --write
 
+deb: $(LIB)
+	@scripts/mkdeb.sh $(B) $(VERSION)
+
 # ---- install -----------------------------------------------------------------
+# The launcher finds the library relative to itself: BINDIR/../lib, ../lib64 or
+# ../lib/<multiarch> (scripts/numamalloc, find_lib).
 install: $(LIB)
-	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man3 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libnumamalloc.so
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
+	install -m 0755 scripts/numamalloc $(DESTDIR)$(BINDIR)/numamalloc
+	install -m 0755 scripts/numamalloc-report $(DESTDIR)$(BINDIR)/numamalloc-report
+	install -m 0644 man/numamalloc.1 $(DESTDIR)$(MANDIR)/man1/numamalloc.1
+	install -m 0644 man/numamalloc-report.1 $(DESTDIR)$(MANDIR)/man1/numamalloc-report.1
+	install -m 0755 $(LIB) $(DESTDIR)$(LIBDIR)/libnumamalloc.so.$(VERSION)
+	ln -sfn libnumamalloc.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(LIBDIR)/libnumamalloc.so
 	install -m 0644 include/numamalloc.h $(DESTDIR)$(INCDIR)/numamalloc.h
 	install -m 0644 man/numamalloc.3 $(DESTDIR)$(MANDIR)/man3/numamalloc.3
 	install -m 0644 man/numamalloc.7 $(DESTDIR)$(MANDIR)/man7/numamalloc.7

@@ -9,7 +9,9 @@ set -euo pipefail
 
 pkgs=(gcc g++ make libc6-dev libnuma-dev libmimalloc-dev libmimalloc2.0 libunwind-dev
       libcriterion-dev python3 git sqlite3 coreutils valgrind numactl pkg-config groff-base
-      clang libclang-rt-14-dev)   # tests/fuzz: libFuzzer (only recommended by clang-14)
+      clang libclang-rt-14-dev    # tests/fuzz: libFuzzer (only recommended by clang-14)
+      google-perftools            # tests/pprof: google-pprof reads our heap profiles
+      dpkg-dev)                   # make deb: dpkg-shlibdeps computes Depends
 for what in "$@"; do
   case $what in
     bench) pkgs+=(libjemalloc2 libtcmalloc-minimal4 libmimalloc2.0 time) ;;

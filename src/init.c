@@ -10,9 +10,9 @@
  * pthread_atfork allocates; or another thread's) is served by the fallback arena and
  * counted as bootstrap_allocs (src/alloc.c).
  *
- * Exit: the destructor prints the stats dump and the profile (once per process,
- * forked children included) and keeps everything working for code that runs after
- * it. Locks: nm_init_lock (boot only). */
+ * Exit: the destructor prints the stats dump and the profile and writes the profile
+ * files (once per process, forked children included), and keeps everything working
+ * for code that runs after it. Locks: nm_init_lock (boot only). */
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/auxv.h>
@@ -78,5 +78,6 @@ __attribute__((destructor)) static void nm_destructor(void)
     if (__atomic_exchange_n(&dumped_pid, pid, __ATOMIC_ACQ_REL) == pid) return;
     if (nm_opt.stats != NM_STATS_OFF) nm_stats_dump("exit");
     else if (nm_prof_on) nm_prof_dump_exit();
+    nm_prof_write_files("exit", false);
 }
 #endif

@@ -155,6 +155,10 @@ static bool apply(nm_options_t *o, int id, const char *v)
         if (!nm_parse_size(v, &sz) || sz < 1 || sz > ((size_t)1 << 30)) return false;
         o->prof_sample = sz;
         return true;
+    case NM_OPT_PROF_FILE:
+        if (nm_strlen(v) >= sizeof o->prof_file) return false;
+        nm_copy_cstr(o->prof_file, sizeof o->prof_file, v);
+        return true;
     }
     return false;
 }

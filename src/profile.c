@@ -21,6 +21,9 @@
  * taken before the constructor have no stack. The few math functions are our own,
  * so the library does not need libm either.
  *
+ * Each site also sums the sampled sizes themselves (the class size of a small block,
+ * the request of a medium or large one), which is what the pprof file holds: pprof
+ * scales them back up by 1 / (1 - exp(-size/mean)) per site (src/pprof.c).
  * Tables (metadata memory, fixed size, no malloc): sites keyed by stack hash, and
  * live samples keyed by address with tombstones (entries never move, so a free can
  * look its pointer up without the lock and only locks on a hit). Full tables drop
@@ -54,6 +57,7 @@ typedef struct prof_site {
     uint64_t alloc_bytes, alloc_blocks;   /* estimates (weights summed) */
     uint64_t live_bytes, live_blocks;     /* estimates */
     uint64_t samples, live_samples;
+    uint64_t alloc_raw, live_raw;         /* sampled sizes summed (the pprof file's numbers) */
     void    *pc[PROF_DEPTH];
 } prof_site_t;
 
@@ -63,6 +67,7 @@ typedef struct prof_live {
     uint32_t  pad_;
     uint64_t  weight_bytes;
     uint64_t  weight_blocks;
+    uint64_t  raw_bytes;                  /* the sampled size */
 } prof_live_t;
 
 bool nm_prof_on;
@@ -150,6 +155,13 @@ size_t nm_prof_weight_small(unsigned cls)
     return (size_t)((double)nm_class_size[cls] / (p > 0 ? p : 1));
 }
 
+uint64_t nm_prof_unsampled(uint64_t raw_bytes, uint64_t nsamples)
+{
+    if (nsamples == 0 || raw_bytes == 0) return 0;
+    double p = -nm_expm1(-((double)raw_bytes / (double)nsamples) / mean);
+    return (uint64_t)((double)raw_bytes / (p > 0 ? p : 1) + 0.5);
+}
+
 size_t nm_prof_weight_bytes(size_t n)
 {
     double p = -nm_expm1(-(double)n / mean);
@@ -173,7 +185,10 @@ static int find_self(struct dl_phdr_info *info, size_t size, void *arg)
 
 void nm_prof_init(void)
 {
-    if (!nm_opt.prof) return;
+    if (!nm_opt.prof) {
+        if (nm_opt.prof_file[0]) nm_warn("NUMAMALLOC_PROF_FILE is set but NUMAMALLOC_PROF is 0: no profile is written (set NUMAMALLOC_PROF=1)");
+        return;
+    }
     mean = (double)nm_opt.prof_sample;
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) class_log1mp[c] = -(double)nm_class_size[c] / mean;
     sites = nm_meta_alloc(sizeof(prof_site_t) * SITES);
@@ -215,7 +230,6 @@ static size_t live_slot(uintptr_t p) { return (size_t)((p >> 4) * 0x9e3779b97f4a
 void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
 {
     if (!nm_prof_on || p == NULL) return;
-    (void)n;
     void *raw[PROF_DEPTH + PROF_SKIP_MAX];
     int (*bt)(void **, int) = __atomic_load_n(&unw_backtrace_fn, __ATOMIC_ACQUIRE);
     tc->busy++;
@@ -246,6 +260,7 @@ void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
     s->samples++;
     s->alloc_bytes += weight;
     s->alloc_blocks += wblocks;
+    s->alloc_raw += n;
     /* remember the block so its free can subtract it */
     size_t li = live_slot((uintptr_t)p);
     for (tries = 0; tries < LIVE_SLOTS; tries++, li = (li + 1) & (LIVE_SLOTS - 1)) {
@@ -257,10 +272,12 @@ void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
         live[li].site = (uint32_t)si;
         live[li].weight_bytes = weight;
         live[li].weight_blocks = wblocks;
+        live[li].raw_bytes = n;
         __atomic_store_n(&live[li].ptr, (uintptr_t)p, __ATOMIC_RELEASE);
         s->live_bytes += weight;
         s->live_blocks += wblocks;
         s->live_samples++;
+        s->live_raw += n;
     }
     nm_unlock(&nm_prof_lock);
 }
@@ -284,6 +301,7 @@ bool nm_prof_forget(void *p)
         s->live_bytes -= NM_MIN(s->live_bytes, live[li].weight_bytes);
         s->live_blocks -= NM_MIN(s->live_blocks, live[li].weight_blocks);
         if (s->live_samples) s->live_samples--;
+        s->live_raw -= NM_MIN(s->live_raw, live[li].raw_bytes);
         __atomic_store_n(&live[li].ptr, TOMBSTONE, __ATOMIC_RELEASE);
     }
     nm_unlock(&nm_prof_lock);
@@ -336,46 +354,79 @@ static int top_sites_locked(nm_prof_top_t *out, bool by_live)
 
 /* dladdr only sees dynamic symbols; a program not linked with -rdynamic has none for
  * its own (static) functions. Then read the object's .symtab from the file itself
- * (mapped read-only, no malloc). Never from a signal handler, never under our locks. */
-static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap, uintptr_t *off)
+ * (mapped read-only, no malloc). Never from a signal handler, never under our locks.
+ * A cache (NULL: none) keeps the last few files mapped across lookups. */
+static const unsigned char *elf_map(const char *path, size_t *size, nm_prof_elf_cache_t *cache)
 {
+    if (cache)
+        for (int i = 0; i < NM_PROF_ELF_CACHE; i++)
+            if (cache->map[i] && nm_strcmp(cache->path[i], path) == 0) { *size = cache->size[i]; return cache->map[i]; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+    if (fd < 0) return NULL;
     struct stat st;
-    bool found = false;
+    const unsigned char *m = NULL;
     if (fstat(fd, &st) == 0 && st.st_size > (off_t)sizeof(Elf64_Ehdr)) {
-        const unsigned char *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m != MAP_FAILED) {
-            size_t size = (size_t)st.st_size;
-            const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
-            bool ok = eh->e_ident[EI_MAG0] == ELFMAG0 && eh->e_ident[EI_MAG1] == ELFMAG1 && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
-                      eh->e_shoff && eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) <= size;
-            const Elf64_Shdr *sh = ok ? (const Elf64_Shdr *)(m + eh->e_shoff) : NULL;
-            for (unsigned i = 0; ok && i < eh->e_shnum && !found; i++) {
-                if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
-                const Elf64_Shdr *strh = &sh[sh[i].sh_link];
-                if (sh[i].sh_offset + sh[i].sh_size > size || strh->sh_offset + strh->sh_size > size) continue;
-                const Elf64_Sym *sym = (const Elf64_Sym *)(m + sh[i].sh_offset);
-                size_t n = sh[i].sh_size / sizeof(Elf64_Sym);
-                for (size_t k = 0; k < n; k++) {
-                    if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC || sym[k].st_value == 0) continue;
-                    if (vaddr < sym[k].st_value || vaddr >= sym[k].st_value + (sym[k].st_size ? sym[k].st_size : 1)) continue;
-                    if (sym[k].st_name >= strh->sh_size) continue;
-                    nm_copy_cstr(name, cap, (const char *)(m + strh->sh_offset + sym[k].st_name));
-                    *off = vaddr - sym[k].st_value;
-                    found = true;
-                    break;
-                }
-            }
-            munmap((void *)m, size);
-        }
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m == MAP_FAILED) m = NULL;
+        *size = (size_t)st.st_size;
     }
     close(fd);
+    if (m && cache && nm_strlen(path) < sizeof cache->path[0]) {
+        int i = cache->next;
+        cache->next = (cache->next + 1) % NM_PROF_ELF_CACHE;
+        if (cache->map[i]) munmap((void *)cache->map[i], cache->size[i]);
+        cache->map[i] = m;
+        cache->size[i] = *size;
+        nm_copy_cstr(cache->path[i], sizeof cache->path[i], path);
+    }
+    return m;
+}
+
+static void elf_unmap(const unsigned char *m, size_t size, const nm_prof_elf_cache_t *cache)
+{
+    if (cache)
+        for (int i = 0; i < NM_PROF_ELF_CACHE; i++) if (cache->map[i] == m) return;
+    munmap((void *)m, size);
+}
+
+void nm_prof_elf_cache_release(nm_prof_elf_cache_t *cache)
+{
+    for (int i = 0; i < NM_PROF_ELF_CACHE; i++)
+        if (cache->map[i]) { munmap((void *)cache->map[i], cache->size[i]); cache->map[i] = NULL; }
+}
+
+static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap, uintptr_t *off, nm_prof_elf_cache_t *cache)
+{
+    size_t size = 0;
+    const unsigned char *m = elf_map(path, &size, cache);
+    if (m == NULL) return false;
+    bool found = false;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)m;
+    bool ok = eh->e_ident[EI_MAG0] == ELFMAG0 && eh->e_ident[EI_MAG1] == ELFMAG1 && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
+              eh->e_shoff && eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) <= size;
+    const Elf64_Shdr *sh = ok ? (const Elf64_Shdr *)(m + eh->e_shoff) : NULL;
+    for (unsigned i = 0; ok && i < eh->e_shnum && !found; i++) {
+        if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+        const Elf64_Shdr *strh = &sh[sh[i].sh_link];
+        if (sh[i].sh_offset + sh[i].sh_size > size || strh->sh_offset + strh->sh_size > size) continue;
+        const Elf64_Sym *sym = (const Elf64_Sym *)(m + sh[i].sh_offset);
+        size_t n = sh[i].sh_size / sizeof(Elf64_Sym);
+        for (size_t k = 0; k < n; k++) {
+            if (ELF64_ST_TYPE(sym[k].st_info) != STT_FUNC || sym[k].st_value == 0) continue;
+            if (vaddr < sym[k].st_value || vaddr >= sym[k].st_value + (sym[k].st_size ? sym[k].st_size : 1)) continue;
+            if (sym[k].st_name >= strh->sh_size) continue;
+            nm_copy_cstr(name, cap, (const char *)(m + strh->sh_offset + sym[k].st_name));
+            *off = vaddr - sym[k].st_value;
+            found = true;
+            break;
+        }
+    }
+    elf_unmap(m, size, cache);
     return found;
 }
 
 /* name pc into fn; false if the loader knows no object there */
-static bool frame_resolve(void *pc, frame_name_t *fn)
+static bool frame_resolve(void *pc, frame_name_t *fn, nm_prof_elf_cache_t *cache)
 {
     Dl_info info;
     struct link_map *lm = NULL;
@@ -390,7 +441,7 @@ static bool frame_resolve(void *pc, frame_name_t *fn)
     /* the main program's link map has an empty name: read it through /proc */
     const char *path = (lm && lm->l_name && lm->l_name[0]) ? lm->l_name : "/proc/self/exe";
     uintptr_t off = 0;
-    if (elf_lookup(path, (uintptr_t)pc - bias, fn->symbol, sizeof fn->symbol, &off)) fn->offset = off;
+    if (elf_lookup(path, (uintptr_t)pc - bias, fn->symbol, sizeof fn->symbol, &off, cache)) fn->offset = off;
     else fn->offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
     return true;
 }
@@ -415,12 +466,14 @@ void nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize)
     if (!symbolize || (ps->n[0] == 0 && ps->n[1] == 0)) return;
     frame_name_t *names = nm_meta_alloc(NAMES_BYTES);
     if (names == NULL) return;                       /* addresses only */
+    nm_prof_elf_cache_t cache = { 0 };
     for (int l = 0; l < 2; l++)
         for (int k = 0; k < ps->n[l]; k++) {
             const prof_site_t *s = &sites[ps->top[l][k].site];
             for (uint32_t f = 0; f < s->depth; f++)
-                frame_resolve(s->pc[f], &names[((size_t)l * NM_PROF_TOP + (size_t)k) * PROF_DEPTH + f]);
+                frame_resolve(s->pc[f], &names[((size_t)l * NM_PROF_TOP + (size_t)k) * PROF_DEPTH + f], &cache);
         }
+    nm_prof_elf_cache_release(&cache);
     ps->names = names;
 }
 
@@ -540,6 +593,7 @@ void nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps)
 
 void nm_prof_dump_exit(void)
 {
+    if (nm_opt.prof_file[0]) return;       /* the profile files replace the text on stderr */
     nm_prof_snap_t ps;
     nm_prof_snapshot(&ps, true);
     char space[4096];
@@ -548,4 +602,34 @@ void nm_prof_dump_exit(void)
     nm_prof_report(&b, NM_EM_TEXT, &ps);
     nm_buf_flush(&b);
     nm_prof_snap_release(&ps);
+}
+
+/* ---- for the profile files (src/pprof.c) -------------------------------------------------- */
+
+int nm_prof_copy_sites(nm_prof_site_copy_t *out, bool from_signal)
+{
+    if (!nm_prof_on) return 0;
+    /* a signal handler never waits: the interrupted code may hold the lock */
+    if (from_signal) { if (!nm_trylock(&nm_prof_lock)) return -1; }
+    else nm_lock(&nm_prof_lock);
+    int n = 0;
+    for (uint32_t i = 0; i < SITES; i++) {
+        const prof_site_t *s = &sites[i];
+        if (!s->used) continue;
+        out[n++] = (nm_prof_site_copy_t){ .live_samples = s->live_samples, .live_raw = s->live_raw,
+                                          .alloc_samples = s->samples, .alloc_raw = s->alloc_raw,
+                                          .pc = s->pc, .depth = s->depth };
+    }
+    nm_unlock(&nm_prof_lock);
+    return n;
+}
+
+void nm_prof_frame_label(void *ret, char *out, size_t cap, nm_prof_elf_cache_t *cache)
+{
+    frame_name_t fn = { { 0 }, { 0 }, 0 };
+    /* a return address: the call instruction ends just before it, and a call that is
+     * the last instruction of its function returns to the start of the next one */
+    if (!frame_resolve((char *)ret - 1, &fn, cache)) nm_snprintf(out, cap, "%p", ret);
+    else if (fn.symbol[0]) nm_copy_cstr(out, cap, fn.symbol);
+    else nm_snprintf(out, cap, "%s+0x%lx", basename_of(fn.object), (unsigned long)fn.offset);
 }

@@ -17,7 +17,9 @@
  *
  * Triggers: NUMAMALLOC_STATS at exit (src/init.c), NUMAMALLOC_STATS_SIGNAL from a
  * signal handler, NUMAMALLOC_STATS_INTERVAL from a thread started by our
- * constructor, numamalloc_stats_print() on demand. */
+ * constructor, numamalloc_stats_print() on demand. The profile files
+ * (NUMAMALLOC_PROF_FILE, src/pprof.c) are written at exit, on the signal and on the
+ * interval too. */
 #include <errno.h>
 #include <string.h>
 #include <fcntl.h>
@@ -532,57 +534,18 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
  * cannot block (the exit, or a signal handler), and anything but a regular file is
  * refused. Every refusal says why in one line and the dump goes to stderr. */
 
-#define DEST_MAX 1024
-
-/* expand %p, %t and %% of pattern into path; false if the result does not fit */
-static bool expand_dest(const char *pattern, char *path, size_t cap)
-{
-    nm_buf_t b;
-    nm_buf_init(&b, path, cap, -1);
-    for (const char *p = pattern; *p; p++) {
-        if (p[0] == '%' && p[1] == 'p') { nm_buf_printf(&b, "%d", nm_os_getpid()); p++; }
-        else if (p[0] == '%' && p[1] == 't') {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            nm_buf_printf(&b, "%lu", (unsigned long)ts.tv_sec);
-            p++;
-        }
-        else if (p[0] == '%' && p[1] == '%') { nm_buf_put(&b, "%", 1); p++; }
-        else nm_buf_put(&b, p, 1);
-    }
-    return nm_buf_finish(&b) < cap;
-}
-
-/* the destination refused: one line the first time (a dump every second, or on
- * every signal, would repeat it), stderr every time */
+/* refusals of NUMAMALLOC_STATS_FILE: one line the first time (a dump every second,
+ * or on every signal, would repeat it), stderr every time */
 static int dest_warned;
-#define DEST_WARN(...) do { if (!__atomic_exchange_n(&dest_warned, 1, __ATOMIC_RELAXED)) nm_warn(__VA_ARGS__); } while (0)
 
 static int open_dest(void)
 {
+    static const char instead[] = "writing the dump to stderr";
     if (nm_opt.stats_file[0] == '\0') return 2;
-    char path[DEST_MAX];
-    if (!expand_dest(nm_opt.stats_file, path, sizeof path)) {
-        DEST_WARN("NUMAMALLOC_STATS_FILE: '%s' expands to more than %d bytes: writing the dump to stderr",
-                  nm_opt.stats_file, DEST_MAX - 1);
-        return 2;
-    }
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path,
-                          O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY, 0600);
-    if (fd < 0) {
-        const char *why = errno == ENXIO ? "a FIFO nobody reads" : errno == EISDIR ? "a directory" : NULL;
-        if (why) DEST_WARN("NUMAMALLOC_STATS_FILE: '%s' is not a regular file (%s): writing the dump to stderr", path, why);
-        else DEST_WARN("NUMAMALLOC_STATS_FILE: cannot open '%s' (errno %d): writing the dump to stderr", path, errno);
-        return 2;
-    }
-    struct stat st;
-    if (syscall(SYS_fstat, fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        DEST_WARN("NUMAMALLOC_STATS_FILE: '%s' is not a regular file: writing the dump to stderr", path);
-        syscall(SYS_close, fd);
-        return 2;
-    }
-    syscall(SYS_fcntl, fd, F_SETFL, O_WRONLY | O_APPEND);   /* a regular file: blocking writes */
-    return fd;
+    char path[NM_DEST_MAX];
+    if (!nm_dest_expand("NUMAMALLOC_STATS_FILE", nm_opt.stats_file, path, sizeof path, instead, &dest_warned)) return 2;
+    int fd = nm_dest_open("NUMAMALLOC_STATS_FILE", path, instead, &dest_warned);
+    return fd < 0 ? 2 : fd;
 }
 
 static void dump_to(int fd, int mode, const char *why, bool from_signal, const nm_prof_snap_t *ps)
@@ -667,6 +630,7 @@ static void on_signal(int sig)
 {
     (void)sig;
     dump(-1, nm_opt.stats == NM_STATS_OFF ? NM_STATS_TEXT : nm_opt.stats, "signal", true);
+    nm_prof_write_files("signal", true);
 }
 
 static void *interval_thread(void *arg)
@@ -676,6 +640,7 @@ static void *interval_thread(void *arg)
         struct timespec ts = { (time_t)nm_opt.stats_interval, 0 };
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
         nm_stats_dump("interval");
+        nm_prof_write_files("interval", false);
     }
     return NULL;
 }

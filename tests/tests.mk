@@ -13,6 +13,10 @@
 #   tests/mem/mem.mk     memory returned to the OS: decay on every path, large blocks kept
 #                        by idle threads, NUMAMALLOC_BACKGROUND
 #   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan (issue 6)
+#   tests/pprof/pprof.mk NUMAMALLOC_PROF_FILE: pprof-format profile read by google-pprof,
+#                        collapsed stacks, the report's flame graph
+#   tests/launcher/launcher.mk  the launcher scripts/numamalloc, its man pages, make install
+#   tests/deb/deb.mk     make deb: contents, control fields, run from an unpacked copy
 # Timings never gate a test: they belong to bench/.
 
 TB          := $(B)/tests
@@ -31,6 +35,9 @@ include tests/obs.mk
 -include tests/life/life.mk
 -include tests/mem/mem.mk
 -include tests/sanitize.mk
+include tests/pprof/pprof.mk
+include tests/launcher/launcher.mk
+include tests/deb/deb.mk
 
 .PHONY: test test-run
 # -k: every suite runs even when an earlier one failed (one report shows all

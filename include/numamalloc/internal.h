@@ -18,6 +18,15 @@
 
 /* ---- counters.c: stats.h; out.c, emit.c: out.h; os.c: os.h; options.c: options.h ---- */
 
+/* ---- dest.c: where dumps and profiles go -------------------------------------------- */
+/* expand %p, %t and %% of pattern into path (false, with one line naming var and what
+ * happens instead, if it does not fit); open path to append, O_NOFOLLOW | O_NONBLOCK,
+ * regular files only, created with mode 0600 (-1, with one such line, when refused).
+ * A refusal is said once per *warned flag (the caller's, one per variable). */
+#define NM_DEST_MAX 1024
+bool nm_dest_expand(const char *var, const char *pattern, char *path, size_t cap, const char *instead, int *warned);
+int  nm_dest_open(const char *var, const char *path, const char *instead, int *warned);
+
 /* ---- check.c: misuse reports, NUMAMALLOC_CHECK=1 canaries and verdicts -------------- */
 /* report misuse of pointer p by function fn; aborts under NUMAMALLOC_CHECK=1 */
 void   nm_invalid_pointer(const char *fn, const void *p, const char *why);
@@ -105,6 +114,37 @@ void    nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize);
 void    nm_prof_snap_release(nm_prof_snap_t *ps);
 void    nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps);
 void    nm_prof_dump_exit(void);
+/* every site, for the profile files (src/pprof.c): the numbers copied under the
+ * profiler lock (only tried from a signal handler: -1 when busy); pc points at the
+ * site's frames, innermost first, which never change once recorded */
+#define NM_PROF_SITES 4096
+typedef struct nm_prof_site_copy {
+    uint64_t live_samples, live_raw;     /* sampled blocks still live, their sizes summed */
+    uint64_t alloc_samples, alloc_raw;   /* all sampled blocks, their sizes summed */
+    void *const *pc;
+    uint32_t depth;
+} nm_prof_site_copy_t;
+int     nm_prof_copy_sites(nm_prof_site_copy_t *out, bool from_signal);
+/* a site's bytes as pprof computes them from the file: raw_bytes / (1 - exp(-(raw_bytes
+ * / samples) / NUMAMALLOC_PROF_SAMPLE)), rounded */
+uint64_t nm_prof_unsampled(uint64_t raw_bytes, uint64_t samples);
+/* the function of return address ret (symbol, else object+0xoffset, else the
+ * address) into out; calls the loader: never under our locks, never from a signal
+ * handler. The cache keeps ELF files mapped between calls; release it after. */
+#define NM_PROF_ELF_CACHE 4
+typedef struct nm_prof_elf_cache {
+    const unsigned char *map[NM_PROF_ELF_CACHE];
+    size_t size[NM_PROF_ELF_CACHE];
+    char   path[NM_PROF_ELF_CACHE][256];
+    int    next;
+} nm_prof_elf_cache_t;
+void    nm_prof_frame_label(void *ret, char *out, size_t cap, nm_prof_elf_cache_t *cache);
+void    nm_prof_elf_cache_release(nm_prof_elf_cache_t *cache);
+
+/* ---- pprof.c: the profile files (NUMAMALLOC_PROF_FILE) --------------------------------- */
+/* write NUMAMALLOC_PROF_FILE and its .collapsed companions; why is "exit", "signal"
+ * or "interval" */
+void    nm_prof_write_files(const char *why, bool from_signal);
 
 /* ---- large.c: own mappings ------------------------------------------------------------- */
 /* own mapping for n bytes in domain dom aligned to align; NULL (ENOMEM) when it cannot

@@ -41,7 +41,9 @@
   X(PROF,            NM_T_BOOL,    "0",      "0 or 1", \
     "sampling heap profiler: top allocation sites and leaks at exit") \
   X(PROF_SAMPLE,     NM_T_SIZE,    "512K",   "a size from 1 to 1G (suffix K, M or G)", \
-    "mean bytes between profiler samples (exponential, like jemalloc and tcmalloc)")
+    "mean bytes between profiler samples (exponential, like jemalloc and tcmalloc)") \
+  X(PROF_FILE,       NM_T_PATH,    "",       "a file path; %p becomes the pid, %t a timestamp", \
+    "write the heap profile in pprof's format there, and collapsed stacks of live and of allocated bytes to that path plus .collapsed and .alloc.collapsed (replaced at each dump, mode 0600, O_NOFOLLOW); ignored in set-uid programs")
 
 enum nm_opt_type { NM_T_BOOL, NM_T_UINT, NM_T_SIZE, NM_T_ENUM, NM_T_PATH, NM_T_POLICY };
 
@@ -75,6 +77,7 @@ typedef struct nm_options {
     bool     verbose;
     bool     prof;
     size_t   prof_sample;
+    char     prof_file[512];
     char     raw[NM_OPT_N][520];     /* the text in effect, for listings and dumps */
     bool     from_env[NM_OPT_N];     /* set by the environment (else default) */
 } nm_options_t;

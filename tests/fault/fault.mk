@@ -34,7 +34,7 @@ $(FAULT_TB)/fault_work: tests/fault/fault_work.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(CC) $(TEST_CFLAGS) $(RT_NOBUILTIN) -o $@ $< -ldl
-# linked with the fault build (its soname is libnumamalloc.so; the run path finds the
+# linked with the fault build (its soname is libnumamalloc.so.0; the run path finds the
 # fault build's copy): a set-uid program ignores LD_PRELOAD with a path
 $(FAULT_TB)/fault_secure: tests/fault/fault_secure.c $(FAULT_LIB)
 	@mkdir -p $(dir $@)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tests/obs/check-install.sh STAGE LIB VERSION — what `make install PREFIX=/usr
-# DESTDIR=STAGE` put there (issue 4): the library, the header, both man pages, and a
+# DESTDIR=STAGE` put there (issue 4): the library (libnumamalloc.so.VERSION, with the
+# SONAME link libnumamalloc.so.0 and the link libnumamalloc.so for -lnumamalloc), the
+# header, both man pages, and a
 # numamalloc.pc with which `pkg-config --cflags --libs numamalloc` (pointed into the
 # stage with PKG_CONFIG_SYSROOT_DIR / PKG_CONFIG_LIBDIR) builds a program that links
 # the staged library and runs on it. The caller (tests/obs.mk) runs the install.
@@ -26,7 +28,19 @@ check_file() {
   if [ -n "$same" ] && ! cmp -s "$path" "$same"; then bad "$2 differs from $same"; return; fi
   ok "$2 (mode $mode)"
 }
-check_file 755 /usr/lib/libnumamalloc.so "$lib"
+# link PATH TARGET: a symbolic link with exactly that target
+check_link() {
+  local path=$stage$1 want=$2
+  if [ ! -L "$path" ]; then bad "$1 is not a symbolic link"; return; fi
+  local got; got=$(readlink "$path")
+  if [ "$got" = "$want" ]; then ok "$1 -> $want"; else bad "$1 -> $got, expected -> $want"; fi
+}
+check_file 755 "/usr/lib/libnumamalloc.so.$version" "$lib"
+soname=$(objdump -p "$lib" | awk '$1 == "SONAME" { print $2 }')
+if [ "$soname" = "libnumamalloc.so.${version%%.*}" ]; then ok "SONAME $soname"
+else bad "SONAME is '$soname', expected libnumamalloc.so.${version%%.*}"; fi
+check_link "/usr/lib/libnumamalloc.so.${version%%.*}" "libnumamalloc.so.$version"
+check_link /usr/lib/libnumamalloc.so "libnumamalloc.so.${version%%.*}"
 check_file 644 /usr/include/numamalloc.h "$root/include/numamalloc.h"
 check_file 644 /usr/share/man/man3/numamalloc.3 "$root/man/numamalloc.3"
 check_file 644 /usr/share/man/man7/numamalloc.7 "$root/man/numamalloc.7"
