@@ -514,7 +514,7 @@ def summarize(results, names):
 
 
 def targets(results, names, geo, hot, onoff, startup):
-    """every target from issue 5, with where we stand"""
+    """every performance target, with where we stand"""
     T = []
     nm = "numamalloc"
     peers = [n for n in names if n != nm]
@@ -865,7 +865,7 @@ def write_reports(outdir, data, names, log):
             if s["median_ms"]:
                 log(f"{n:<18} {s['median_ms']:.3f} ms ({s['p10_ms']:.3f}-{s['p90_ms']:.3f}), {s['runs']} runs")
     log("")
-    log("== targets (issue 5)")
+    log("== targets")
     for name, ok, detail in T:
         log(f"[{'MET ' if ok else 'MISS'}] {name}: {detail}")
     log(f"\nmachine: {meta['machine']}; other users took {meta['foreign_load']:.0%} of the CPUs on average "

@@ -1,12 +1,10 @@
 /* numamalloc — aligned_alloc, posix_memalign, memalign, valloc, pvalloc.
  *
- * Alignments up to 16 are plain malloc. Up to 32 KiB with a small size, the block
- * comes from the first size class whose size is a multiple of the alignment: slabs
- * start 64 KiB aligned and blocks sit at multiples of their size, so such blocks are
- * aligned by construction, with no padding and no header. Medium sizes go to the
- * fallback arena (with its result checked: mimalloc 2.0.9 misaligns size == align
- * for 256, 512 and 1024, microsoft/mimalloc#700, so we never ask for that shape);
- * larger alignments get their own mapping, aligned when mapped (tested to 1 GiB).
+ * Alignments up to 16 are plain malloc. Up to 64 KiB, small and medium sizes come
+ * from the first size class whose size is a multiple of the alignment: slabs start
+ * 64 KiB aligned and blocks sit at multiples of their size, so such blocks are
+ * aligned by construction, with no padding and no header. Larger alignments get
+ * their own mapping, aligned when mapped (tested to 1 GiB).
  * No locks here. */
 #include <errno.h>
 #include <stdint.h>
@@ -18,12 +16,14 @@ static void *aligned_any(size_t align, size_t n)
 {
     if (align <= 16) return nm_malloc(n);
     if (n <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
-        /* the fast path, with the first class whose blocks are align-aligned */
+        /* the fast path, with the first class whose blocks are align-aligned (a medium
+         * class when no small one is: its blocks are handed out marked held) */
         size_t cls = nm_size_class_aligned(n, align);
-        if (cls < NM_NUM_CLASSES) NM_BIN_POP_RETURN(cls);
+        if (cls < NM_SMALL_CLASSES) NM_BIN_POP_RETURN(cls);
+        else if (cls < NM_NUM_CLASSES) NM_MEDIUM_POP_RETURN(nm_tcp, cls);
     }
     if (NM_UNLIKELY(n > PTRDIFF_MAX || align > ((size_t)1 << 40))) { errno = ENOMEM; return NULL; }
-    nm_tcache_t *tc = nm_thread_cache();
+    nm_tcache_t *tc = nm_thread_ready();
     if (tc == NULL) return nm_bootstrap_alloc(n, align, false);
     return nm_alloc_any(tc, n, align, false);
 }

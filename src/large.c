@@ -207,7 +207,9 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
             }
         }
     }
-    p = nm_os_map_aligned(len, NM_MAX(align, nm_os_page), LARGE_MAP_FLAGS);
+    /* on a page-map granule: a pointer a little way into the block (an interior
+     * free) then finds the block's entry and is reported as such */
+    p = nm_os_map_aligned(len, NM_MAX(align, (size_t)NM_GRANULE), LARGE_MAP_FLAGS);
     if (p == NULL) return NULL;
     nm_policy_bind(dom, p, len);
     *len_out = len;

@@ -77,17 +77,6 @@ void *nm_os_map_aligned(size_t size, size_t align, int extra_flags)
     return trim_to_align(raw, size, align, raw_size);
 }
 
-void *nm_os_reserve(size_t size, size_t align)
-{
-    nm_gstat_add(NM_C_mmap_calls, 1);
-    size_t raw_size = size + align;
-    if (nm_fault_hit(NM_FAULT_MMAP)) { fail(NM_OS_MMAP, NM_C_mmap_fail); return NULL; }
-    long r = syscall(SYS_mmap, NULL, raw_size, PROT_NONE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r == -1) { fail(NM_OS_MMAP, NM_C_mmap_fail); return NULL; }
-    return trim_to_align((char *)r, size, align, raw_size);
-}
-
 bool nm_os_advise(void *p, size_t size, int advice)
 {
     nm_gstat_add(NM_C_madvise_calls, 1);

@@ -13,7 +13,8 @@
  * Lock: nm_domain_t.seg_lock guards the domain's segment lists and each segment's
  * masks and timestamps. Callers may hold a depot lock (depot -> seg_lock). The
  * domain's nsegments, slab_pages and dirty_pages are read without it (decay's quick
- * skip, stats), so they are written with relaxed atomics (ThreadSanitizer, issue 6). */
+ * skip, stats), so they are written with relaxed atomics (ThreadSanitizer found the
+ * race). */
 #include <sys/mman.h>
 
 #include "numamalloc/internal.h"

@@ -115,7 +115,7 @@ static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
     return expired && nm_prof_on;
 }
 
-void nm_bin_reconcile_all(nm_tcache_t *tc)
+static void bin_reconcile_all(nm_tcache_t *tc)
 {
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) bin_reconcile(tc, c);
 }
@@ -610,7 +610,7 @@ static void retire_locked(nm_tcache_t *tc, bool give_back)
 {
     if (give_back) nm_tcache_flush_all(tc);
     else nm_large_tcache_release(tc, UINT64_MAX);
-    nm_bin_reconcile_all(tc);
+    bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);
     tcache_free(tc);
@@ -666,7 +666,7 @@ void nm_thread_exit(nm_tcache_t *tc)
     /* merge and unlink under the thread-list lock: a dump (which reads the globals
      * and the live threads under it) sees this thread's counters exactly once */
     nm_lock(&nm_threads_lock);
-    nm_bin_reconcile_all(tc);
+    bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);
     nm_unlock(&nm_threads_lock);

@@ -1,4 +1,4 @@
-# tests/core.mk — unit (white-box), API conformance and misuse suites (issue 2).
+# tests/core.mk — unit (white-box), API conformance and misuse suites.
 #
 #   make unit-test   tests/unit/test_*.c linked with the white-box archive $(TLIB):
 #                    internals (size classes, page map, options, topology, magazines

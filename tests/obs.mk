@@ -1,4 +1,4 @@
-# tests/obs.mk — observability suite (issue 4): statistics dumps, profiler, report tool,
+# tests/obs.mk — observability suite: statistics dumps, profiler, report tool,
 # man pages, install and pkg-config. Run: make obs-test (10-15 s on 2 cores).
 #
 #   $(TB)/obs/test_obs   Criterion (tests/obs/test_obs.c): NUMAMALLOC_STATS_FILE (%p, %t,

@@ -1,4 +1,4 @@
-# tests/runtime.mk — preload runtime tests, deterministic stress, real programs (issue 2).
+# tests/runtime.mk — preload runtime tests, deterministic stress, real programs.
 #
 #   make preload-test   Criterion: first call of new threads, thread/process exit,
 #                       20,000 threads, CPU migration, fork, bootstrap, environment

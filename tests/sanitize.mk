@@ -1,4 +1,4 @@
-# tests/sanitize.mk — the white-box unit tests under sanitizers (issue 6).
+# tests/sanitize.mk — the white-box unit tests under sanitizers.
 #
 #   make check-sanitize   every tests/unit/test_*.c built against a sanitized copy of
 #                         the white-box objects and run:

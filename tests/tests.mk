@@ -2,17 +2,17 @@
 #
 # `make test` installs missing Debian packages (scripts/deps.sh), builds, and runs
 # every suite; each suite lives in its own fragment:
-#   tests/core.mk        unit (white-box), API conformance, misuse          (issue 2)
+#   tests/core.mk        unit (white-box), API conformance, misuse
 #   tests/runtime.mk     preload: env, threads, fork, bootstrap; stress; real
-#                        programs compared with their unpreloaded runs     (issue 2)
-#   tests/numa/numa.mk   hugetlb/THP on this host, NUMA placement in QEMU VMs (issue 3)
-#   tests/obs.mk         stats dumps (text/JSON), profiler, report, man pages (issue 4)
-#   tests/fuzz/fuzz.mk   coverage-guided fuzzing (bounded run), differential vs glibc (issue 6)
-#   tests/fault/fault.mk fault injection: mmap/madvise/mbind/hugetlb failures, ulimit -v (issue 6)
-#   tests/life/life.mk   thread churn, fork storms, spawn, signals, 256 threads; `make soak` (issue 6)
+#                        programs compared with their unpreloaded runs
+#   tests/numa/numa.mk   hugetlb/THP on this host, NUMA placement in QEMU VMs
+#   tests/obs.mk         stats dumps (text/JSON), profiler, report, man pages
+#   tests/fuzz/fuzz.mk   coverage-guided fuzzing (bounded run), differential vs glibc
+#   tests/fault/fault.mk fault injection: mmap/madvise/mbind/hugetlb failures, ulimit -v
+#   tests/life/life.mk   thread churn, fork storms, spawn, signals, 256 threads; `make soak`
 #   tests/mem/mem.mk     memory returned to the OS: decay on every path, large blocks kept
 #                        by idle threads, NUMAMALLOC_BACKGROUND
-#   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan (issue 6)
+#   tests/sanitize.mk    white-box unit tests under ASan+UBSan and TSan
 #   tests/pprof/pprof.mk NUMAMALLOC_PROF_FILE: pprof-format profile read by google-pprof,
 #                        collapsed stacks, the report's flame graph
 #   tests/launcher/launcher.mk  the launcher scripts/numamalloc, its man pages, make install

@@ -278,7 +278,6 @@ void  nm_tcache_node_check(nm_tcache_t *tc);
 /* the thread's decay tick: bins unused since the last one go back, and half of a
  * budget it did not need */
 void  nm_tcache_trim(nm_tcache_t *tc);
-void  nm_bin_reconcile_all(nm_tcache_t *tc);
 
 /* ---- decay.c: returning idle memory ------------------------------------------------------ */
 extern nm_lock_t nm_decay_lock;
@@ -338,10 +337,10 @@ void  *nm_malloc_slow(size_t n);
 void   nm_free_slow(void *p, nm_pme_t e);
 /* the calling thread's cache once the process is ready, or NULL while it boots */
 nm_tcache_t *nm_thread_ready(void);
-/* any size: small, medium or large; align <= 16 means none */
-void  *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero);
 /* allocations while booting: served by the fallback arena, counted */
 void  *nm_bootstrap_alloc(size_t n, size_t align, bool zero);
+/* any size: small, medium or large; align <= 16 means none */
+void  *nm_alloc_any(nm_tcache_t *tc, size_t n, size_t align, bool zero);
 
 /* ---- aligned.c ------------------------------------------------------------------------- */
 void *nm_memalign(size_t align, size_t n);

@@ -15,8 +15,6 @@ extern size_t nm_os_page;            /* base page size (4096 here) */
 void *nm_os_map(size_t size, int extra_flags);
 /* like nm_os_map, aligned to align (a power of two >= page); trims the excess */
 void *nm_os_map_aligned(size_t size, size_t align, int extra_flags);
-/* PROT_NONE reservation (not charged under strict overcommit) */
-void *nm_os_reserve(size_t size, size_t align);
 bool  nm_os_unmap(void *p, size_t size);
 bool  nm_os_advise(void *p, size_t size, int advice);
 void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/fault/fault-test.sh — fault injection (issue 6): the allocator when mmap,
+# tests/fault/fault-test.sh — fault injection: the allocator when mmap,
 # hugetlb mmap, madvise, mbind and mremap fail, when the address space runs out
 # (ulimit -v) and when another process empties the hugetlb pool during a run.
 #   usage: fault-test.sh LIB FAULT_LIB BINDIR          (make fault-test)

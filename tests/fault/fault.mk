@@ -1,4 +1,4 @@
-# tests/fault/fault.mk — fault injection (issue 6). Included by tests/tests.mk.
+# tests/fault/fault.mk — fault injection. Included by tests/tests.mk.
 #
 #   make fault-lib    build/libnumamalloc_fault.so: the library built again from the
 #                     same sources, with the same flags, objects list and exports map

@@ -1,4 +1,4 @@
-# tests/fuzz/fuzz.mk — coverage-guided fuzzing and the differential test against glibc (issue 6).
+# tests/fuzz/fuzz.mk — coverage-guided fuzzing and the differential test against glibc.
 #
 #   make fuzz-test       (in make test, ~40 s) an oracle self-test (a broken malloc must be
 #                        caught); the committed corpus and regressions replayed under

@@ -17,7 +17,7 @@
  *     realloc_foreign   realloc the address of a local variable
  *     clean             correct use of every entry point (CHECK must stay silent)
  *     option_get NAME.. print NAME=<numamalloc_option_get(NAME)> per line
- *   added for issue 6 (misuse detection and hardening):
+ *   added with misuse detection and hardening:
  *     overflow SIZE OFF [free|realloc] [BYTE]
  *                       malloc(SIZE), write BYTE (default 0) at offset OFF, then free
  *                       it (or realloc it to 2*SIZE+1)

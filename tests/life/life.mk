@@ -1,4 +1,4 @@
-# tests/life/life.mk — lifecycle and scale under the preload (issue 6).
+# tests/life/life.mk — lifecycle and scale under the preload.
 #
 #   make life-test   Criterion (tests/life/test_life.c); each case runs a helper
 #                    (tests/life/life_*.c) in a fresh preloaded process:

@@ -1,4 +1,4 @@
-# tests/numa/numa.mk — issue 3: huge pages on this host, NUMA placement in QEMU VMs.
+# tests/numa/numa.mk — huge pages on this host, NUMA placement in QEMU VMs.
 # Included by tests/tests.mk.
 #   make hugepage-test   hugetlb / THP / 4 KiB backing of large blocks on this machine
 #                        (sizes /proc/sys/vm/nr_hugepages, restores it; ~1 s; needs root)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/obs/check-install.sh STAGE LIB VERSION — what `make install PREFIX=/usr
-# DESTDIR=STAGE` put there (issue 4): the library (libnumamalloc.so.VERSION, with the
+# DESTDIR=STAGE` put there: the library (libnumamalloc.so.VERSION, with the
 # SONAME link libnumamalloc.so.0 and the link libnumamalloc.so for -lnumamalloc), the
 # header, both man pages, and a
 # numamalloc.pc with which `pkg-config --cflags --libs numamalloc` (pointed into the

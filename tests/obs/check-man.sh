@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/obs/check-man.sh LIB — the man pages are accurate and render cleanly (issue 4).
+# tests/obs/check-man.sh LIB — the man pages are accurate and render cleanly.
 #   1. scripts/gen-man-env.sh --check passes on man/numamalloc.7, and fails, naming the
 #      problem, on copies where an option is missing, a default or accepted value
 #      differs, or options.h has a row the page lacks;

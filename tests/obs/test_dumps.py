@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/obs/test_dumps.py — what the statistics dump and the heap profile say, checked
 against programs whose allocations are known, and the report tool on real dumps
-(issue 4). Standard library only; run by `make obs-test`:
+. Standard library only; run by `make obs-test`:
 
     NM_OBS_LIB=build/libnumamalloc.so NM_OBS_BIN=build/tests/obs python3 tests/obs/test_dumps.py [-v]
 

@@ -1,5 +1,5 @@
 /* tests/obs/test_obs.c — where the statistics dumps go and when they are written, and
- * what the environment parser says (issue 4). Criterion; every case runs the helper
+ * what the environment parser says. Criterion; every case runs the helper
  * tests/obs/prog_obs in a fresh preloaded process with an explicit environment
  * (tests/helpers/spawn.c), never setenv in this process.
  *

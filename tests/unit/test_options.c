@@ -330,10 +330,9 @@ Test(options, stats_file)
 }
 
 /* raw[] is what numamalloc_option_get() and the dumps report as "the effective
- * value": a path the allocator really uses must come back whole, not cut at the
- * 127 characters raw[] holds. KNOWN BUG (reported): nm_options_t.raw is char[128]
- * while stats_file takes 511 characters; the dump's config.stats_file shows the cut
- * path while the dump itself goes to the whole one. */
+ * value": a path the allocator really uses must come back whole (raw[] holds as
+ * much as stats_file takes, 511 characters), or the dump's config.stats_file would
+ * show a cut path while the dump itself goes to the whole one. */
 Test(options, effective_text_of_a_long_path_is_whole)
 {
     fresh();
@@ -559,8 +558,7 @@ Test(options, init_hostile_values_stay_one_line_each)
 
 /* Variable names are as hostile as values (anything but '=' and NUL): an unknown
  * name is echoed in its warning, and must not be able to start a line of its own or
- * send terminal escapes either. KNOWN BUG (reported): nm_options_init copies the
- * unknown name raw (src/options.c), so "NUMAMALLOC_X\nnumamalloc: forged=1" prints
+ * send terminal escapes either: "NUMAMALLOC_X\nnumamalloc: forged=1" must not print
  * a forged second line. */
 Test(options, init_hostile_unknown_names_stay_one_line_each)
 {

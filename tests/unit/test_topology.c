@@ -7,7 +7,7 @@
  *   - an empty root (nothing readable): still one node, one CPU.
  * plus the hugetlb counters read under the same root. This machine has one node,
  * so these trees are the only multi-node input the host tests see (the placement
- * itself is checked in the NUMA VM, issue 3). Nothing is booted: nm_topo_init only
+ * itself is checked in the NUMA VM). Nothing is booted: nm_topo_init only
  * needs metadata memory. */
 #include <criterion/criterion.h>
 #include <errno.h>
