@@ -238,7 +238,7 @@ run base4 - -- mix 4 1500 21 nonull &&
   stats base4 'syscall:mmap.failures==0' 'syscall:madvise.failures==0' 'syscall:mremap.failures==0' 'syscall:munmap.failures==0'
 run mmap-p 'mmap:p=0.3,seed=42' -- mix 4 1500 7 &&
   stats mmap-p 'syscall:mmap.failures>=1' 'syscall:mmap.last_errno==ENOMEM'
-run madvise-p1 'madvise:p=1' -- mix 4 1500 8 nonull &&
+run madvise-p1 'madvise:p=1' NUMAMALLOC_HUGEPAGES=hugetlb+thp -- mix 4 1500 8 nonull &&
   stats madvise-p1 'fallback:thp_madvise_failed.count>=1' 'fallback:thp_madvise_failed.last_errno==EINVAL' \
         'backing:thp.mapped_total==0' 'backing:4k.mapped_total>=1' 'syscall:madvise.last_errno==EINVAL'
 run mbind-p1 'mbind:p=1,bind=1' -- mix 4 1500 9 nonull &&
@@ -323,8 +323,9 @@ hugetlb_cases() {
     return 1
   }
   local pool_want=6                          # free pages each case starts with (hrun sets them)
-  # every free unmaps (the pool gets its pages back at once); no decay pass madvises
-  local H=(NUMAMALLOC_LARGE_CACHE=0 NUMAMALLOC_DECAY_MS=60000)
+  # every free unmaps (the pool gets its pages back at once); no decay pass madvises;
+  # the whole chain hugetlb -> THP -> 4 KiB (THP is not in the default one)
+  local H=(NUMAMALLOC_LARGE_CACHE=0 NUMAMALLOC_DECAY_MS=60000 NUMAMALLOC_HUGEPAGES=hugetlb+thp)
   hrun huge-none - "${H[@]}" -- huge hugetlb
   hrun huge-mmap 'hugetlb:p=1' "${H[@]}" -- huge thp :: \
     'fallback:hugetlb_mmap_failed.count>=3' 'fallback:hugetlb_mmap_failed.last_errno==ENOMEM' \

@@ -113,6 +113,7 @@ check_opts "--stats=json --stats-file d.json" "NUMAMALLOC_STATS=json NUMAMALLOC_
 check_opts "--prof" "NUMAMALLOC_PROF=1"
 check_opts "--prof-file=p.%p.heap" "NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_FILE=p.%p.heap"
 check_opts "--check" "NUMAMALLOC_CHECK=1"
+check_opts "--background" "NUMAMALLOC_BACKGROUND=1"
 check_opts "--verbose" "NUMAMALLOC_VERBOSE=1"
 check_opts "--decay-ms=250" "NUMAMALLOC_DECAY_MS=250"
 check_opts "--decay-ms 0" "NUMAMALLOC_DECAY_MS=0"
@@ -151,7 +152,7 @@ bad_run "--policy=sideways: accepts local, interleave\[:N,M\.\.\.\], bind:N\[,M\
 bad_run "--policy=bind:999: node 999 does not exist or has no memory \(nodes with memory: [0-9,-]+\); default local$" --policy=bind:999 "${M[@]}"
 bad_run "--policy= needs a value|--policy needs a value" --policy= "${M[@]}"
 bad_run "--policy needs a value: local, interleave\[:N,M\.\.\.\], bind:N\[,M\.\.\.\] or preferred:N; default local$" --policy
-bad_run "--hugepages=maybe: accepts auto, hugetlb, 1g, thp or off; default auto$" --hugepages=maybe "${M[@]}"
+bad_run "--hugepages=maybe: accepts auto, hugetlb, 1g, thp, off, hugetlb[+]thp or 1g[+]thp; default auto$" --hugepages=maybe "${M[@]}"
 bad_run "--decay-ms=abc: accepts milliseconds from 0 to 3600000; default 1000$" --decay-ms=abc "${M[@]}"
 bad_run "--decay-ms=3600001: accepts milliseconds from 0 to 3600000; default 1000$" --decay-ms=3600001 "${M[@]}"
 bad_run "--large-threshold=1K: accepts a size from 64K to 1G \(suffix K, M or G\); default 1M$" --large-threshold=1K "${M[@]}"
