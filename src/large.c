@@ -93,13 +93,12 @@ static void count_mapping(nm_tcache_t *tc, uint32_t dom, int backing, size_t len
         nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_thp_free_bytes : NM_C_thp_alloc_bytes, len);
 }
 
-/* a large block handed out (freed == 0) or freed: every counter of it */
+/* a large block handed out (freed == 0) or freed: every counter of it (the large
+ * totals of the dump are the sums over the backings) */
 static void count_block(nm_tcache_t *tc, const nm_large_t *L, int freed)
 {
     nm_counters_t *c = nm_tc_ctr(tc);
     size_t len = L->map_len;
-    nm_count(c, NM_CT_THREAD, 0, freed ? NM_C_large_free : NM_C_large_alloc, 1);
-    nm_count(c, NM_CT_THREAD, 0, freed ? NM_C_large_free_bytes : NM_C_large_alloc_bytes, len);
     nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_count : NM_C_alloc_count, 1);
     nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_bytes : NM_C_alloc_bytes, len);
     if (!freed && c && L->domain < nm_dom_interleave && (int)L->domain != tc->cpu_node)
@@ -638,8 +637,6 @@ void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
     if (q == NULL) return NULL;
     /* counted as the old length freed and the new one allocated, same block */
     nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
-    nm_count(c, NM_CT_THREAD, 0, NM_C_large_free_bytes, L->map_len);
-    nm_count(c, NM_CT_THREAD, 0, NM_C_large_alloc_bytes, new_len);
     nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_free_bytes, L->map_len);
     nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_alloc_bytes, new_len);
     count_mapping(tc, L->domain, L->backing, L->map_len, 1);

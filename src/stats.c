@@ -158,10 +158,12 @@ static void compute_totals(const snapshot_t *s, totals_t *t)
     t->arena_frees = s->c.thr[NM_C_arena_free];
     t->arena_alloc_bytes = s->c.thr[NM_C_arena_alloc_bytes];
     t->arena_free_bytes = s->c.thr[NM_C_arena_free_bytes];
-    t->large_allocs = s->c.thr[NM_C_large_alloc];
-    t->large_frees = s->c.thr[NM_C_large_free];
-    t->large_alloc_bytes = s->c.thr[NM_C_large_alloc_bytes];
-    t->large_free_bytes = s->c.thr[NM_C_large_free_bytes];
+    for (int b = 0; b < NM_BACK_COUNT; b++) {      /* (a mapping resized in place counts as freed and made again) */
+        t->large_allocs += s->c.bk[NM_C_bk_alloc][b];
+        t->large_frees += s->c.bk[NM_C_bk_free][b];
+        t->large_alloc_bytes += s->c.bk[NM_C_bk_abytes][b];
+        t->large_free_bytes += s->c.bk[NM_C_bk_fbytes][b];
+    }
 }
 
 static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }

@@ -51,10 +51,6 @@
     X(realloc_inplace,   "reallocs answered without moving")                         \
     X(realloc_move,      "reallocs that moved the block")                            \
     X(node_moves,        "times a thread was found on another node")                 \
-    X(large_alloc,       "large blocks allocated")                                   \
-    X(large_free,        "large blocks freed")                                       \
-    X(large_alloc_bytes, "bytes of large blocks allocated (mapped length)")          \
-    X(large_free_bytes,  "bytes of large blocks freed")                              \
     X(large_cache_hit,   "large allocations served from the mapping cache")          \
     X(large_cache_miss,  "large allocations that needed a new mapping")              \
     X(cache_evictions,   "bins whose magazines went back to make room within a thread's budget") \
