@@ -405,8 +405,13 @@ static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap
     bool ok = eh->e_ident[EI_MAG0] == ELFMAG0 && eh->e_ident[EI_MAG1] == ELFMAG1 && eh->e_ident[EI_CLASS] == ELFCLASS64 &&
               eh->e_shoff && eh->e_shoff + (size_t)eh->e_shnum * sizeof(Elf64_Shdr) <= size;
     const Elf64_Shdr *sh = ok ? (const Elf64_Shdr *)(m + eh->e_shoff) : NULL;
+    /* the full symbol table if the file has one, else the dynamic one (stripped
+     * libraries: libc's functions are there) */
+    bool has_symtab = false;
+    for (unsigned i = 0; ok && i < eh->e_shnum; i++) has_symtab |= sh[i].sh_type == SHT_SYMTAB;
+    unsigned want = has_symtab ? SHT_SYMTAB : SHT_DYNSYM;
     for (unsigned i = 0; ok && i < eh->e_shnum && !found; i++) {
-        if (sh[i].sh_type != SHT_SYMTAB || sh[i].sh_link >= eh->e_shnum) continue;
+        if (sh[i].sh_type != want || sh[i].sh_link >= eh->e_shnum) continue;
         const Elf64_Shdr *strh = &sh[sh[i].sh_link];
         if (sh[i].sh_offset + sh[i].sh_size > size || strh->sh_offset + strh->sh_size > size) continue;
         const Elf64_Sym *sym = (const Elf64_Sym *)(m + sh[i].sh_offset);
@@ -425,24 +430,53 @@ static bool elf_lookup(const char *path, uintptr_t vaddr, char *name, size_t cap
     return found;
 }
 
-/* name pc into fn; false if the loader knows no object there */
+/* The object holding pc, found with dl_iterate_phdr: its name and load address are
+ * copied while the loader holds its list steady (inside the callback). dladdr would
+ * answer with pointers into the object itself (its string tables, its link map),
+ * which a dlclose in another thread can unmap before we read them: seen as a
+ * SIGSEGV in a dump taken while libraries were loaded and unloaded. */
+typedef struct find_obj {
+    uintptr_t pc, base;
+    char path[NAME_OBJ];
+    bool found;
+} find_obj_t;
+
+static int find_obj(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    find_obj_t *f = arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+        if (f->pc < lo || f->pc >= lo + ph->p_memsz) continue;
+        f->base = info->dlpi_addr;
+        nm_copy_cstr(f->path, sizeof f->path, info->dlpi_name ? info->dlpi_name : "");
+        f->found = true;
+        return 1;
+    }
+    return 0;
+}
+
+/* name pc into fn (object, and symbol from the object's file); false if no object
+ * holds pc */
 static bool frame_resolve(void *pc, frame_name_t *fn, nm_prof_elf_cache_t *cache)
 {
-    Dl_info info;
-    struct link_map *lm = NULL;
-    if (!dladdr1(pc, &info, (void **)&lm, RTLD_DL_LINKMAP) || !info.dli_fname) return false;
-    nm_copy_cstr(fn->object, sizeof fn->object, info.dli_fname);
-    if (info.dli_sname) {
-        nm_copy_cstr(fn->symbol, sizeof fn->symbol, info.dli_sname);
-        fn->offset = (uintptr_t)pc - (uintptr_t)info.dli_saddr;
-        return true;
+    find_obj_t f = { .pc = (uintptr_t)pc };
+    dl_iterate_phdr(find_obj, &f);
+    if (!f.found) return false;
+    /* the main program has an empty name: its file is /proc/self/exe */
+    const char *file = f.path[0] ? f.path : "/proc/self/exe";
+    if (f.path[0]) {
+        nm_copy_cstr(fn->object, sizeof fn->object, f.path);
+    } else {
+        long n = readlink("/proc/self/exe", fn->object, sizeof fn->object - 1);
+        fn->object[n > 0 ? n : 0] = '\0';
+        if (n <= 0) nm_copy_cstr(fn->object, sizeof fn->object, "/proc/self/exe");
     }
-    uintptr_t bias = lm ? lm->l_addr : (uintptr_t)info.dli_fbase;
-    /* the main program's link map has an empty name: read it through /proc */
-    const char *path = (lm && lm->l_name && lm->l_name[0]) ? lm->l_name : "/proc/self/exe";
     uintptr_t off = 0;
-    if (elf_lookup(path, (uintptr_t)pc - bias, fn->symbol, sizeof fn->symbol, &off, cache)) fn->offset = off;
-    else fn->offset = (uintptr_t)pc - (uintptr_t)info.dli_fbase;
+    if (elf_lookup(file, f.pc - f.base, fn->symbol, sizeof fn->symbol, &off, cache)) fn->offset = off;
+    else fn->offset = f.pc - f.base;
     return true;
 }
 
