@@ -538,10 +538,17 @@ def targets(results, names, geo, hot, onoff, startup):
         T.append(("peak RSS geomean <= 1.15x the leanest", geo[nm]["rss"] <= 1.15,
                   f"numamalloc {geo[nm]['rss']:.3f}x; " + ", ".join(f"{p} {geo[p]['rss']:.3f}x" for p in peers)))
     if hot and "numamalloc" in hot and "mimalloc" in hot:
-        worse = [s for s in hotpath.SIZES if hot[nm][f"pair{s}"] > hot["mimalloc"][f"pair{s}"]]
+        small = [s for s in hotpath.SIZES if s not in hotpath.MEDIUM]
+        worse = [s for s in small if hot[nm][f"pair{s}"] > hot["mimalloc"][f"pair{s}"]]
         T.append(("fast path <= mimalloc's instruction count", not worse,
                   ", ".join(f"{s} B: {hotpath.fmt(hot[nm][f'pair{s}'])} vs {hotpath.fmt(hot['mimalloc'][f'pair{s}'])}"
-                            for s in hotpath.SIZES) + " instructions per pair"))
+                            for s in small) + " instructions per pair"))
+        for s in hotpath.MEDIUM:
+            v = hot[nm].get(f"pair{s}")
+            if v is not None:
+                T.append((f"medium pair ({s} B) <= {hotpath.MEDIUM_MAX_IR} instructions", v <= hotpath.MEDIUM_MAX_IR,
+                          f"numamalloc {hotpath.fmt(v)}; tcmalloc {hotpath.fmt(hot.get('tcmalloc', {}).get(f'pair{s}', 0))}, "
+                          f"mimalloc {hotpath.fmt(hot['mimalloc'][f'pair{s}'])}"))
     if hot and "numamalloc+stats" in hot:
         d_ir = max((hot["numamalloc+stats"][f"pair{s}"] - hot[nm][f"pair{s}"]) / hot[nm][f"pair{s}"]
                    for s in hotpath.SIZES)
@@ -1029,7 +1036,7 @@ def main():
             micro_allocs = allocs + ([hotpath.stats_variant(a.lib)] if "numamalloc" in names else [])
             log("ns per malloc+free pair ...")
             n = 2_000_000 if a.quick else 5_000_000
-            micro, _ = run_micro(runner, micro_allocs, (16, 256, 4000), n, repeats, a.bin, log)
+            micro, _ = run_micro(runner, micro_allocs, hotpath.SIZES, n, repeats, a.bin, log)
             if "numamalloc" in names:
                 # the 3 % question needs more than the repeats above: 3x as many,
                 # numamalloc with and without NUMAMALLOC_STATS alternating

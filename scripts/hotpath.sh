@@ -8,8 +8,8 @@
 #   NM_LIB=path/libnumamalloc.so  library to measure (default $B/libnumamalloc.so, B=build)
 #   BENCH_BIN=dir                 where the benchmark programs are built (default $B/bench)
 #
-# What is counted (bench/hotpath.py): instructions per malloc+free pair of 16, 256
-# and 4000 bytes for glibc, jemalloc, tcmalloc, mimalloc and numamalloc (with
+# What is counted (bench/hotpath.py): instructions per malloc+free pair of 16, 256,
+# 4000 and 262144 bytes for glibc, jemalloc, tcmalloc, mimalloc and numamalloc (with
 # NUMAMALLOC_STATS=json too), from two runs with different iteration counts so
 # start-up cancels; and the instructions of a process that makes 10 allocations.
 set -euo pipefail
