@@ -22,7 +22,6 @@
  * Locks: nm_decay_lock (tried by periodic passes, taken by forced ones) ->
  * nm_threads_lock -> depot, segment and large-cache locks. */
 #include <errno.h>
-#include <signal.h>
 #include <time.h>
 
 #include "numamalloc/internal.h"
@@ -102,24 +101,12 @@ static void background_start(void)
 {
     int expect = BG_NONE;
     if (!nm_cas_acq_rel(&bg_state, &expect, BG_RUNNING)) return;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 64 << 10);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);      /* the new thread inherits the mask */
-    pthread_t t;
-    int rc = pthread_create(&t, &a, background_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&a);
+    int rc = nm_os_thread_start(background_main, "numamalloc-bg");
     if (rc != 0) {
         nm_store_relaxed(&bg_state, BG_FAILED);
         nm_warn("NUMAMALLOC_BACKGROUND=1: cannot start the background thread (error %d): idle memory is "
                 "returned only when the program calls the allocator", rc);
-        return;
     }
-    pthread_setname_np(t, "numamalloc-bg");
 }
 
 void nm_decay_tick_slow(nm_tcache_t *tc)

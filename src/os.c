@@ -12,6 +12,8 @@
  * other builds nm_fault_hit() is the constant false (os.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <linux/mempolicy.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -203,3 +205,20 @@ uint64_t nm_os_rss(void)
 }
 
 int nm_os_getpid(void) { return (int)syscall(SYS_getpid); }
+
+int nm_os_thread_start(void *(*fn)(void *), const char *name)
+{
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 64 << 10);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);      /* the new thread inherits the mask */
+    pthread_t t;
+    int rc = pthread_create(&t, &a, fn, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&a);
+    if (rc == 0) pthread_setname_np(t, name);
+    return rc;
+}

@@ -650,18 +650,8 @@ static void *interval_thread(void *arg)
 /* the interval thread, with every signal blocked (they belong to the program) */
 static void start_interval_thread(void)
 {
-    pthread_t t;
-    pthread_attr_t a;
-    pthread_attr_init(&a);
-    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 64 << 10);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    if (pthread_create(&t, &a, interval_thread, NULL) != 0)
+    if (nm_os_thread_start(interval_thread, "numamalloc-dump") != 0)
         nm_warn("NUMAMALLOC_STATS_INTERVAL: cannot start the dump thread: no periodic dumps");
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&a);
 }
 
 void nm_stats_start_triggers(void)

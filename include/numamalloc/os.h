@@ -34,6 +34,9 @@ int   nm_os_cpu(void);
 uint64_t nm_os_rss(void);
 /* pid without libc's cache (correct in a child after fork via raw clone) */
 int   nm_os_getpid(void);
+/* a detached service thread (64 KiB stack) with every signal blocked, since signals
+ * belong to the program, named name; 0 or pthread_create's error number */
+int   nm_os_thread_start(void *(*fn)(void *), const char *name);
 
 /* ---- fault injection: the test build only --------------------------------------------
  * build/libnumamalloc_fault.so (tests/fault/fault.mk) is built from these sources with
