@@ -43,31 +43,12 @@ static struct { uint64_t t_ns, rss; } samples[MAX_SAMPLES];
 static int nsamples;
 static uint64_t t_start, next_sample;
 static uint64_t burst_t, burst_rss, freed_t, freed_rss, window_ops;
-static long page;
-
-/* resident bytes, from /proc/self/statm (no allocation: a stack buffer) */
-static uint64_t rss_now(void)
-{
-    char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    const char *p = buf;
-    while (*p && *p != ' ') p++;                   /* skip size */
-    while (*p == ' ') p++;
-    uint64_t v = 0;
-    while (*p >= '0' && *p <= '9') v = v * 10 + (uint64_t)(*p++ - '0');
-    return v * (uint64_t)page;
-}
 
 static void record(uint64_t t)
 {
     if (nsamples < MAX_SAMPLES) {
         samples[nsamples].t_ns = t - t_start;
-        samples[nsamples].rss = rss_now();
+        samples[nsamples].rss = rss_bytes();
         nsamples++;
     }
 }
@@ -89,14 +70,14 @@ static void sleep_until(uint64_t t_ns)
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {}
 }
 
-static void mark_burst_end(void) { burst_t = now_ns() - t_start; burst_rss = rss_now(); }
+static void mark_burst_end(void) { burst_t = now_ns() - t_start; burst_rss = rss_bytes(); }
 
 /* right after the free: the watch window starts here; samples on its 50 ms grid */
 static uint64_t mark_freed(void)
 {
     uint64_t t = now_ns();
     freed_t = t - t_start;
-    freed_rss = rss_now();
+    freed_rss = rss_bytes();
     return t;
 }
 
@@ -315,7 +296,6 @@ int main(int argc, char **argv)
 {
     t_start = now_ns();
     next_sample = t_start;
-    page = sysconf(_SC_PAGESIZE);
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);     /* 100 us pacing needs tighter sleeps than 50 us slack */
     double scale = 1.0, window_s = 4.0;
     int which = -1;

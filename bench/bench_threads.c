@@ -290,20 +290,6 @@ static void *fa_thread(void *argp)
     return NULL;
 }
 
-static uint64_t rss_kb(void)
-{
-    char buf[256];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    unsigned long long size = 0, res = 0;
-    if (sscanf(buf, "%llu %llu", &size, &res) != 2) return 0;
-    return res * (uint64_t)sysconf(_SC_PAGESIZE) / 1024;
-}
-
 static int w_free_all(const opts_t *o)
 {
     int nt = o->threads ? o->threads : 16;
@@ -316,7 +302,7 @@ static int w_free_all(const opts_t *o)
     struct timespec ts = { 0, 100 * 1000 * 1000 };
     nanosleep(&ts, NULL);
     printf("live_kb %llu\nrss_after_free_kb %llu\n",
-           (unsigned long long)((uint64_t)nt * a.blocks * FA_BLOCK / 1024), (unsigned long long)rss_kb());
+           (unsigned long long)((uint64_t)nt * a.blocks * FA_BLOCK / 1024), (unsigned long long)(rss_bytes() / 1024));
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #define NM_BENCH_COMMON_H
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -172,6 +173,25 @@ static inline void join(pthread_t t)
 {
     int e = pthread_join(t, NULL);
     if (e) die("pthread_join: %s", strerror(e));
+}
+
+/* resident bytes of this process, from /proc/self/statm parsed by hand (a stack
+ * buffer: no allocator call at all); 0 if unreadable */
+static inline uint64_t rss_bytes(void)
+{
+    char buf[256];
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    const char *p = buf;
+    while (*p && *p != ' ') p++;                   /* skip size */
+    while (*p == ' ') p++;
+    uint64_t pages = 0;
+    while (*p >= '0' && *p <= '9') pages = pages * 10 + (uint64_t)(*p++ - '0');
+    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 static inline uint64_t now_ns(void)

@@ -52,24 +52,6 @@ static void on_alarm(int sig)
     _exit(3);
 }
 
-/* resident bytes from /proc/self/statm, parsed by hand: no allocator call at all */
-static uint64_t rss(void)
-{
-    char buf[128];
-    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = '\0';
-    const char *p = buf;
-    while (*p && *p != ' ') p++;                  /* skip size */
-    while (*p == ' ') p++;
-    uint64_t pages = 0;
-    while (*p >= '0' && *p <= '9') pages = pages * 10 + (uint64_t)(*p++ - '0');
-    return pages * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -106,9 +88,9 @@ static int run_decay_path(void)
 {
     enum { N = 20 };
     static char *b[N];
-    uint64_t start = rss();
+    uint64_t start = nm_self_rss();
     for (int i = 0; i < N; i++) { b[i] = must_malloc(3 * MIB); memset(b[i], i + 1, 3 * MIB); }
-    uint64_t full = rss();
+    uint64_t full = nm_self_rss();
     for (int i = 0; i < N; i++) free(b[i]);
     where = "doing 1 MiB pairs";
     unsigned long pairs = 0;
@@ -119,7 +101,7 @@ static int run_decay_path(void)
         free(p);
     }
     nm_say(1, "rss_start=%lu\nrss_full=%lu\nrss_end=%lu\npairs=%lu\n", (unsigned long)start, (unsigned long)full,
-           (unsigned long)rss(), pairs);
+           (unsigned long)nm_self_rss(), pairs);
     return 0;
 }
 
@@ -187,10 +169,10 @@ static int run_kept(const char *what)
         NEED_STAT("large.cache_misses", &m1);
         nm_say(1, "hits=%lu\nmisses=%lu\n", (unsigned long)(h1 - h0), (unsigned long)(m1 - m0));
     } else if (!strcmp(what, "trim")) {
-        uint64_t before = rss();
+        uint64_t before = nm_self_rss();
         where = "in malloc_trim";
         malloc_trim(0);
-        uint64_t after = rss(), tcb = 0;
+        uint64_t after = nm_self_rss(), tcb = 0;
         NEED_STAT("large.thread_cache_bytes", &tcb);
         nm_say(1, "rss_before=%lu\nrss_after=%lu\nthread_cache_bytes=%lu\n", (unsigned long)before,
                (unsigned long)after, (unsigned long)tcb);
@@ -264,14 +246,14 @@ static void free_burst(void)
 
 static int run_idle(const char *prefix)
 {
-    uint64_t start = rss();
+    uint64_t start = nm_self_rss();
     burst();
-    uint64_t full = rss();
+    uint64_t full = nm_self_rss();
     free_burst();
-    uint64_t freed = rss();
+    uint64_t freed = nm_self_rss();
     where = "idle (nanosleep)";
     sleep_s(1.5);                                   /* no allocator call from here on */
-    uint64_t end = rss();
+    uint64_t end = nm_self_rss();
     nm_say(1, "%srss_start=%lu\n%srss_full=%lu\n%srss_freed=%lu\n%srss_end=%lu\n", prefix, (unsigned long)start,
            prefix, (unsigned long)full, prefix, (unsigned long)freed, prefix, (unsigned long)end);
     return 0;
