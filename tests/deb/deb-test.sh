@@ -17,12 +17,7 @@ lib=${2:?}
 version=${3:?}
 prog=${4:?}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-ok()   { echo "  ok    $1"; }
-bad()  { echo "  FAIL  $1"; fails=$((fails + 1)); }
-skip() { echo "  SKIP  $1"; }
+. "$root/tests/helpers/checks.sh"
 clean() { env -i PATH=/usr/bin:/bin HOME=/tmp LC_ALL=C "$@"; }
 
 [ -f "$deb" ] || { bad "$deb was not built"; echo "deb-test: 1 failed"; exit 1; }
@@ -156,5 +151,4 @@ else
   skip "lintian not installed (apt-get install lintian): package not linted"
 fi
 
-[ $fails -eq 0 ] && echo "deb-test: all passed" || echo "deb-test: $fails failed"
-[ $fails -eq 0 ]
+checks_done deb-test

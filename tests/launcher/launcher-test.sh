@@ -20,12 +20,7 @@ version=${3:?}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 L=$root/scripts/numamalloc
 P=$bin/prog_launch
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-ok()   { echo "  ok    $1"; }
-bad()  { echo "  FAIL  $1"; fails=$((fails + 1)); }
-skip() { echo "  SKIP  $1"; }
+. "$root/tests/helpers/checks.sh"
 # the environment every run starts from: no NUMAMALLOC_* or LD_PRELOAD of the caller
 # (not a function: `clean ... &` must give the PID of env, which execs the launcher)
 CLEAN=(env -i PATH=/usr/bin:/bin HOME=/tmp LC_ALL=C)
@@ -245,5 +240,4 @@ else
   bad "make install failed: $(tail -5 "$tmp/install.log")"
 fi
 
-[ $fails -eq 0 ] && echo "launcher-test: all passed" || echo "launcher-test: $fails failed"
-[ $fails -eq 0 ]
+checks_done launcher-test

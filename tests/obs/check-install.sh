@@ -12,12 +12,7 @@ stage=${1:?usage: check-install.sh STAGE LIB VERSION}
 lib=${2:?}
 version=${3:?}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-ok()   { echo "  ok    $1"; }
-bad()  { echo "  FAIL  $1"; fails=$((fails + 1)); }
-skip() { echo "  SKIP  $1"; }
+. "$root/tests/helpers/checks.sh"
 
 # file MODE PATH [SAME-AS]
 check_file() {
@@ -110,5 +105,4 @@ if command -v man >/dev/null; then
   else bad "man -w 7 numamalloc does not find the staged page"; fi
 fi
 
-[ $fails -eq 0 ] && echo "check-install: all passed" || echo "check-install: $fails failed"
-[ $fails -eq 0 ]
+checks_done check-install

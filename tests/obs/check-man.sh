@@ -11,12 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 lib=${1:-$root/build/libnumamalloc.so}
 gen="$root/scripts/gen-man-env.sh"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-fails=0
-ok()   { echo "  ok    $1"; }
-bad()  { echo "  FAIL  $1"; fails=$((fails + 1)); }
-skip() { echo "  SKIP  $1"; }
+. "$root/tests/helpers/checks.sh"
 
 # ---- 1. the generated sections --------------------------------------------------------
 if "$gen" --check >"$tmp/out" 2>&1; then ok "gen-man-env.sh --check: man/numamalloc.7 is up to date"
@@ -82,5 +77,4 @@ elif [ "$("$tmp/example")" != "not running on numamalloc" ]; then
   bad "numamalloc.3: the example misbehaves without the preload"
 else ok "numamalloc.3: the example compiles and prints the dump under the preload"; fi
 
-[ $fails -eq 0 ] && echo "check-man: all passed" || echo "check-man: $fails failed"
-[ $fails -eq 0 ]
+checks_done check-man
