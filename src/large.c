@@ -82,7 +82,7 @@ static void refresh_pools(void)
 }
 
 /* the counters of a large block's mapping of len bytes coming (freed == 0) or going */
-static void count_mapping(nm_tcache_t *tc, uint32_t dom, int backing, size_t len, int freed)
+NM_INLINE void count_mapping(nm_tcache_t *tc, uint32_t dom, int backing, size_t len, int freed)
 {
     nm_counters_t *c = nm_tc_ctr(tc);
     nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_free : NM_C_bk_alloc, 1);
@@ -95,7 +95,7 @@ static void count_mapping(nm_tcache_t *tc, uint32_t dom, int backing, size_t len
 
 /* a large block handed out (freed == 0) or freed: every counter of it (the large
  * totals of the dump are the sums over the backings) */
-static void count_block(nm_tcache_t *tc, const nm_large_t *L, int freed)
+NM_INLINE void count_block(nm_tcache_t *tc, const nm_large_t *L, int freed)
 {
     nm_counters_t *c = nm_tc_ctr(tc);
     size_t len = L->map_len;
@@ -376,12 +376,16 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
 
 static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align);
 
-static void register_block(nm_tcache_t *tc, nm_large_t *L)
+/* a block handed out; `out`: it comes from a node cache or a new mapping (not from
+ * the thread's own slots, where it was counted out already) */
+static void register_block(nm_tcache_t *tc, nm_large_t *L, bool out)
 {
-    nm_gstat_add_peak(NM_C_large_live_bytes, NM_C_large_peak_bytes, L->map_len);
-    nm_gstat_add(NM_C_large_live, 1);
+    if (out) nm_gstat_add_peak(NM_C_large_out_bytes, NM_C_large_peak_bytes, L->map_len);
     count_block(tc, L, 0);
 }
+
+/* a block going back to a node cache or the OS */
+static void count_back(nm_large_t *L) { nm_gstat_sub(NM_C_large_out_bytes, L->map_len); }
 
 void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool zero)
 {
@@ -402,7 +406,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         L->req = want;                         /* (never in check mode: no canary to lay) */
         L->zeroed = 0;
         L->sampled = 0;
-        register_block(tc, L);
+        register_block(tc, L, false);
         return L->user;
     }
     L = cache_take(dom, len, align);
@@ -436,7 +440,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         errno = ENOMEM;
         return NULL;
     }
-    register_block(tc, L);
+    register_block(tc, L, true);
     if (nm_opt.check) nm_canary_fill(L->user, want, nm_large_usable(L));
     return L->user;
 }
@@ -449,14 +453,6 @@ nm_verdict_t nm_large_verdict(const nm_large_t *L)
 size_t nm_large_usable(const nm_large_t *L) { return (size_t)(L->map + L->map_len - L->user); }
 
 
-/* the counters of a free (the page-map entry is cleared by whoever gives the mapping
- * up: a block kept by its thread stays registered) */
-static void count_unregister(nm_tcache_t *tc, nm_large_t *L)
-{
-    nm_gstat_sub(NM_C_large_live_bytes, L->map_len);
-    nm_gstat_sub(NM_C_large_live, 1);
-    count_block(tc, L, 1);
-}
 
 /* Unlink from the cache's old end every mapping freed at or before cutoff_ms
  * (UINT64_MAX: all), and then whatever exceeds NUMAMALLOC_LARGE_CACHE; returns them
@@ -518,11 +514,19 @@ static void node_cache_put(nm_large_t *L)
  * for the others), for at most NUMAMALLOC_DECAY_MS; off under NUMAMALLOC_CHECK=1,
  * where every free takes the validating path. */
 
-/* a block taken out of a slot: no longer kept */
-static void lcache_unkeep(nm_large_t *L)
+/* a block taken out of a slot by anyone but its owner's allocation: no longer kept,
+ * on its way to a node cache or the OS */
+static void lcache_drop(nm_large_t *L)
 {
     nm_gstat_sub(NM_C_large_tcache_bytes, L->map_len);
+    count_back(L);
     L->tcached = 0;
+}
+
+void nm_large_settle(nm_tcache_t *tc)
+{
+    if (tc->lc_owed) nm_gstat_sub(NM_C_large_tcache_bytes, tc->lc_owed);
+    tc->lc_owed = 0;
 }
 
 static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
@@ -530,10 +534,12 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
     if (tc->state != NM_T_ACTIVE || nm_opt.check || nm_opt.decay_ms == 0 ||
         L->domain != tc->domain || L->map_len > nm_opt.large_cache / 2)
         return false;
-    if (nm_gstat_get(NM_C_large_tcache_bytes) + L->map_len > nm_opt.large_cache / 2) return false;
+    uint64_t credit = NM_MIN(tc->lc_owed, L->map_len);
+    if (nm_gstat_get(NM_C_large_tcache_bytes) + L->map_len - credit > nm_opt.large_cache / 2) return false;
     L->freed_ms = nm_os_now_ms();
     L->tcached = 1;
-    nm_gstat_add(NM_C_large_tcache_bytes, L->map_len);
+    tc->lc_owed -= credit;
+    if (credit < L->map_len) nm_gstat_add(NM_C_large_tcache_bytes, L->map_len - credit);
     /* an empty slot, else the one holding the oldest block */
     unsigned at = 0;
     uint64_t oldest = UINT64_MAX;
@@ -544,7 +550,7 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
     }
     nm_large_t *old = nm_xchg_acq_rel(&tc->lcache[at], L);
     if (old) {                                           /* the oldest moves on */
-        lcache_unkeep(old);
+        lcache_drop(old);
         nm_pagemap_set((uintptr_t)old->user, 0);
         node_cache_put(old);
     }
@@ -561,7 +567,8 @@ static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t
             ((uintptr_t)L->map & (align - 1)) != 0)
             continue;
         if (!nm_cas_acq_rel(&tc->lcache[i], &L, NULL)) continue;   /* taken by a decay pass */
-        lcache_unkeep(L);
+        L->tcached = 0;
+        tc->lc_owed += L->map_len;                       /* still counted as kept */
         return L;
     }
     return NULL;
@@ -577,7 +584,7 @@ size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms)
          * decides; a stale look at freed_ms only makes a fresh block go early */
         if (cutoff_ms != UINT64_MAX && L->freed_ms > cutoff_ms) continue;
         if (!nm_cas_acq_rel(&tc->lcache[i], &L, NULL)) continue;
-        lcache_unkeep(L);
+        lcache_drop(L);
         nm_pagemap_set((uintptr_t)L->user, 0);
         bytes += L->map_len;
         if (cutoff_ms == UINT64_MAX) {
@@ -605,8 +612,9 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
     if (why) { nm_invalid_pointer("free", p, why); return; }
     if (NM_UNLIKELY(nm_opt.check) && !nm_verdict_ok("free", p, nm_large_verdict(L))) return;
     if (L->sampled) nm_prof_forget(p);
-    count_unregister(tc, L);
+    count_block(tc, L, 1);
     if (lcache_put(tc, L)) return;
+    count_back(L);
     nm_pagemap_set((uintptr_t)L->user, 0);
     node_cache_put(L);
 }
@@ -641,8 +649,8 @@ void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
     nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_alloc_bytes, new_len);
     count_mapping(tc, L->domain, L->backing, L->map_len, 1);
     count_mapping(tc, L->domain, L->backing, new_len, 0);
-    if (new_len > L->map_len) nm_gstat_add_peak(NM_C_large_live_bytes, NM_C_large_peak_bytes, new_len - L->map_len);
-    else nm_gstat_sub(NM_C_large_live_bytes, L->map_len - new_len);
+    if (new_len > L->map_len) nm_gstat_add_peak(NM_C_large_out_bytes, NM_C_large_peak_bytes, new_len - L->map_len);
+    else nm_gstat_sub(NM_C_large_out_bytes, L->map_len - new_len);
     L->map = L->user = q;
     L->map_len = new_len;
     L->req = n;

@@ -43,6 +43,7 @@ typedef struct snapshot {
     nm_counters_t c;                    /* the global copy plus every live thread's */
     bool     threads_read;              /* live threads' counters included */
     uint64_t threads;
+    uint64_t lc_owed;                   /* kept-large bytes the threads took back (large.c) */
 } snapshot_t;
 
 #define LD(x) nm_load_relaxed(&(x))
@@ -59,6 +60,7 @@ bool nm_stats_init(void)
 static void add_thread(snapshot_t *s, nm_tcache_t *tc)
 {
     nm_counters_sum(&s->c, &tc->ctr, nm_ndomains);
+    s->lc_owed += LD(tc->lc_owed);
     uint32_t dom = LD(tc->domain);
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
         nm_bin_t *b = &tc->bins[c];
@@ -86,6 +88,7 @@ static void take_snapshot(snapshot_t *s, bool from_signal)
     s->c.dom = snap_dom;
     s->threads_read = false;
     s->threads = 0;
+    s->lc_owed = 0;
     /* the thread-list lock is only held for a few instructions; give it a moment,
      * but never wait on it from a signal handler (the interrupted code may own it).
      * Globals are read under it too, so an exiting thread (which merges its counters
@@ -123,6 +126,7 @@ typedef struct totals {
     uint64_t small_live_bytes, small_held_bytes, slab_bytes, fresh_bytes, dirty_bytes, cache_bytes;
     uint64_t arena_allocs, arena_frees, arena_alloc_bytes, arena_free_bytes;
     uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
+    uint64_t large_kept;                /* large blocks kept by the threads that freed them */
 } totals_t;
 
 /* what the domains hold, from their own counters (no thread is read) */
@@ -140,6 +144,8 @@ static void domain_totals(totals_t *t)
         }
     }
 }
+
+static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
 static void compute_totals(const snapshot_t *s, totals_t *t)
 {
@@ -164,9 +170,8 @@ static void compute_totals(const snapshot_t *s, totals_t *t)
         t->large_alloc_bytes += s->c.bk[NM_C_bk_abytes][b];
         t->large_free_bytes += s->c.bk[NM_C_bk_fbytes][b];
     }
+    t->large_kept = sub0(nm_gstat_get(NM_C_large_tcache_bytes), s->lc_owed);
 }
-
-static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
 
 /* memory we hold that is neither in use nor cached for reuse, and has been touched:
  * free blocks inside slabs (not counting never-used ones), free slab pages not yet
@@ -177,17 +182,33 @@ static uint64_t held_free_of(const totals_t *t)
     return sub0(sub0(t->slab_bytes, t->fresh_bytes), t->small_held_bytes) + t->dirty_bytes;
 }
 
+static void add_backing(uint64_t bk[NM_BACKING_CTR_N], const nm_counters_t *c)
+{
+    for (int k = 0; k < NM_BACKING_CTR_N; k++)
+        for (int b = 0; b < NM_BACK_COUNT; b++) bk[k] += LD(c->bk[k][b]);
+}
+
 void nm_stats_heap_numbers(nm_heap_numbers_t *h)
 {
     totals_t t = { 0 };
     domain_totals(&t);
+    /* the large-block counters of the exited threads and of the live ones */
+    uint64_t bk[NM_BACKING_CTR_N] = { 0 }, owed = 0;
+    nm_lock(&nm_threads_lock);
+    add_backing(bk, &nm_global_ctr);
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) {
+        add_backing(bk, &tc->ctr);
+        owed += LD(tc->lc_owed);
+    }
+    nm_unlock(&nm_threads_lock);
+    uint64_t kept = sub0(nm_gstat_get(NM_C_large_tcache_bytes), owed);
     uint64_t fp = nm_gstat_get(NM_C_footprint);
     h->live = fp;
     h->held_free = held_free_of(&t);
-    h->releasable = t.dirty_bytes + t.cache_bytes + nm_gstat_get(NM_C_large_tcache_bytes);
-    h->cached_large = t.cache_bytes + nm_gstat_get(NM_C_large_tcache_bytes);
-    h->large_live_count = nm_gstat_get(NM_C_large_live);
-    h->large_live_bytes = nm_gstat_get(NM_C_large_live_bytes);
+    h->releasable = t.dirty_bytes + t.cache_bytes + kept;
+    h->cached_large = t.cache_bytes + kept;
+    h->large_live_count = sub0(bk[NM_C_bk_alloc], bk[NM_C_bk_free]);
+    h->large_live_bytes = sub0(bk[NM_C_bk_abytes], bk[NM_C_bk_fbytes]);
     h->footprint_peak = NM_MAX(nm_gstat_get(NM_C_footprint_peak), fp);
 }
 
@@ -249,7 +270,7 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
 static void emit_held(nm_emit_t *em, const totals_t *t, uint64_t live)
 {
     uint64_t heap = nm_gstat_get(NM_C_footprint);
-    uint64_t kept = nm_gstat_get(NM_C_large_tcache_bytes);
+    uint64_t kept = t->large_kept;
     uint64_t fb_live = sub0(t->arena_alloc_bytes, t->arena_free_bytes);
     uint64_t fb_slack = sub0(nm_fallback_committed(), fb_live);
     uint64_t meta = nm_gstat_get(NM_C_meta_bytes) + nm_gstat_get(NM_C_pagemap_bytes);
@@ -391,8 +412,8 @@ static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_obj_begin(em, "large", "large blocks (own mapping, >= NUMAMALLOC_LARGE_THRESHOLD):");
     em_u64(em, "allocs", "allocations", t->large_allocs);
     em_u64(em, "frees", "frees", t->large_frees);
-    em_bytes(em, "live_bytes", "live bytes (mapped)", nm_gstat_get(NM_C_large_live_bytes));
-    em_bytes(em, "peak_bytes", "peak live bytes", nm_gstat_get(NM_C_large_peak_bytes));
+    em_bytes(em, "live_bytes", "live bytes (mapped)", sub0(t->large_alloc_bytes, t->large_free_bytes));
+    em_bytes(em, "peak_bytes", "peak bytes live or kept by threads", nm_gstat_get(NM_C_large_peak_bytes));
     em_u64(em, "cache_hits", "mapping cache hits", s->c.thr[NM_C_large_cache_hit]);
     em_u64(em, "cache_misses", "mapping cache misses", s->c.thr[NM_C_large_cache_miss]);
     em_u64(em, "cache_evictions", "mapping cache releases", nm_gstat_get(NM_C_large_cache_evict));
@@ -400,7 +421,7 @@ static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_u64(em, "cache_grows", "cached mappings grown", nm_gstat_get(NM_C_large_cache_grow));
     em_u64(em, "cache_merges", "cached mappings merged", nm_gstat_get(NM_C_large_cache_merge));
     em_bytes(em, "cache_bytes", "mapping cache now", t->cache_bytes);
-    em_bytes(em, "thread_cache_bytes", "kept by freeing threads", nm_gstat_get(NM_C_large_tcache_bytes));
+    em_bytes(em, "thread_cache_bytes", "kept by freeing threads", t->large_kept);
     em_u64(em, "mremaps", "reallocs by mremap", nm_gstat_get(NM_C_large_mremap));
     em_str(em, "thp_mode", "transparent huge pages", nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");
     uint64_t huge_bytes = live_b[NM_BACK_HUGETLB_2M] + live_b[NM_BACK_HUGETLB_1G] + live_b[NM_BACK_THP];

@@ -422,6 +422,7 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
         }
     }
     nm_large_tcache_release(tc, UINT64_MAX);
+    nm_large_settle(tc);
 }
 
 /* ---- allocation ------------------------------------------------------------------------- */
@@ -609,7 +610,7 @@ static void unlink_locked(nm_tcache_t *tc)
 static void retire_locked(nm_tcache_t *tc, bool give_back)
 {
     if (give_back) nm_tcache_flush_all(tc);
-    else nm_large_tcache_release(tc, UINT64_MAX);
+    else { nm_large_tcache_release(tc, UINT64_MAX); nm_large_settle(tc); }
     bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);

@@ -164,6 +164,8 @@ void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
  * cache; from any thread (a slot is emptied by exchange; the caller keeps tc alive);
  * returns the bytes released */
 size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms);
+/* give back tc->lc_owed; by the owner, or for a thread that no longer runs */
+void   nm_large_settle(nm_tcache_t *tc);
 void   nm_large_init(void);
 extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made per backing */
 extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */

@@ -10,7 +10,7 @@
  *    receives a thread's copy when the thread exits. A dump sums the global copy and
  *    every live thread's. nm_count() is that rule, the only way to add.
  *  - global counters (NM_GLOBAL_COUNTERS, fallback reasons): relaxed atomics, for
- *    process-wide facts (segments mapped, system calls, live large bytes).
+ *    process-wide facts (segments mapped, system calls, large bytes out).
  * Fast-path allocations and frees are not counted one by one: the bins count them
  * (budget, nfree) and src/tcache.c adds them here at every slow event of the bin. */
 #ifndef NM_STATS_H
@@ -67,14 +67,13 @@
 #define NM_GLOBAL_COUNTERS(X) \
     X(threads_seen,       "threads that used the allocator")                         \
     X(threads_live,       "threads alive now")                                       \
-    X(large_live,         "live large blocks")                                       \
-    X(large_live_bytes,   "bytes in live large mappings")                            \
-    X(large_peak_bytes,   "peak of large_live_bytes")                                \
+    X(large_out_bytes,    "bytes of large mappings out of the node caches: live, or kept by a thread") \
+    X(large_peak_bytes,   "peak of large_out_bytes")                                 \
     X(large_cache_evict,  "cached large mappings released (decay, bound or trim)")   \
     X(large_cache_split,  "cached mappings split to fit a smaller request")          \
     X(large_cache_grow,   "cached mappings grown with mremap to fit a larger request") \
     X(large_cache_merge,  "cached mappings merged with a neighbour")                 \
-    X(large_tcache_bytes, "bytes of large mappings kept by the threads that freed them") \
+    X(large_tcache_bytes, "bytes of large mappings kept by the threads that freed them, plus their lc_owed") \
     X(large_mremap,       "large reallocs done with mremap")                         \
     X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), fallback blocks") \
     X(footprint_peak,     "peak of footprint")                                       \

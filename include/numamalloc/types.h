@@ -191,6 +191,10 @@ typedef struct nm_tcache {
      * slots: the owner and any thread reclaiming them (decay, malloc_trim) take a
      * block only by exchanging its slot for NULL. */
     nm_large_t *lcache[NM_LCACHE_SLOTS];
+    /* bytes of blocks the owner took back from its slots still counted in the global
+     * large_tcache_bytes: its next keep uses them up instead of two atomic updates
+     * per round trip; settled at its decay tick and when its caches are flushed */
+    uint64_t  lc_owed;
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;
