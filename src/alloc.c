@@ -223,7 +223,12 @@ void *nm_realloc(void *p, size_t n)
             nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
             return p;
         }
-        return realloc_move(tc, p, size, n);
+        /* a block grown by realloc is likely to grow again (a buffer appended to):
+         * growing by less than a quarter takes a quarter, so that appends move it
+         * a logarithmic number of times, not once per class */
+        size_t want = n;
+        if (n > size && n - size < size / 4 && size + size / 4 < nm_opt.large_threshold) want = size + size / 4;
+        return realloc_move(tc, p, size, want);
     }
     case NM_KIND_LARGE:
     case NM_KIND_HUGE: {
