@@ -4,8 +4,7 @@
  * For every dump, a bounded sample of our own ranges is asked where its pages are
  * with move_pages(2) in query mode (nodes NULL: nothing moves), one range kind at a
  * time:
- *   slab          slab segments: the 64 KiB pages of each that are in a slab or free
- *                 but not yet returned (every domain's segs and full_segs lists)
+ *   slab          slab segments, whole (every domain's segs and full_segs lists)
  *   large_live    large mappings the program holds (the page map's LARGE and HUGE
  *                 entries, one per block: the granule of the pointer handed out)
  *   large_cached  freed large mappings we keep: those a thread keeps (still in the
@@ -16,8 +15,9 @@
  * a node (MPOL_PREFERRED: spill allowed; strict twin: MPOL_BIND), interleaved or the
  * profiler's (first touch): those two are reported apart, never as misplaced.
  * Cost: a page-map walk (the root, and every leaf mapped: 512 KiB each, 4 GiB of
- * address space), a walk of the segment lists and caches, and at most 3 x 8192
- * pages queried at about 150 ns a page: under 5 ms per dump.
+ * address space), a walk of the segment lists and caches, and at most 3 x 16384
+ * pages queried at about 150 ns a page: under 10 ms per dump whatever the heap
+ * (a kind under 64 MiB is measured exactly).
  * Never allocates: batches on the stack, results in a table mapped at start-up and
  * used only under the dump lock (src/stats.c). Locks: each domain's seg_lock and
  * large_lock in turn, held while its ranges are queried, only tried from a signal
@@ -134,10 +134,9 @@ static bool lock_domain(nm_lock_t *l, bool from_signal)
 
 /* ---- slab segments ------------------------------------------------------------------- */
 
-/* pages of a segment that may be resident: in a slab, or free and not yet returned */
-static uint64_t seg_candidates(const nm_segment_t *g) { return ~g->free_mask | g->dirty_mask; }
-
-/* walk domain d's segments (seg_lock held): count (s == NULL) or sample */
+/* walk domain d's segments (seg_lock held): count (s == NULL) or sample. Whole
+ * segments: a page in no slab may be resident too (with THP, the first touch of a
+ * segment brings in a 2 MiB page) */
 static uint64_t walk_segments(uint32_t d, sampler_t *s, uint64_t *ranges)
 {
     nm_domain_t *dm = &nm_domains[d];
@@ -145,17 +144,9 @@ static uint64_t walk_segments(uint32_t d, sampler_t *s, uint64_t *ranges)
     int intent = intent_of(d);
     for (int list = 0; list < 2; list++) {
         for (nm_segment_t *g = list ? dm->full_segs : dm->segs; g; g = g->next) {
-            uint64_t m = seg_candidates(g);
             if (ranges) (*ranges)++;
-            while (m) {
-                int i = __builtin_ctzll(m);
-                uint64_t rest = ~(m >> i);
-                int n = rest ? __builtin_ctzll(rest) : 64 - i;
-                uint64_t len = (uint64_t)n << NM_GRANULE_SHIFT;
-                if (s) sample_range(s, (uintptr_t)g->base + ((uintptr_t)i << NM_GRANULE_SHIFT), len, intent);
-                bytes += len;
-                m = n + i >= 64 ? 0 : m & ~((((uint64_t)1 << (n + i)) - 1));
-            }
+            if (s) sample_range(s, (uintptr_t)g->base, NM_SEGMENT_SIZE, intent);
+            bytes += NM_SEGMENT_SIZE;
         }
     }
     return bytes;

@@ -88,15 +88,19 @@ size_t  nm_prof_weight_bytes(size_t n);
 /* the numbers of the top sites, copied under the profiler lock; their frames named
  * (symbolize) afterwards with no lock of ours held, or left as addresses (signal handlers) */
 #define NM_PROF_TOP 10
+/* the top lists: by live bytes, allocated bytes, remote frees, huge-page fallbacks */
+enum { NM_PROF_BY_LIVE, NM_PROF_BY_ALLOC, NM_PROF_BY_REMOTE, NM_PROF_BY_HUGE_FB, NM_PROF_LISTS };
 typedef struct nm_prof_top {
     uint32_t site;
     uint64_t live_bytes, live_blocks, alloc_bytes, alloc_blocks, samples;
+    uint64_t remote_frees, remote_free_bytes, huge_fallbacks;
 } nm_prof_top_t;
 typedef struct nm_prof_snap {
     bool     on, busy;           /* profiling on; lock busy (signal handler): nothing copied */
     uint64_t samples, dropped, leak_bytes, leak_blocks, leak_sites;
-    int      n[2];               /* sites in top[0] (by live bytes) and top[1] (by allocated) */
-    nm_prof_top_t top[2][NM_PROF_TOP];
+    uint64_t remote_frees, remote_free_bytes, huge_fallbacks;     /* estimates, every site */
+    int      n[NM_PROF_LISTS];   /* sites in each top list */
+    nm_prof_top_t top[NM_PROF_LISTS][NM_PROF_TOP];
     void    *names;              /* frame names (metadata memory), or NULL */
 } nm_prof_snap_t;
 void    nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize);
@@ -254,7 +258,7 @@ void  nm_decay_fork_child(void);
 
 /* ---- residency.c: where our memory really is (move_pages query mode) ------------------ */
 enum { NM_RES_SLAB, NM_RES_LARGE_LIVE, NM_RES_LARGE_CACHED, NM_RES_KINDS };
-#define NM_RES_SAMPLE_PAGES 8192     /* pages queried per range kind, at most */
+#define NM_RES_SAMPLE_PAGES 16384    /* pages queried per range kind, at most */
 /* bytes of one range kind on one node, scaled up from the samples */
 typedef struct nm_res_cell {
     uint64_t resident;       /* ours, resident on this node */
