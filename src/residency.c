@@ -16,8 +16,9 @@
  * profiler's (first touch): those two are reported apart, never as misplaced.
  * Cost: a page-map walk (the root, and every leaf mapped: 512 KiB each, 4 GiB of
  * address space), a walk of the segment lists and caches, and at most 3 x 16384
- * pages queried at about 150 ns a page: under 10 ms per dump whatever the heap
- * (a kind under 64 MiB is measured exactly).
+ * pages queried at 150-250 ns a page: 10.4 ms per dump on a 10 GiB heap with all
+ * three kinds at the bound (make bench-residency), whatever the heap beyond that;
+ * a kind under 64 MiB is measured page by page, exactly.
  * Never allocates: batches on the stack, results in a table mapped at start-up and
  * used only under the dump lock (src/stats.c). Locks: each domain's seg_lock and
  * large_lock in turn, held while its ranges are queried, only tried from a signal

@@ -7,7 +7,7 @@
  * and is freeable, a node without memory is EINVAL), numamalloc_alloc_interleaved,
  * numamalloc_option_get (with and without the NUMAMALLOC_ prefix, unknown names),
  * numamalloc_stats_print / numamalloc_stats_json (size queries through a 64-byte
- * buffer, NUL termination, a JSON dump python3 accepts with schema_version 1). */
+ * buffer, NUL termination, a JSON dump python3 accepts with schema_version 2). */
 #include <malloc.h>
 
 #include "api/api_util.h"
@@ -255,7 +255,7 @@ Test(numamalloc_api, stats_text_and_json_whole)
     cr_assert(json_py(json, n, "[d['schema_version'], d['allocator'], d['version'], "
                                "d['summary']['live'] >= 100, d['large']['allocs'] >= 1]", res, sizeof res), "%s\n%.300s", res, json);
     char want[256];
-    snprintf(want, sizeof want, "[1,\"numamalloc\",\"%s\",true,true]", api()->version());
+    snprintf(want, sizeof want, "[2,\"numamalloc\",\"%s\",true,true]", api()->version());
     cr_assert_str_eq(res, want);
     free(json);
     for (int i = 0; i < 100; i++) free(keep[i]);

@@ -145,7 +145,7 @@ class Dump(Tmp, unittest.TestCase):
 
     def check_invariants(self, d):
         s = d["summary"]
-        self.assertEqual(d["schema_version"], 1)
+        self.assertEqual(d["schema_version"], 2)
         self.assertEqual(d["allocator"], "numamalloc")
         self.assertEqual(d["version"], VERSION)
         self.assertEqual(d["reason"], "exit")
