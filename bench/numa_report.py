@@ -81,12 +81,16 @@ def section(d, title, vm):
     out += ["### (b) A program sharing blocks across nodes: remote share per allocator", ""]
     if d["share"]:
         any_row = next(iter(d["share"].values()))[0]
-        out += ["One thread per node (%s threads), pinned; each round every thread builds %s blocks of 32 B..64 KiB "
+        out += ["One thread per node (%s thread(s)), pinned; each round every thread builds %s blocks of 32 B..64 KiB "
                 "(every 64th 256 KiB), reads them twice, hands %s of them to the next node's thread (which reads "
                 "them twice and frees them) and frees the rest; %s rounds. Medians of %d runs. *Remote* is the share "
                 "of bytes read from a block whose first page is on another node than the reading thread's "
-                "(move_pages on every block)."
-                % (any_row["threads"], any_row["blocks"], any_row["handoff"], any_row["rounds"], len(next(iter(d["share"].values())))), ""]
+                "(move_pages on every block). A handed block is read by a thread on another node by design: with "
+                "%s handed, that share of the reads is the floor for an allocator that keeps each thread's own "
+                "blocks on its node; *of own blocks* above 0 is memory the allocator gave a thread from another "
+                "node (blocks freed there, reused here)."
+                % (any_row["threads"], any_row["blocks"], any_row["handoff"], any_row["rounds"],
+                   len(next(iter(d["share"].values()))), any_row["handoff"]), ""]
         out += ["| allocator | work (ms, slowest thread) | remote, all reads | of own blocks | of handed blocks |",
                 "|---|---|---|---|---|"]
         for a, rows in d["share"].items():
