@@ -4,7 +4,7 @@
 #                        (sizes /proc/sys/vm/nr_hugepages, restores it; ~1 s; needs root)
 #   make vm-test         placement checked page by page in 2- and 4-node QEMU VMs, and
 #                        what the dump says about it (tests/numa/truth.c)
-#                        (40 to 90 s on the 2-core machine with the kernel cached,
+#                        (55 to 75 s on the 2-core machine with the kernel cached,
 #                        +5 to 10 s to fetch it once; skipped, one line, without QEMU)
 # The programs are plain x86-64 C (the TCG guest has no AVX-512) and call the
 # numamalloc_* API through dlsym, so they are not linked with the library.
