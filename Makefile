@@ -3,6 +3,9 @@
 #   make            build/libnumamalloc.so (+ the white-box archive for the unit tests)
 #   make test       install missing Debian packages, build, run every test suite
 #   make bench      benchmarks side by side with glibc, jemalloc, tcmalloc, mimalloc
+#   make bench-numa what locality is worth: latency/bandwidth per node, remote share
+#                   per allocator, in 2- and 4-node VMs (bench/numa.sh)
+#   make bench-residency   what the measured residency costs a dump on a 10 GiB heap
 #   make check      exported symbols, and the library's call graph is a tower (no circles)
 #   make deb        build/numamalloc_VERSION_ARCH.deb (scripts/mkdeb.sh; dpkg-dev)
 #   make install PREFIX=/usr/local DESTDIR=   library, header, pkg-config file, man pages,
@@ -47,7 +50,7 @@ Q    ?= @
 LIB  := $(B)/libnumamalloc.so
 TLIB := $(B)/libnumamalloc_test.a
 
-.PHONY: all test bench bench-quick check man clean install hotpath vm-test deps real-test unit-test api-test deb
+.PHONY: all test bench bench-quick bench-numa bench-residency check man clean install hotpath vm-test deps real-test unit-test api-test deb
 all: $(LIB) $(TLIB)
 
 # ---- generated size-class tables -------------------------------------------
@@ -100,6 +103,16 @@ bench: deps $(LIB)
 
 bench-quick: deps $(LIB)
 	bench/run.sh --quick
+
+bench-numa: $(LIB)
+	bench/numa.sh
+
+# white-box: the test archive on the system malloc, a RES_GIB GiB heap built inside
+RES_GIB ?= 10
+bench-residency: $(TLIB)
+	$(Q)$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -Iinclude -I$(B) -D_GNU_SOURCE -o $(B)/residency_cost \
+	    bench/residency_cost.c $(TLIB) -lmimalloc -lunwind -lpthread -lm -ldl
+	NUMAMALLOC_DECAY_MS=3600000 NUMAMALLOC_LARGE_CACHE=1G $(B)/residency_cost $(RES_GIB)
 
 man:
 	scripts/gen-man-env.sh --write

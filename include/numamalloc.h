@@ -44,16 +44,49 @@ struct numamalloc_block_info {
 /* "0.1.0" */
 const char *numamalloc_version(void);
 
-/* size bytes on NUMA node `node` (mbind'ed there), whatever the policy; NULL with
- * errno EINVAL if the node has no memory, ENOMEM if out of memory */
+/* size bytes on NUMA node `node`, whatever the policy, strictly: bound with MPOL_BIND
+ * and faulted in now, so it never spills to another node and never fails at first
+ * touch. NULL with errno EINVAL if the node has no memory, ENOMEM if the node cannot
+ * hold the block (or memory is exhausted) */
 void *numamalloc_alloc_onnode(size_t size, int node);
+/* flags for numamalloc_alloc_onnode_flags */
+#define NUMAMALLOC_ONNODE_SPILL 0x1   /* the node first, other nodes when it is full
+                                         (MPOL_PREFERRED; pages placed at first touch) */
+/* numamalloc_alloc_onnode with flags (0: the same); EINVAL for unknown flags */
+void *numamalloc_alloc_onnode_flags(size_t size, int node, int flags);
 /* size bytes with pages interleaved over every node with memory (over the nodes of
  * NUMAMALLOC_POLICY=interleave:... if given); on one node, a plain allocation */
 void *numamalloc_alloc_interleaved(size_t size);
 /* node of the block holding ptr as recorded at allocation; -1 if interleaved or not ours */
 int numamalloc_node_of(const void *ptr);
+/* node the first page of the block at ptr is on now (move_pages(2)); -1 with errno
+ * EINVAL (not a block of ours), ENOENT (page not resident yet) or the error of
+ * move_pages */
+int numamalloc_resident_node(const void *ptr);
 /* fill *info for the block starting at ptr; 0, or -1 (errno EINVAL) if not ours */
 int numamalloc_block_info(const void *ptr, struct numamalloc_block_info *info);
+
+/* the calling thread's placement policy, in the grammar of NUMAMALLOC_POLICY (local,
+ * interleave[:N,M...], bind:N[,M...], preferred:N); NULL or "" returns the thread to
+ * the process policy. Affects the thread's small, medium and large blocks from now
+ * on (its cached blocks go back first). 0, or -1 with errno EINVAL (not in the
+ * grammar, a node without memory; nothing changes) or ENOSPC (too many distinct
+ * per-thread policies or interleaved node sets in the process) */
+int numamalloc_thread_policy_set(const char *policy);
+/* the policy in effect for the calling thread into buf: 1 its own, 0 the process
+ * policy; -1 with errno EINVAL (buf NULL or len 0) or ERANGE (does not fit) */
+int numamalloc_thread_policy_get(char *buf, size_t len);
+
+/* topology: the node ids with memory, ascending, into nodes[0 .. len-1]; returns how
+ * many there are (call with NULL, 0 to count); -1 with errno EINVAL if len < 0 */
+int numamalloc_nodes_with_memory(int *nodes, int len);
+/* NUMA node of CPU cpu; -1 with errno EINVAL if there is no such CPU */
+int numamalloc_node_of_cpu(int cpu);
+/* NUMA node of the CPU the caller runs on now */
+int numamalloc_current_node(void);
+/* SLIT distance between nodes a and b (10: local); -1 with errno EINVAL if either
+ * node is not online */
+int numamalloc_node_distance(int a, int b);
 
 /* the statistics dump as text or JSON (one line) into buf (NUL-terminated, truncated
  * if needed); returns the length the whole dump needs, excluding the NUL */

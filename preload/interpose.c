@@ -69,6 +69,14 @@ API const char *numamalloc_version(void)          { return nm_api_version(); }
 API void *numamalloc_alloc_onnode(size_t n, int node) { return nm_api_alloc_onnode(n, node); }
 API void *numamalloc_alloc_interleaved(size_t n)  { return nm_api_alloc_interleaved(n); }
 API int   numamalloc_node_of(const void *p)       { return nm_api_node_of(p); }
+API void *numamalloc_alloc_onnode_flags(size_t n, int node, int flags) { return nm_api_alloc_onnode_flags(n, node, flags); }
+API int   numamalloc_resident_node(const void *p) { return nm_api_resident_node(p); }
+API int   numamalloc_thread_policy_set(const char *s) { return nm_api_thread_policy_set(s); }
+API int   numamalloc_thread_policy_get(char *b, size_t n) { return nm_api_thread_policy_get(b, n); }
+API int   numamalloc_nodes_with_memory(int *nodes, int len) { return nm_api_nodes_with_memory(nodes, len); }
+API int   numamalloc_node_of_cpu(int cpu)         { return nm_api_node_of_cpu(cpu); }
+API int   numamalloc_current_node(void)           { return nm_api_current_node(); }
+API int   numamalloc_node_distance(int a, int b)  { return nm_api_node_distance(a, b); }
 API int   numamalloc_block_info(const void *p, struct numamalloc_block_info *i) { return nm_api_block_info(p, i); }
 API size_t numamalloc_stats_print(char *b, size_t n) { return nm_api_stats_print(b, n); }
 API size_t numamalloc_stats_json(char *b, size_t n)  { return nm_api_stats_json(b, n); }

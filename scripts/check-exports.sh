@@ -13,7 +13,9 @@ required=(malloc free calloc realloc reallocarray cfree posix_memalign aligned_a
           _ZdlPvmSt11align_val_t _ZdaPvmSt11align_val_t _ZdlPvSt11align_val_tRKSt9nothrow_t
           _ZdaPvSt11align_val_tRKSt9nothrow_t numamalloc_version numamalloc_alloc_onnode
           numamalloc_alloc_interleaved numamalloc_node_of numamalloc_block_info numamalloc_stats_print
-          numamalloc_stats_json numamalloc_option_get)
+          numamalloc_stats_json numamalloc_option_get numamalloc_alloc_onnode_flags numamalloc_resident_node
+          numamalloc_thread_policy_set numamalloc_thread_policy_get numamalloc_nodes_with_memory
+          numamalloc_node_of_cpu numamalloc_current_node numamalloc_node_distance)
 syms=$(nm -D --defined-only "$lib" | awk '{print $3}' | sed 's/@.*//' | sort -u)
 bad=$(grep -Ev "$allowed" <<<"$syms" || true)
 rc=0

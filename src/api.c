@@ -3,7 +3,9 @@
  *
  * Exported through preload/interpose.c. Nothing here is on a hot path; the
  * placement calls bypass the thread cache so that a block lands on the node asked
- * for whatever the calling thread's own domain is. No locks of its own. */
+ * for whatever the calling thread's own domain is. Per-thread policies are parsed
+ * and kept by src/policy.c; a thread's domain changes here, as when it migrates.
+ * No locks of its own. */
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -16,27 +18,44 @@
 const char *nm_api_version(void) { return NM_VERSION; }
 
 /* Blocks placed as asked whatever the calling thread's own domain is: straight from
- * the slabs of the node (small and medium sizes) or an own mapping bound to it. */
-void *nm_api_alloc_onnode(size_t size, int node)
+ * the slabs of the node's domain (small and medium sizes) or an own mapping bound to
+ * it. Strict (the default): the node's strict twin (MPOL_BIND, faulted in, refused
+ * when the node has no room: src/policy.c); spill: the node's own domain
+ * (MPOL_PREFERRED). */
+static void *onnode_alloc(nm_tcache_t *tc, uint32_t dom, size_t size)
 {
-    nm_tcache_t *tc = nm_thread_ready();
-    if (tc == NULL) { errno = EAGAIN; return NULL; }
-    if (!nm_topo_has_memory(node)) { errno = EINVAL; return NULL; }
-    if (size > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
-    if (tc->state == NM_T_ACTIVE && (uint32_t)node == tc->domain) return nm_alloc_any(tc, size, 0, false);
     if (size <= NM_SMALL_MAX || (size <= NM_MEDIUM_MAX && size < nm_opt.large_threshold)) {
         unsigned cls = (unsigned)nm_class_of(size);
-        void *p = nm_small_alloc_direct((uint32_t)node, cls, size);
+        void *p = nm_small_alloc_direct(dom, cls, size);
         if (p) {
             nm_counters_t *c = nm_tc_ctr(tc);
             nm_count(c, NM_CT_CLASS, cls, NM_C_alloc_slow, 1);
-            nm_count(c, NM_CT_DOMAIN, (uint32_t)node, NM_C_alloc_count, 1);
-            nm_count(c, NM_CT_DOMAIN, (uint32_t)node, NM_C_alloc_bytes, nm_class_size[cls]);
+            nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_count, 1);
+            nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_bytes, nm_class_size[cls]);
+            if (c && nm_domain_is_remote(dom, tc->cpu_node)) nm_count(c, NM_CT_DOMAIN, dom, NM_C_remote_alloc, 1);
         }
         return p;
     }
-    return nm_large_alloc(tc, (uint32_t)node, size, 0, false);
+    return nm_large_alloc(tc, dom, size, 0, false);
 }
+
+void *nm_api_alloc_onnode_flags(size_t size, int node, int flags)
+{
+    nm_tcache_t *tc = nm_thread_ready();
+    if (tc == NULL) { errno = EAGAIN; return NULL; }
+    if ((flags & ~NUMAMALLOC_ONNODE_SPILL) != 0 || !nm_topo_has_memory(node)) { errno = EINVAL; return NULL; }
+    if (size > PTRDIFF_MAX) { errno = ENOMEM; return NULL; }
+    bool spill = (flags & NUMAMALLOC_ONNODE_SPILL) != 0;
+    uint32_t dom = spill ? (uint32_t)node : nm_policy_strict_domain(node);
+    /* the thread's own cache may serve a spill request (it falls back like any malloc) */
+    if (spill && tc->state == NM_T_ACTIVE && dom == tc->domain) return nm_alloc_any(tc, size, 0, false);
+    void *p = onnode_alloc(tc, dom, size);
+    if (p == NULL && nm_reclaim(tc)) p = onnode_alloc(tc, dom, size);   /* our idle memory may be in the way */
+    if (p == NULL) errno = ENOMEM;
+    return p;
+}
+
+void *nm_api_alloc_onnode(size_t size, int node) { return nm_api_alloc_onnode_flags(size, node, 0); }
 
 void *nm_api_alloc_interleaved(size_t size)
 {
@@ -53,6 +72,18 @@ int nm_api_node_of(const void *p)
     if (kind == NM_KIND_NONE) return -1;
     if ((kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) && ((const nm_large_t *)nm_pme_desc(e))->tcached) return -1;
     return nm_domain_node(nm_pme_domain(e));
+}
+
+int nm_api_resident_node(const void *p)
+{
+    struct numamalloc_block_info bi;
+    if (nm_thread_ready() == NULL) { errno = EAGAIN; return -1; }
+    if (nm_api_block_info(p, &bi) != 0) return -1;
+    void *page = (void *)nm_align_down((uintptr_t)p, nm_os_page);
+    int st = -ENOENT;
+    if (!nm_os_page_nodes(1, &page, &st)) { errno = nm_os_last_errno[NM_OS_MOVE_PAGES]; return -1; }
+    if (st < 0) { errno = -st; return -1; }
+    return st;
 }
 
 int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
@@ -88,6 +119,76 @@ int nm_api_block_info(const void *p, struct numamalloc_block_info *info)
      * past it is what the canary catches) */
     if (nm_opt.check) info->usable_size = nm_usable_size(p);
     return 0;
+}
+
+/* ---- per-thread policy and topology ------------------------------------------------------ */
+
+int nm_api_thread_policy_set(const char *text)
+{
+    nm_tcache_t *tc = nm_thread_ready();
+    if (tc == NULL || tc->state != NM_T_ACTIVE) { errno = EAGAIN; return -1; }
+    bool ok;
+    uint8_t t = nm_policy_thread_parse(text, &ok);
+    if (!ok) return -1;
+    tc->tpol = t;
+    tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
+    uint32_t nd = nm_policy_domain_for_thread(t, tc->cpu_node);
+    if (nd != tc->domain) {
+        /* as a thread found on another node (nm_tcache_node_check): what it caches
+         * belongs to the old domain and goes home first */
+        nm_tcache_flush_all(tc);
+        tc->domain = nd;
+        tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
+    }
+    return 0;
+}
+
+int nm_api_thread_policy_get(char *buf, size_t len)
+{
+    if (buf == NULL || len == 0) { errno = EINVAL; return -1; }
+    nm_tcache_t *tc = nm_thread_ready();
+    if (tc == NULL) { errno = EAGAIN; return -1; }
+    uint8_t t = tc->state == NM_T_ACTIVE ? tc->tpol : 0;
+    const char *s = nm_policy_thread_text(t);
+    if (nm_strlen(s) >= len) { buf[0] = '\0'; errno = ERANGE; return -1; }
+    nm_copy_cstr(buf, len, s);
+    return t ? 1 : 0;
+}
+
+int nm_api_nodes_with_memory(int *nodes, int len)
+{
+    if (nm_thread_ready() == NULL) { errno = EAGAIN; return -1; }
+    if (len < 0 || (len > 0 && nodes == NULL)) { errno = EINVAL; return -1; }
+    int k = 0;
+    for (int n = 0; n <= nm_topo.max_node; n++) {
+        if (!nm_topo_has_memory(n)) continue;
+        if (k < len) nodes[k] = n;
+        k++;
+    }
+    return k;
+}
+
+int nm_api_node_of_cpu(int cpu)
+{
+    if (nm_thread_ready() == NULL) { errno = EAGAIN; return -1; }
+    if (cpu < 0 || cpu > nm_topo.max_cpu) { errno = EINVAL; return -1; }
+    return nm_topo_cpu_node(cpu);
+}
+
+int nm_api_current_node(void)
+{
+    if (nm_thread_ready() == NULL) { errno = EAGAIN; return -1; }
+    return nm_topo_cpu_node(nm_os_cpu());
+}
+
+int nm_api_node_distance(int a, int b)
+{
+    if (nm_thread_ready() == NULL) { errno = EAGAIN; return -1; }
+    if (a < 0 || b < 0 || a > nm_topo.max_node || b > nm_topo.max_node || !nm_topo.node[a].online || !nm_topo.node[b].online) {
+        errno = EINVAL;
+        return -1;
+    }
+    return nm_topo_distance(a, b);
 }
 
 /* the process boots first if this is its first allocator call */

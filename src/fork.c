@@ -6,7 +6,7 @@
  *
  *   init -> dump -> decay -> threads -> [fallback gate] -> depot[d][c] for every
  *        domain d, class c -> seg_lock[d] for every d -> large_lock[d] for every d
- *        -> meta -> pagemap -> profiler
+ *        -> policy -> meta -> pagemap -> profiler
  *
  * The fallback gate (src/fallback.c) is not a lock but waits for every thread inside
  * mimalloc to leave it; no lock of ours is taken inside it.
@@ -38,6 +38,7 @@ static void other_locks(void (*op)(nm_lock_t *))
         for (unsigned c = 0; c < NM_NUM_CLASSES; c++) op(&nm_domains[d].depots[c].lock);
     for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].seg_lock);
     for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].large_lock);
+    op(&nm_policy_lock);
     op(&nm_meta_lock);
     op(&nm_pm_lock);
     op(&nm_prof_lock);
@@ -48,6 +49,7 @@ static void unlock_reverse(void)
     nm_unlock(&nm_prof_lock);
     nm_unlock(&nm_pm_lock);
     nm_unlock(&nm_meta_lock);
+    nm_unlock(&nm_policy_lock);
     for (uint32_t d = nm_ndomains; d-- > 0;) nm_unlock(&nm_domains[d].large_lock);
     for (uint32_t d = nm_ndomains; d-- > 0;) nm_unlock(&nm_domains[d].seg_lock);
     for (uint32_t d = nm_ndomains; d-- > 0;)

@@ -31,7 +31,9 @@
  * verifies (src/alloc.c); realloc then always moves (src/alloc.c).
  *
  * A mapping that cannot be made returns NULL; the caller (src/alloc.c) may reclaim
- * idle memory and try again.
+ * idle memory and try again. A strict domain's mapping (src/policy.c) is faulted in
+ * when it is made, or refused when its node has no room; it is never grown with
+ * mremap (its new tail would not be).
  *
  * Lock: nm_domain_t.large_lock guards the domain's cache list and cache_bytes
  * (cache_bytes is also read without it, so it is written with relaxed atomics). The
@@ -101,7 +103,7 @@ NM_INLINE void count_block(nm_tcache_t *tc, const nm_large_t *L, int freed)
     size_t len = L->map_len;
     nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_count : NM_C_alloc_count, 1);
     nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_bytes : NM_C_alloc_bytes, len);
-    if (!freed && c && L->domain < nm_dom_interleave && (int)L->domain != tc->cpu_node)
+    if (!freed && c && nm_domain_is_remote(L->domain, tc->cpu_node))
         nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_remote_alloc, 1);
     count_mapping(tc, L->domain, L->backing, len, freed);
 }
@@ -114,10 +116,12 @@ static bool node_has_free_huge(uint32_t dom, size_t pages, unsigned long size_kb
         long f = nm_topo_free_hugepages(nm_topo.sysfs ? node : -1, size_kb);
         return f >= 0 && (size_t)f >= pages;
     }
-    /* interleaved: every node with memory must take its share */
-    size_t share = (pages + (size_t)nm_topo.nmem - 1) / (size_t)nm_topo.nmem;
+    /* interleaved: every node it spans must take its share */
+    int spans = 0;
+    for (int n = 0; n <= nm_topo.max_node; n++) spans += nm_domain_spans(dom, n);
+    size_t share = (pages + (size_t)NM_MAX(spans, 1) - 1) / (size_t)NM_MAX(spans, 1);
     for (int n = 0; n <= nm_topo.max_node; n++) {
-        if (!nm_topo_has_memory(n)) continue;
+        if (!nm_domain_spans(dom, n)) continue;
         long f = nm_topo_free_hugepages(n, size_kb);
         if (f < 0 || (size_t)f < share) return false;
     }
@@ -153,12 +157,24 @@ static char *map_hugetlb(uint32_t dom, size_t len, size_t page, int *reason, int
  * differential test in tests/fuzz). */
 #define LARGE_MAP_FLAGS 0
 
-static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int *backing)
+/* a strict domain's mapping (not hugetlb: its pages are faulted in already) is
+ * faulted in now, or unmapped: NULL */
+static char *strict_fault(uint32_t dom, char *p, size_t len)
+{
+    if (nm_policy_populate(dom, p, len)) return p;
+    nm_os_unmap(p, len);
+    return NULL;
+}
+
+/* a new mapping; *huge_fb: the last fallback counted for it (NM_FB_* + 1), or 0 */
+static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int *backing, int *huge_fb)
 {
     size_t len = nm_align_up(n, nm_os_page);
     size_t len2m = nm_align_up(n, NM_PAGE_2M);
     int mode = nm_opt.hugepages;
     char *p = NULL;
+    *huge_fb = 0;
+#define nm_fallback_count(r, e) do { nm_fallback_count(r, e); *huge_fb = (r) + 1; } while (0)
 
     if (mode == NM_HUGE_OFF) {
         if (len >= NM_PAGE_2M) nm_fallback_count(NM_FB_HUGE_OFF, 0);
@@ -199,10 +215,10 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
                 if (p == NULL) return NULL;
                 nm_policy_bind(dom, p, len);
                 *len_out = len;
-                if (nm_os_advise(p, len, MADV_HUGEPAGE)) { *backing = NM_BACK_THP; return p; }
+                if (nm_os_advise(p, len, MADV_HUGEPAGE)) { *backing = NM_BACK_THP; return strict_fault(dom, p, len); }
                 nm_fallback_count(NM_FB_THP_MADVISE, nm_os_last_errno[NM_OS_MADVISE]);
                 *backing = NM_BACK_NORMAL;
-                return p;
+                return strict_fault(dom, p, len);
             }
         }
     }
@@ -213,7 +229,8 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
     nm_policy_bind(dom, p, len);
     *len_out = len;
     *backing = NM_BACK_NORMAL;
-    return p;
+    return strict_fault(dom, p, len);
+#undef nm_fallback_count
 }
 
 /* the heap's footprint counts a mapping from its mmap to its munmap, cached or not */
@@ -282,8 +299,9 @@ static void cache_push_locked(nm_domain_t *dm, nm_large_t *L)
 }
 
 static bool resizable(const nm_large_t *L) { return L->backing == NM_BACK_NORMAL || L->backing == NM_BACK_THP; }
-/* ... and mremap can resize it: one VMA as far as we know */
-static bool remappable(const nm_large_t *L) { return resizable(L) && !L->multi_vma; }
+/* ... and mremap can resize it: one VMA as far as we know, and not strict (a grown
+ * tail would not be faulted in) */
+static bool remappable(const nm_large_t *L) { return resizable(L) && !L->multi_vma && !nm_domains[L->domain].strict; }
 
 /* Merge L (not yet in the cache) with cached mappings right before or after it, as
  * tcmalloc's page heap coalesces spans: splits leave the tail of a mapping cached,
@@ -415,11 +433,11 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         if (zero && !L->zeroed) memset(L->map, 0, n);
     } else {
         size_t map_len = 0;
-        int backing = NM_BACK_NORMAL;
-        char *p = map_new(dom, n, align, &map_len, &backing);
+        int backing = NM_BACK_NORMAL, huge_fb = 0;
+        char *p = map_new(dom, n, align, &map_len, &backing, &huge_fb);
         if (p == NULL) { errno = ENOMEM; return NULL; }
         nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_miss, 1);
-        if (nm_opt.prefault && backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G)
+        if (nm_opt.prefault && backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G && !nm_domains[dom].strict)
             nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
         L = nm_meta_alloc(sizeof *L);
         if (L == NULL) { nm_os_unmap(p, map_len); errno = ENOMEM; return NULL; }
@@ -428,6 +446,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         L->map_len = map_len;
         L->domain = dom;
         L->backing = (uint8_t)backing;
+        L->huge_fb = (uint8_t)huge_fb;
         nm_add_relaxed(&nm_large_backing_total[backing], 1);
     }
     L->user = L->map;

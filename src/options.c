@@ -81,17 +81,22 @@ static bool parse_node_list(const char *s, uint16_t *nodes, unsigned *n)
     }
 }
 
-static bool parse_policy(nm_options_t *o, const char *s)
+bool nm_policy_text_parse(const char *s, int *kind, uint16_t *nodes, unsigned *nnodes)
 {
-    if (!nm_strcmp(s, "local")) { o->policy = NM_POL_LOCAL; o->policy_nnodes = 0; return true; }
-    if (!nm_strcmp(s, "interleave")) { o->policy = NM_POL_INTERLEAVE; o->policy_nnodes = 0; return true; }
-    if (!nm_strncmp(s, "interleave:", 11)) { o->policy = NM_POL_INTERLEAVE; return parse_node_list(s + 11, o->policy_nodes, &o->policy_nnodes); }
-    if (!nm_strncmp(s, "bind:", 5)) { o->policy = NM_POL_BIND; return parse_node_list(s + 5, o->policy_nodes, &o->policy_nnodes); }
+    if (!nm_strcmp(s, "local")) { *kind = NM_POL_LOCAL; *nnodes = 0; return true; }
+    if (!nm_strcmp(s, "interleave")) { *kind = NM_POL_INTERLEAVE; *nnodes = 0; return true; }
+    if (!nm_strncmp(s, "interleave:", 11)) { *kind = NM_POL_INTERLEAVE; return parse_node_list(s + 11, nodes, nnodes); }
+    if (!nm_strncmp(s, "bind:", 5)) { *kind = NM_POL_BIND; return parse_node_list(s + 5, nodes, nnodes); }
     if (!nm_strncmp(s, "preferred:", 10)) {
-        o->policy = NM_POL_PREFERRED;
-        return parse_node_list(s + 10, o->policy_nodes, &o->policy_nnodes) && o->policy_nnodes == 1;
+        *kind = NM_POL_PREFERRED;
+        return parse_node_list(s + 10, nodes, nnodes) && *nnodes == 1;
     }
     return false;
+}
+
+static bool parse_policy(nm_options_t *o, const char *s)
+{
+    return nm_policy_text_parse(s, &o->policy, o->policy_nodes, &o->policy_nnodes);
 }
 
 /* Apply one value; returns false (field untouched) if the text is not acceptable. */

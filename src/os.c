@@ -1,8 +1,8 @@
 /* numamalloc — raw system calls.
  *
- * Owns every mmap, munmap, madvise, mremap, mbind and getcpu the allocator makes, the
- * counters of each (calls, failures, last errno), and small allocation-free readers
- * for /sys and /proc. Callers decide policy; this file only does the call and the
+ * Owns every mmap, munmap, madvise, mremap, mbind, move_pages (query mode) and
+ * getcpu the allocator makes, the counters of each (calls, failures, last errno),
+ * and small allocation-free readers for /sys and /proc. Callers decide policy; this file only does the call and the
  * bookkeeping. No locks.
  *
  * In the fault-injection build (-DNM_FAULT_INJECT, build/libnumamalloc_fault.so) each
@@ -119,6 +119,18 @@ bool nm_os_mbind_node(void *p, size_t size, int mode, int node)
     mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
     unsigned long nbits = ((unsigned long)node / 64 + 1) * 64;
     return nm_os_mbind(p, size, mode, mask, nbits);
+}
+
+bool nm_os_page_nodes(unsigned long count, void **pages, int *status)
+{
+    nm_gstat_add(NM_C_move_pages_calls, 1);
+    int saved = errno;
+    if (syscall(SYS_move_pages, 0, count, pages, NULL, status, 0) != 0) {
+        fail(NM_OS_MOVE_PAGES, NM_C_move_pages_fail);
+        errno = saved;
+        return false;
+    }
+    return true;
 }
 
 long nm_os_read_file(const char *path, char *buf, size_t cap)

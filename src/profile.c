@@ -29,6 +29,11 @@
  * look its pointer up without the lock and only locks on a hit). Full tables drop
  * samples and count them. Report: top sites by live and by allocated bytes with
  * dladdr names, and the leak estimate (sampled blocks alive at exit, scaled).
+ * NUMA attribution: a sample remembers the node its block is meant to be on (its
+ * domain's; a small sample, placed by first touch, the allocating thread's node);
+ * its free by a thread running on another node charges the site a remote free. A
+ * sampled large block whose mapping fell back from huge pages (src/large.c keeps the
+ * reason) charges the site a huge-page fallback. Both are reported as top lists.
  * Lock: nm_prof_lock, a leaf: nothing else is taken under it, and nothing that may
  * take the loader's lock (unw_backtrace, dladdr) runs while it is held. */
 #include <dlfcn.h>
@@ -58,13 +63,15 @@ typedef struct prof_site {
     uint64_t live_bytes, live_blocks;     /* estimates */
     uint64_t samples, live_samples;
     uint64_t alloc_raw, live_raw;         /* sampled sizes summed (the pprof file's numbers) */
+    uint64_t remote_frees, remote_free_bytes;   /* estimates: sampled blocks freed off their node */
+    uint64_t huge_fallbacks;                    /* estimate: sampled large blocks whose mapping fell back */
     void    *pc[PROF_DEPTH];
 } prof_site_t;
 
 typedef struct prof_live {
     uintptr_t ptr;                        /* 0 empty, 1 tombstone */
     uint32_t  site;
-    uint32_t  pad_;
+    int32_t   node;                       /* node the block is meant to be on; -1 none (interleaved) */
     uint64_t  weight_bytes;
     uint64_t  weight_blocks;
     uint64_t  raw_bytes;                  /* the sampled size */
@@ -225,6 +232,23 @@ static uint64_t hash_stack(void *const *pc, int n)
     return h | 1;
 }
 
+/* a mapping's last fallback (NM_FB_* + 1, 0 none) that kept it off the huge pages
+ * asked for: not "too small" or "off" (no huge page was due), nor "no hugetlb pool"
+ * unless hugetlb pages were asked for explicitly (auto mode then takes THP) */
+static bool is_huge_fallback(unsigned fb)
+{
+    if (fb == 0) return false;
+    switch ((int)fb - 1) {
+    case NM_FB_NO_FREE_HUGETLB: case NM_FB_HUGETLB_MMAP: case NM_FB_HUGETLB_MBIND: case NM_FB_HUGETLB_POPULATE:
+    case NM_FB_NO_1G_POOL: case NM_FB_THP_DISABLED: case NM_FB_THP_MADVISE:
+        return true;
+    case NM_FB_NO_HUGETLB_POOL:
+        return nm_opt.hugepages == NM_HUGE_HUGETLB || nm_opt.hugepages == NM_HUGE_1G;
+    default:
+        return false;
+    }
+}
+
 static size_t live_slot(uintptr_t p) { return (size_t)((p >> 4) * 0x9e3779b97f4a7c15ull >> (64 - LIVE_BITS)); }
 
 void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
@@ -243,6 +267,17 @@ void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
     uint64_t h = hash_stack(pc, depth);
     uint64_t wblocks = n ? (weight + n / 2) / n : 1;
     if (wblocks == 0) wblocks = 1;
+    int node = -1;
+    bool huge_fb = false;
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    unsigned kind = nm_pme_kind(e);
+    if (kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) {
+        const nm_large_t *L = nm_pme_desc(e);
+        node = nm_domain_node(L->domain);
+        huge_fb = is_huge_fallback(L->huge_fb);
+    } else if (kind != NM_KIND_NONE) {
+        node = nm_pme_domain(e) == nm_dom_sampled ? nm_topo_cpu_node(nm_os_cpu()) : nm_domain_node(nm_pme_domain(e));
+    }
 
     nm_lock(&nm_prof_lock);
     samples++;
@@ -261,6 +296,7 @@ void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
     s->alloc_bytes += weight;
     s->alloc_blocks += wblocks;
     s->alloc_raw += n;
+    if (huge_fb) s->huge_fallbacks += wblocks;
     /* remember the block so its free can subtract it */
     size_t li = live_slot((uintptr_t)p);
     for (tries = 0; tries < LIVE_SLOTS; tries++, li = (li + 1) & (LIVE_SLOTS - 1)) {
@@ -270,6 +306,7 @@ void nm_prof_record(nm_tcache_t *tc, void *p, size_t n, size_t weight)
         dropped++;                                 /* too crowded: count it, keep going */
     } else {
         live[li].site = (uint32_t)si;
+        live[li].node = node;
         live[li].weight_bytes = weight;
         live[li].weight_blocks = wblocks;
         live[li].raw_bytes = n;
@@ -295,9 +332,14 @@ bool nm_prof_forget(void *p)
         if (v == 0) return false;
     }
     if (tries > 64) return false;
+    int here = nm_topo.nmem > 1 ? nm_topo_cpu_node(nm_os_cpu()) : -1;   /* the freeing thread's node */
     nm_lock(&nm_prof_lock);
     if (live[li].ptr == (uintptr_t)p) {
         prof_site_t *s = &sites[live[li].site];
+        if (here >= 0 && live[li].node >= 0 && live[li].node != here) {
+            s->remote_frees += live[li].weight_blocks;
+            s->remote_free_bytes += live[li].weight_bytes;
+        }
         s->live_bytes -= NM_MIN(s->live_bytes, live[li].weight_bytes);
         s->live_blocks -= NM_MIN(s->live_blocks, live[li].weight_blocks);
         if (s->live_samples) s->live_samples--;
@@ -324,20 +366,39 @@ typedef struct frame_name {
     char      symbol[NAME_SYM];  /* "" if unknown */
     uintptr_t offset;            /* from the symbol, or from the object's base */
 } frame_name_t;
-#define NAMES_BYTES (sizeof(frame_name_t) * 2 * NM_PROF_TOP * PROF_DEPTH)
+#define NAMES_BYTES (sizeof(frame_name_t) * NM_PROF_LISTS * NM_PROF_TOP * PROF_DEPTH)
 
-/* indices of the top sites by the given field, largest first (profiler lock held) */
-static int top_sites_locked(nm_prof_top_t *out, bool by_live)
+static uint64_t site_key(const prof_site_t *s, int by)
+{
+    switch (by) {
+    case NM_PROF_BY_LIVE:   return s->live_bytes;
+    case NM_PROF_BY_ALLOC:  return s->alloc_bytes;
+    case NM_PROF_BY_REMOTE: return s->remote_free_bytes;
+    default:                return s->huge_fallbacks;
+    }
+}
+
+static uint64_t top_key(const nm_prof_top_t *t, int by)
+{
+    switch (by) {
+    case NM_PROF_BY_LIVE:   return t->live_bytes;
+    case NM_PROF_BY_ALLOC:  return t->alloc_bytes;
+    case NM_PROF_BY_REMOTE: return t->remote_free_bytes;
+    default:                return t->huge_fallbacks;
+    }
+}
+
+/* the top sites by list `by`, largest first (profiler lock held) */
+static int top_sites_locked(nm_prof_top_t *out, int by)
 {
     int n = 0;
     for (uint32_t i = 0; i < SITES; i++) {
         if (!sites[i].used) continue;
-        uint64_t v = by_live ? sites[i].live_bytes : sites[i].alloc_bytes;
+        uint64_t v = site_key(&sites[i], by);
         if (v == 0) continue;
         int at = n < NM_PROF_TOP ? n : NM_PROF_TOP;
         while (at > 0) {
-            const nm_prof_top_t *o = &out[at - 1];
-            if ((by_live ? o->live_bytes : o->alloc_bytes) >= v) break;
+            if (top_key(&out[at - 1], by) >= v) break;
             if (at < NM_PROF_TOP) out[at] = out[at - 1];
             at--;
         }
@@ -345,7 +406,8 @@ static int top_sites_locked(nm_prof_top_t *out, bool by_live)
             const prof_site_t *s = &sites[i];
             out[at] = (nm_prof_top_t){ .site = i, .live_bytes = s->live_bytes, .live_blocks = s->live_blocks,
                                        .alloc_bytes = s->alloc_bytes, .alloc_blocks = s->alloc_blocks,
-                                       .samples = s->samples };
+                                       .samples = s->samples, .remote_frees = s->remote_frees,
+                                       .remote_free_bytes = s->remote_free_bytes, .huge_fallbacks = s->huge_fallbacks };
             if (n < NM_PROF_TOP) n++;
         }
     }
@@ -488,20 +550,25 @@ void nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize)
     if (!symbolize ? !nm_trylock(&nm_prof_lock) : (nm_lock(&nm_prof_lock), false)) { ps->busy = true; return; }
     ps->samples = samples;
     ps->dropped = dropped;
-    for (uint32_t i = 0; i < SITES; i++)
-        if (sites[i].used && sites[i].live_bytes) {
+    for (uint32_t i = 0; i < SITES; i++) {
+        if (!sites[i].used) continue;
+        if (sites[i].live_bytes) {
             ps->leak_bytes += sites[i].live_bytes;
             ps->leak_blocks += sites[i].live_blocks;
             ps->leak_sites++;
         }
-    ps->n[0] = top_sites_locked(ps->top[0], true);
-    ps->n[1] = top_sites_locked(ps->top[1], false);
+        ps->remote_frees += sites[i].remote_frees;
+        ps->remote_free_bytes += sites[i].remote_free_bytes;
+        ps->huge_fallbacks += sites[i].huge_fallbacks;
+    }
+    int any = 0;
+    for (int l = 0; l < NM_PROF_LISTS; l++) any += ps->n[l] = top_sites_locked(ps->top[l], l);
     nm_unlock(&nm_prof_lock);
-    if (!symbolize || (ps->n[0] == 0 && ps->n[1] == 0)) return;
+    if (!symbolize || any == 0) return;
     frame_name_t *names = nm_meta_alloc(NAMES_BYTES);
     if (names == NULL) return;                       /* addresses only */
     nm_prof_elf_cache_t cache = { 0 };
-    for (int l = 0; l < 2; l++)
+    for (int l = 0; l < NM_PROF_LISTS; l++)
         for (int k = 0; k < ps->n[l]; k++) {
             const prof_site_t *s = &sites[ps->top[l][k].site];
             for (uint32_t f = 0; f < s->depth; f++)
@@ -555,33 +622,57 @@ static void frame_json(nm_buf_t *b, void *pc, const frame_name_t *fn)
 
 static void report_list(nm_buf_t *b, int mode, const nm_prof_snap_t *ps, int l)
 {
-    bool by_live = l == 0;
     int n = ps->n[l];
     if (mode == NM_EM_JSON) {
         nm_buf_puts(b, "[");
         for (int i = 0; i < n; i++) {
             const nm_prof_top_t *t = &ps->top[l][i];
             const prof_site_t *s = &sites[t->site];
-            nm_buf_printf(b, "%s{\"live_bytes\":%lu,\"live_blocks\":%lu,\"alloc_bytes\":%lu,\"alloc_blocks\":%lu,\"samples\":%lu,\"frames\":[",
+            nm_buf_printf(b, "%s{\"live_bytes\":%lu,\"live_blocks\":%lu,\"alloc_bytes\":%lu,\"alloc_blocks\":%lu,\"samples\":%lu,"
+                          "\"remote_frees\":%lu,\"remote_free_bytes\":%lu,\"huge_fallbacks\":%lu,\"frames\":[",
                           i ? "," : "", (unsigned long)t->live_bytes, (unsigned long)t->live_blocks,
-                          (unsigned long)t->alloc_bytes, (unsigned long)t->alloc_blocks, (unsigned long)t->samples);
+                          (unsigned long)t->alloc_bytes, (unsigned long)t->alloc_blocks, (unsigned long)t->samples,
+                          (unsigned long)t->remote_frees, (unsigned long)t->remote_free_bytes,
+                          (unsigned long)t->huge_fallbacks);
             for (uint32_t f = 0; f < s->depth; f++) { if (f) nm_buf_puts(b, ","); frame_json(b, s->pc[f], frame_name(ps, l, i, f)); }
             nm_buf_puts(b, "]}");
         }
         nm_buf_puts(b, "]");
         return;
     }
-    nm_buf_printf(b, "  top sites by %s:\n", by_live ? "live bytes" : "allocated bytes");
+    static const char *const titles[NM_PROF_LISTS] = {
+        "live bytes", "allocated bytes", "remote frees (freed by a thread on another node than the block's)",
+        "huge-page fallbacks (large blocks whose mapping did not get the huge pages asked for)",
+    };
+    nm_buf_printf(b, "  top sites by %s:\n", titles[l]);
+    if (l == NM_PROF_BY_REMOTE && nm_topo.nmem <= 1) { nm_buf_puts(b, "    n/a (one node with memory)\n"); return; }
     if (n == 0) nm_buf_puts(b, "    (none)\n");
     for (int i = 0; i < n; i++) {
         const nm_prof_top_t *t = &ps->top[l][i];
         const prof_site_t *s = &sites[t->site];
         nm_buf_printf(b, "    #%d  ", i + 1);
-        nm_buf_size(b, by_live ? t->live_bytes : t->alloc_bytes);
-        nm_buf_printf(b, " %s in ~%lu blocks (%lu samples); %s ", by_live ? "live" : "allocated",
-                      (unsigned long)(by_live ? t->live_blocks : t->alloc_blocks), (unsigned long)t->samples,
-                      by_live ? "allocated" : "live");
-        nm_buf_size(b, by_live ? t->alloc_bytes : t->live_bytes);
+        switch (l) {
+        case NM_PROF_BY_LIVE:
+        case NM_PROF_BY_ALLOC: {
+            bool by_live = l == NM_PROF_BY_LIVE;
+            nm_buf_size(b, by_live ? t->live_bytes : t->alloc_bytes);
+            nm_buf_printf(b, " %s in ~%lu blocks (%lu samples); %s ", by_live ? "live" : "allocated",
+                          (unsigned long)(by_live ? t->live_blocks : t->alloc_blocks), (unsigned long)t->samples,
+                          by_live ? "allocated" : "live");
+            nm_buf_size(b, by_live ? t->alloc_bytes : t->live_bytes);
+            break;
+        }
+        case NM_PROF_BY_REMOTE:
+            nm_buf_printf(b, "~%lu blocks, ", (unsigned long)t->remote_frees);
+            nm_buf_size(b, t->remote_free_bytes);
+            nm_buf_puts(b, " freed remotely; allocated ");
+            nm_buf_size(b, t->alloc_bytes);
+            break;
+        default:
+            nm_buf_printf(b, "~%lu blocks off huge pages; allocated ", (unsigned long)t->huge_fallbacks);
+            nm_buf_size(b, t->alloc_bytes);
+            break;
+        }
         nm_buf_puts(b, "\n");
         uint32_t shown = NM_MIN(s->depth, 8u);
         for (uint32_t f = 0; f < shown; f++) {
@@ -606,19 +697,31 @@ void nm_prof_report(nm_buf_t *b, int mode, const nm_prof_snap_t *ps)
         return;
     }
     if (mode == NM_EM_JSON) {
-        nm_buf_printf(b, "{\"enabled\":true,\"sample_bytes\":%lu,\"samples\":%lu,\"dropped\":%lu,\"live_bytes\":%lu,\"live_blocks\":%lu,\"live_sites\":%lu,\"top_live\":",
+        nm_buf_printf(b, "{\"enabled\":true,\"sample_bytes\":%lu,\"samples\":%lu,\"dropped\":%lu,\"live_bytes\":%lu,\"live_blocks\":%lu,\"live_sites\":%lu,",
                       (unsigned long)nm_opt.prof_sample, (unsigned long)ps->samples, (unsigned long)ps->dropped,
                       (unsigned long)ps->leak_bytes, (unsigned long)ps->leak_blocks, (unsigned long)ps->leak_sites);
-        report_list(b, mode, ps, 0);
+        if (nm_topo.nmem > 1)
+            nm_buf_printf(b, "\"remote_frees\":%lu,\"remote_free_bytes\":%lu,", (unsigned long)ps->remote_frees,
+                          (unsigned long)ps->remote_free_bytes);
+        else
+            nm_buf_puts(b, "\"remote_frees\":null,\"remote_free_bytes\":null,");
+        nm_buf_printf(b, "\"huge_fallbacks\":%lu,\"top_live\":", (unsigned long)ps->huge_fallbacks);
+        report_list(b, mode, ps, NM_PROF_BY_LIVE);
         nm_buf_puts(b, ",\"top_alloc\":");
-        report_list(b, mode, ps, 1);
+        report_list(b, mode, ps, NM_PROF_BY_ALLOC);
+        nm_buf_puts(b, ",\"top_remote_free\":");
+        report_list(b, mode, ps, NM_PROF_BY_REMOTE);
+        nm_buf_puts(b, ",\"top_huge_fallback\":");
+        report_list(b, mode, ps, NM_PROF_BY_HUGE_FB);
         nm_buf_puts(b, "}");
     } else {
         nm_buf_puts(b, "heap profile (estimates from sampling, one sample per ~");
         nm_buf_size(b, nm_opt.prof_sample);
         nm_buf_printf(b, " allocated; %lu samples, %lu dropped):\n", (unsigned long)ps->samples, (unsigned long)ps->dropped);
-        report_list(b, mode, ps, 0);
-        report_list(b, mode, ps, 1);
+        report_list(b, mode, ps, NM_PROF_BY_LIVE);
+        report_list(b, mode, ps, NM_PROF_BY_ALLOC);
+        report_list(b, mode, ps, NM_PROF_BY_REMOTE);
+        report_list(b, mode, ps, NM_PROF_BY_HUGE_FB);
         nm_buf_puts(b, "  still live (leaks, if this is the exit dump): ~");
         nm_buf_size(b, ps->leak_bytes);
         nm_buf_printf(b, " in ~%lu blocks from %lu sites\n", (unsigned long)ps->leak_blocks, (unsigned long)ps->leak_sites);

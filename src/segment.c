@@ -8,7 +8,9 @@
  * stay dirty until decay: after NUMAMALLOC_DECAY_MS idle they get MADV_DONTNEED
  * (the binding survives it), and a segment that stayed wholly free and clean that
  * long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
- * metadata memory, off the data pages.
+ * metadata memory, off the data pages. A strict domain's slab has its pages faulted
+ * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
+ * is refused if its node has no room.
  *
  * Lock: nm_domain_t.seg_lock guards the domain's segment lists and each segment's
  * masks and timestamps. Callers may hold a depot lock (depot -> seg_lock). The
@@ -99,6 +101,7 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
         at = 0;
     }
     uint64_t bits = run_mask((unsigned)at, npages);
+    uint64_t clean = bits & ~seg->dirty_mask;       /* pages not resident yet */
     __atomic_fetch_add(&dm->slab_pages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(seg->dirty_mask & bits), __ATOMIC_RELAXED);
     seg->free_mask &= ~bits;
@@ -110,6 +113,17 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
     nm_slab_t *sl = &seg->slabs[at];
     sl->start = seg->base + ((uintptr_t)at << NM_GRANULE_SHIFT);
     sl->npages = (uint8_t)npages;
+    /* a strict domain faults its new pages in now, or refuses the slab */
+    for (uint64_t m = nm_domains[d].strict ? clean : 0; m;) {
+        int i = __builtin_ctzll(m);
+        uint64_t rest = ~(m >> i);
+        int n = rest ? __builtin_ctzll(rest) : 64 - i;
+        if (!nm_policy_populate(d, seg->base + ((uintptr_t)i << NM_GRANULE_SHIFT), (size_t)n << NM_GRANULE_SHIFT)) {
+            nm_segment_free_slab(d, sl, 0);   /* (some pages may be in) */
+            return NULL;
+        }
+        m &= ~run_mask((unsigned)i, (unsigned)n);
+    }
     return sl;
 }
 

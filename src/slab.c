@@ -275,5 +275,7 @@ void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all)
         d->spare = NULL;
         slab_release(d, s);
     }
-    if (nm_class_is_medium(d->cls) && nm_class_blocks[d->cls] > 1) purge_free_blocks(d, all);
+    /* (not in strict domains: their pages stay faulted in, as promised at allocation) */
+    if (nm_class_is_medium(d->cls) && nm_class_blocks[d->cls] > 1 && !nm_domains[d->domain].strict)
+        purge_free_blocks(d, all);
 }

@@ -34,7 +34,7 @@
 #include "numamalloc/out.h"
 #include "numamalloc.h"
 
-#define NM_JSON_SCHEMA 1
+#define NM_JSON_SCHEMA 2
 
 nm_lock_t nm_stats_dump_lock = NM_LOCK_INIT;
 static uint64_t *snap_dom;              /* [ndomains][NM_DOMAIN_CTR_N], used under nm_stats_dump_lock */
@@ -51,7 +51,7 @@ typedef struct snapshot {
 bool nm_stats_init(void)
 {
     snap_dom = nm_meta_alloc((size_t)nm_ndomains * NM_DOMAIN_CTR_N * sizeof(uint64_t));
-    return snap_dom != NULL;
+    return snap_dom != NULL && nm_residency_init();
 }
 
 /* ---- snapshot ------------------------------------------------------------------------ */
@@ -76,7 +76,7 @@ static void add_thread(snapshot_t *s, nm_tcache_t *tc)
             d[NM_C_alloc_bytes] += fast * nm_class_size[c];
             d[NM_C_free_count] += frees;
             d[NM_C_free_bytes] += frees * nm_class_size[c];
-            if (dom < nm_dom_interleave && (int)dom != LD(tc->cpu_node)) d[NM_C_remote_alloc] += fast;
+            if (nm_domain_is_remote(dom, LD(tc->cpu_node))) d[NM_C_remote_alloc] += fast;
         }
     }
 }
@@ -234,7 +234,7 @@ static void emit_config(nm_emit_t *em)
     em_obj_end(em);
 }
 
-static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
+static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t, const nm_residency_t *r)
 {
     uint64_t allocs = t->small_allocs + t->arena_allocs + t->large_allocs;
     uint64_t frees = t->small_frees + t->arena_frees + t->large_frees;
@@ -257,6 +257,13 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     else em_na(em, "rss_bytes", "process RSS", "/proc unreadable");
     em_bytes(em, "resident_free_bytes", "held but free (fragmentation)", held_free);
     em_pct(em, "fragmentation", "fragmentation / (live + that)", held_free, live + held_free);
+    if (r->measured) {
+        em_bytes(em, "misplaced_bytes", "misplaced (measured)", r->misplaced);
+        em_pct(em, "misplaced_ratio", "misplaced / bound resident", r->misplaced, r->bound);
+    } else {
+        em_na(em, "misplaced_bytes", "misplaced (measured)", r->why);
+        em_na(em, "misplaced_ratio", "misplaced / bound resident", r->why);
+    }
     em_u64(em, "threads_seen", "threads seen", nm_gstat_get(NM_C_threads_seen));
     em_u64(em, "threads_live", "threads alive", nm_gstat_get(NM_C_threads_live));
     em_bool(em, "threads_read", "live threads' counters read", s->threads_read);
@@ -345,22 +352,39 @@ static const nm_col_t node_cols[] = {
     { "hugetlb_free", "huge free", 9 }, { "hugetlb_total", "huge total", 10 },
 };
 
+/* the row of the nodes table a domain is counted in: its node (a node's strict twin
+ * too), -2 interleaved (every interleaved domain), -3 the profiler's */
+static int node_row(uint32_t d)
+{
+    if (d == nm_dom_sampled) return -3;
+    int n = nm_domain_node(d);
+    return n >= 0 ? n : -2;
+}
+
 static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
 {
     bool multi = nm_topo.nmem > 1;
     em_table_begin(em, "nodes", multi ? "nodes (local = allocations by threads running on the node):"
                                       : "nodes (one node with memory: local/remote is n/a):",
                    node_cols, (int)NM_ARRAY_LEN(node_cols));
-    for (uint32_t d = 0; d < nm_ndomains; d++) {
-        const uint64_t *c = &s->c.dom[d * NM_DOMAIN_CTR_N];
-        nm_domain_t *dm = &nm_domains[d];
-        bool is_node = d < nm_dom_interleave && nm_topo.node[d].online;
+    for (int row = 0; row <= nm_topo.max_node + 2; row++) {
+        int want = row <= nm_topo.max_node ? row : row == nm_topo.max_node + 1 ? -2 : -3;
+        uint64_t c[NM_DOMAIN_CTR_N] = { 0 }, segs = 0, slab = 0, cached = 0;
+        for (uint32_t d = 0; d < nm_ndomains; d++) {
+            if (!nm_domain_used(d) || node_row(d) != want) continue;
+            const uint64_t *dc = &s->c.dom[d * NM_DOMAIN_CTR_N];
+            for (int k = 0; k < NM_DOMAIN_CTR_N; k++) c[k] += dc[k];
+            segs += LD(nm_domains[d].nsegments);
+            slab += LD(nm_domains[d].slab_pages);
+            cached += LD(nm_domains[d].cache_bytes);
+        }
+        bool is_node = want >= 0 && nm_topo.node[want].online;
         if (!is_node && c[NM_C_alloc_count] == 0) continue;
-        if (!nm_topo_has_memory((int)d) && c[NM_C_alloc_count] == 0 && LD(dm->nsegments) == 0) continue;
+        if (want >= 0 && !nm_topo_has_memory(want) && c[NM_C_alloc_count] == 0 && segs == 0) continue;
         char name[16];
-        if (d == nm_dom_interleave) nm_copy_cstr(name, sizeof name, "interleave");
-        else if (d == nm_dom_sampled) nm_copy_cstr(name, sizeof name, "sampled");
-        else nm_snprintf(name, sizeof name, "%u", d);
+        if (want == -2) nm_copy_cstr(name, sizeof name, "interleave");
+        else if (want == -3) nm_copy_cstr(name, sizeof name, "sampled");
+        else nm_snprintf(name, sizeof name, "%d", want);
         em_row_begin(em);
         em_cell_str(em, name);
         em_cell_u64(em, c[NM_C_alloc_count]);
@@ -370,23 +394,111 @@ static void emit_nodes(nm_emit_t *em, const snapshot_t *s)
         if (multi) {
             em_cell_u64(em, c[NM_C_remote_alloc]);
             em_cell_u64(em, c[NM_C_remote_free]);
-            if (d >= nm_dom_interleave) em_cell_na(em);
+            if (want < 0) em_cell_na(em);
             else em_cell_pct(em, sub0(c[NM_C_alloc_count], c[NM_C_remote_alloc]), c[NM_C_alloc_count]);
         } else {
             em_cell_na(em); em_cell_na(em); em_cell_na(em);
         }
-        em_cell_u64(em, LD(dm->nsegments));
-        em_cell_bytes(em, LD(dm->slab_pages) << NM_GRANULE_SHIFT);
-        em_cell_bytes(em, LD(dm->cache_bytes));
+        em_cell_u64(em, segs);
+        em_cell_bytes(em, slab << NM_GRANULE_SHIFT);
+        em_cell_bytes(em, cached);
         em_cell_bytes(em, sub0(c[NM_C_hugetlb_alloc_bytes], c[NM_C_hugetlb_free_bytes]));
         em_cell_bytes(em, sub0(c[NM_C_thp_alloc_bytes], c[NM_C_thp_free_bytes]));
-        long hf = d >= nm_dom_interleave ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
-        long ht = d >= nm_dom_interleave ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? (int)d : -1, 2048);
+        long hf = want < 0 ? -1 : nm_topo_free_hugepages(nm_topo.sysfs ? want : -1, 2048);
+        long ht = want < 0 ? -1 : nm_topo_nr_hugepages(nm_topo.sysfs ? want : -1, 2048);
         if (hf >= 0) em_cell_u64(em, (uint64_t)hf); else em_cell_na(em);
         if (ht >= 0) em_cell_u64(em, (uint64_t)ht); else em_cell_na(em);
         em_row_end(em);
     }
     em_table_end(em);
+}
+
+static const nm_col_t res_kind_cols[] = {
+    { "kind", "kind", -13 }, { "ranges", "ranges", 8 }, { "candidate_bytes", "candidates", 11 },
+    { "stride_bytes", "stride", 9 }, { "sampled_pages", "sampled", 8 }, { "resident_bytes", "resident", 10 },
+    { "misplaced_bytes", "misplaced", 10 },
+};
+static const nm_col_t res_node_cols[] = {
+    { "kind", "kind", -13 }, { "node", "node", -5 }, { "resident_bytes", "resident", 10 },
+    { "placed_bytes", "placed", 10 }, { "misplaced_bytes", "misplaced", 10 }, { "spilled_bytes", "spilled", 10 },
+    { "foreign_bytes", "foreign", 10 }, { "interleaved_bytes", "interleaved", 11 }, { "sampled_bytes", "sampled", 10 },
+};
+
+/* measured residency (src/residency.c): per range kind, then per kind and node */
+static void emit_residency(nm_emit_t *em, const nm_residency_t *r)
+{
+    if (!r->measured && em->mode == NM_EM_TEXT) {
+        nm_buf_printf(em->b, "residency (measured with move_pages): n/a (%s)\n", r->why);
+        return;
+    }
+    em_obj_begin(em, "residency", "residency (measured with move_pages; misplaced = meant for a node, resident on another):");
+    em_bool(em, "measured", "measured", r->measured);
+    if (r->measured) em_na(em, "why", "not measured because", "measured");
+    else em_str(em, "why", "not measured because", r->why);
+    em_u64(em, "sample_pages", "pages sampled per kind, at most", NM_RES_SAMPLE_PAGES);
+    if (!r->measured) {
+        em_na(em, "elapsed_us", "time taken (us)", r->why);
+        em_na(em, "partial", "a domain was busy: skipped", r->why);
+        em_na(em, "resident_bytes", "ours, resident", r->why);
+        em_na(em, "misplaced_bytes", "misplaced", r->why);
+        em_na(em, "spilled_bytes", "of which spilled (preferred)", r->why);
+        em_na(em, "misplaced_ratio", "misplaced / bound resident", r->why);
+        em_table_begin(em, "kinds", "", res_kind_cols, (int)NM_ARRAY_LEN(res_kind_cols));
+        em_table_end(em);
+        em_table_begin(em, "nodes", "", res_node_cols, (int)NM_ARRAY_LEN(res_node_cols));
+        em_table_end(em);
+        em_obj_end(em);
+        return;
+    }
+    em_u64(em, "elapsed_us", "time taken (us)", r->elapsed_ns / 1000);
+    em_bool(em, "partial", "a domain was busy: skipped", r->partial);
+    em_bytes(em, "resident_bytes", "ours, resident", r->resident);
+    em_bytes(em, "misplaced_bytes", "misplaced", r->misplaced);
+    em_bytes(em, "spilled_bytes", "of which spilled (preferred)", r->spilled);
+    em_pct(em, "misplaced_ratio", "misplaced / bound resident", r->misplaced, r->bound);
+    em_table_begin(em, "kinds", "by range kind (each sampled page stands for a stride of bytes):",
+                   res_kind_cols, (int)NM_ARRAY_LEN(res_kind_cols));
+    for (int k = 0; k < NM_RES_KINDS; k++) {
+        const nm_res_kind_t *rk = &r->kind[k];
+        em_row_begin(em);
+        em_cell_str(em, nm_residency_kind_name(k));
+        em_cell_u64(em, rk->ranges);
+        em_cell_bytes(em, rk->candidate_bytes);
+        em_cell_bytes(em, rk->stride_bytes);
+        em_cell_u64(em, rk->sampled_pages);
+        em_cell_bytes(em, rk->resident);
+        em_cell_bytes(em, rk->misplaced);
+        em_row_end(em);
+    }
+    em_table_end(em);
+    em_table_begin(em, "nodes", "by kind and node (placed: meant for the node and on it; foreign: on it, meant for another):",
+                   res_node_cols, (int)NM_ARRAY_LEN(res_node_cols));
+    for (int k = 0; k <= NM_RES_KINDS; k++) {
+        for (int n = 0; n <= nm_topo.max_node; n++) {
+            if (!nm_topo_has_memory(n)) continue;
+            nm_res_cell_t c = { 0 };
+            for (int j = (k == NM_RES_KINDS ? 0 : k); j <= (k == NM_RES_KINDS ? NM_RES_KINDS - 1 : k); j++) {
+                const nm_res_cell_t *x = nm_res_cell(j, n);
+                c.resident += x->resident; c.placed += x->placed; c.misplaced += x->misplaced; c.spilled += x->spilled;
+                c.foreign += x->foreign; c.interleaved += x->interleaved; c.sampled += x->sampled;
+            }
+            char name[16];
+            nm_snprintf(name, sizeof name, "%d", n);
+            em_row_begin(em);
+            em_cell_str(em, k == NM_RES_KINDS ? "all" : nm_residency_kind_name(k));
+            em_cell_str(em, name);
+            em_cell_bytes(em, c.resident);
+            em_cell_bytes(em, c.placed);
+            em_cell_bytes(em, c.misplaced);
+            em_cell_bytes(em, c.spilled);
+            em_cell_bytes(em, c.foreign);
+            em_cell_bytes(em, c.interleaved);
+            em_cell_bytes(em, c.sampled);
+            em_row_end(em);
+        }
+    }
+    em_table_end(em);
+    em_obj_end(em);
 }
 
 static const nm_col_t backing_cols[] = {
@@ -476,8 +588,9 @@ static void emit_syscalls(nm_emit_t *em)
         { "madvise", NM_C_madvise_calls, NM_C_madvise_fail, NM_OS_MADVISE },
         { "mbind", NM_C_mbind_calls, NM_C_mbind_fail, NM_OS_MBIND },
         { "mremap", NM_C_mremap_calls, NM_C_mremap_fail, NM_OS_MREMAP },
+        { "move_pages", NM_C_move_pages_calls, NM_C_move_pages_fail, NM_OS_MOVE_PAGES },
     };
-    static const nm_col_t cols[] = { { "call", "call", -8 }, { "calls", "calls", 10 }, { "failures", "failures", 9 }, { "last_errno", "errno", 9 } };
+    static const nm_col_t cols[] = { { "call", "call", -10 }, { "calls", "calls", 10 }, { "failures", "failures", 9 }, { "last_errno", "errno", 9 } };
     em_table_begin(em, "syscalls", "system calls:", cols, 4);
     for (unsigned i = 0; i < NM_ARRAY_LEN(rows); i++) {
         em_row_begin(em);
@@ -520,6 +633,8 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
     take_snapshot(&s, from_signal);
     totals_t t;
     compute_totals(&s, &t);
+    nm_residency_t res;
+    nm_residency_measure(&res, from_signal);
     nm_emit_t em;
     em_begin(&em, b, mode == NM_STATS_JSON ? NM_EM_JSON : NM_EM_TEXT);
     uint64_t up = nm_os_now_ms() - nm_start_ms;
@@ -536,11 +651,12 @@ static void emit_all(nm_buf_t *b, int mode, const char *why, bool from_signal, c
                       NM_VERSION, why, nm_os_getpid(), (unsigned long)(up / 1000), (unsigned long)(up % 1000), nm_topo.nmem);
     }
     emit_config(&em);
-    emit_summary(&em, &s, &t);
+    emit_summary(&em, &s, &t, &res);
     emit_held(&em, &t, sub0(t.small_alloc_bytes + t.arena_alloc_bytes + t.large_alloc_bytes,
                             t.small_free_bytes + t.arena_free_bytes + t.large_free_bytes));
     emit_classes(&em, &s);
     emit_nodes(&em, &s);
+    emit_residency(&em, &res);
     emit_large(&em, &s, &t);
     emit_arena(&em, &s, &t);
     emit_syscalls(&em);

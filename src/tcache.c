@@ -77,7 +77,7 @@ static void count_alloc(nm_tcache_t *tc, uint32_t dom, uint64_t n, uint64_t byte
     nm_counters_t *c = nm_tc_ctr(tc);
     nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_count, n);
     nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_bytes, bytes);
-    if (tc && tc->state == NM_T_ACTIVE && dom < nm_dom_interleave && (int)dom != tc->cpu_node)
+    if (tc && tc->state == NM_T_ACTIVE && nm_domain_is_remote(dom, tc->cpu_node))
         nm_count(c, NM_CT_DOMAIN, dom, NM_C_remote_alloc, n);
 }
 
@@ -389,7 +389,7 @@ void nm_tcache_node_check(nm_tcache_t *tc)
     int node = nm_topo_cpu_node(nm_os_cpu());
     if (NM_UNLIKELY(node != tc->cpu_node)) {
         tc->ctr.thr[NM_C_node_moves]++;
-        uint32_t nd = nm_policy_domain_for(node);
+        uint32_t nd = nm_policy_domain_for_thread(tc->tpol, node);
         if (nd != tc->domain) {
             /* everything cached belongs to the old domain: send it home first */
             nm_tcache_flush_all(tc);

@@ -48,6 +48,21 @@ uint64_t nm_topo_parse_meminfo(const char *s)
     return 0;
 }
 
+bool nm_topo_meminfo_key(const char *s, const char *key, uint64_t *bytes)
+{
+    size_t kl = nm_strlen(key);
+    for (const char *p = s; *p; p++) {
+        if ((p != s && p[-1] != ' ' && p[-1] != '\n') || nm_strncmp(p, key, kl) != 0) continue;
+        p += kl;
+        while (*p == ' ' || *p == '\t') p++;
+        uint64_t kb;
+        if (!nm_parse_u64(p, NULL, &kb)) return false;
+        *bytes = kb << 10;
+        return true;
+    }
+    return false;
+}
+
 static long read_path(char *buf, size_t cap, const char *fmt, int a)
 {
     char path[384];
@@ -73,7 +88,9 @@ bool nm_topo_init(const char *root)
     t.max_node = read_list_max("/sys/devices/system/node/possible");
     t.sysfs = t.max_node >= 0;
     if (!t.sysfs) t.max_node = 0;
-    if (t.max_node >= NM_MAX_DOMAINS - 2) t.max_node = NM_MAX_DOMAINS - 3;   /* two pseudo-domains follow */
+    /* a domain per node and a strict twin of each, two pseudo-domains and the extras
+     * (src/policy.c) must fit the page map's domain bits */
+    if (t.max_node > (NM_MAX_DOMAINS - 2 - NM_EXTRA_DOMAINS) / 2 - 1) t.max_node = (NM_MAX_DOMAINS - 2 - NM_EXTRA_DOMAINS) / 2 - 1;
     int nn = t.max_node + 1;
 
     t.cpu_node = nm_meta_alloc((size_t)(t.max_cpu + 1) * sizeof(int16_t));
@@ -146,6 +163,19 @@ bool nm_topo_init(const char *root)
     for (int n = 0; n < nn; n++) t.total_mem += t.node[n].mem_total;
     nm_topo = t;
     return true;
+}
+
+uint64_t nm_topo_node_available(int node)
+{
+    char buf[4096];
+    if (node < 0 || node > nm_topo.max_node) return UINT64_MAX;
+    long n = nm_topo.sysfs ? read_path(buf, sizeof buf, "/sys/devices/system/node/node%d/meminfo", node)
+                           : read_path(buf, sizeof buf, "/proc/meminfo", 0);
+    uint64_t free_b, act = 0, inact = 0;
+    if (n <= 0 || !nm_topo_meminfo_key(buf, "MemFree:", &free_b)) return UINT64_MAX;
+    nm_topo_meminfo_key(buf, "Active(file):", &act);
+    nm_topo_meminfo_key(buf, "Inactive(file):", &inact);
+    return free_b + (act + inact) / 2;
 }
 
 static long hugepage_count(int node, unsigned long size_kb, const char *what)

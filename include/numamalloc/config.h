@@ -70,6 +70,13 @@
  * has 12 bits for the domain, Linux allows at most 1024 nodes (NODES_SHIFT 10). */
 #define NM_MAX_DOMAINS     4096
 #define NM_DOMAIN_BITS     12
+/* Domains beyond one per node (src/policy.c): the interleaved and the profiler's
+ * pseudo-domains, a strictly bound (MPOL_BIND, faulted in at allocation) twin of
+ * every node, and up to NM_EXTRA_DOMAINS interleaved domains over node sets that
+ * per-thread policies ask for (interleave:1,3), created on first use. A process
+ * uses at most NM_THREAD_POLICIES distinct per-thread policies. */
+#define NM_EXTRA_DOMAINS   8
+#define NM_THREAD_POLICIES 31
 
 /* ---- large blocks -------------------------------------------------------------- */
 #define NM_PAGE_2M         ((size_t)2 << 20)

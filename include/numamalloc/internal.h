@@ -99,15 +99,19 @@ size_t  nm_prof_weight_bytes(size_t n);
 /* the numbers of the top sites, copied under the profiler lock; their frames named
  * (symbolize) afterwards with no lock of ours held, or left as addresses (signal handlers) */
 #define NM_PROF_TOP 10
+/* the top lists: by live bytes, allocated bytes, remote frees, huge-page fallbacks */
+enum { NM_PROF_BY_LIVE, NM_PROF_BY_ALLOC, NM_PROF_BY_REMOTE, NM_PROF_BY_HUGE_FB, NM_PROF_LISTS };
 typedef struct nm_prof_top {
     uint32_t site;
     uint64_t live_bytes, live_blocks, alloc_bytes, alloc_blocks, samples;
+    uint64_t remote_frees, remote_free_bytes, huge_fallbacks;
 } nm_prof_top_t;
 typedef struct nm_prof_snap {
     bool     on, busy;           /* profiling on; lock busy (signal handler): nothing copied */
     uint64_t samples, dropped, leak_bytes, leak_blocks, leak_sites;
-    int      n[2];               /* sites in top[0] (by live bytes) and top[1] (by allocated) */
-    nm_prof_top_t top[2][NM_PROF_TOP];
+    uint64_t remote_frees, remote_free_bytes, huge_fallbacks;     /* estimates, every site */
+    int      n[NM_PROF_LISTS];   /* sites in each top list */
+    nm_prof_top_t top[NM_PROF_LISTS][NM_PROF_TOP];
     void    *names;              /* frame names (metadata memory), or NULL */
 } nm_prof_snap_t;
 void    nm_prof_snapshot(nm_prof_snap_t *ps, bool symbolize);
@@ -298,6 +302,38 @@ bool  nm_reclaim(nm_tcache_t *tc);
 /* fork child: helper threads (background) are not there; they restart lazily */
 void  nm_decay_fork_child(void);
 
+/* ---- residency.c: where our memory really is (move_pages query mode) ------------------ */
+enum { NM_RES_SLAB, NM_RES_LARGE_LIVE, NM_RES_LARGE_CACHED, NM_RES_KINDS };
+#define NM_RES_SAMPLE_PAGES 16384    /* pages queried per range kind, at most */
+/* bytes of one range kind on one node, scaled up from the samples */
+typedef struct nm_res_cell {
+    uint64_t resident;       /* ours, resident on this node */
+    uint64_t placed;         /* ... and meant for it */
+    uint64_t foreign;        /* ... but meant for another node */
+    uint64_t interleaved;    /* ... from interleaved domains */
+    uint64_t sampled;        /* ... from the profiler's domain (first touch) */
+    uint64_t misplaced;      /* meant for this node, resident on another */
+    uint64_t spilled;        /* of which from a domain allowed to spill (MPOL_PREFERRED) */
+} nm_res_cell_t;
+typedef struct nm_res_kind {
+    uint64_t ranges, candidate_bytes, stride_bytes, sampled_pages, resident, misplaced;
+    bool     partial;        /* a domain was busy (signal handler): skipped */
+} nm_res_kind_t;
+typedef struct nm_residency {
+    bool        measured;
+    const char *why;         /* not measured: why */
+    int         err;
+    bool        partial;
+    uint64_t    elapsed_ns;
+    uint64_t    resident, misplaced, spilled, bound;   /* bound: resident bytes of node domains */
+    nm_res_kind_t kind[NM_RES_KINDS];
+} nm_residency_t;
+bool nm_residency_init(void);
+/* measure into r and the cell table (nm_res_cell); the dump lock serialises callers */
+void nm_residency_measure(nm_residency_t *r, bool from_signal);
+nm_res_cell_t *nm_res_cell(int kind, int node);
+const char *nm_residency_kind_name(int kind);
+
 /* ---- stats.c: the dump ---------------------------------------------------------------- */
 extern nm_lock_t nm_stats_dump_lock;
 bool nm_stats_init(void);
@@ -363,8 +399,16 @@ void nm_malloc_stats(void);
 int  nm_malloc_info(int options, void *fp);
 const char *nm_api_version(void);
 void *nm_api_alloc_onnode(size_t size, int node);
+void *nm_api_alloc_onnode_flags(size_t size, int node, int flags);
 void *nm_api_alloc_interleaved(size_t size);
 int   nm_api_node_of(const void *p);
+int   nm_api_resident_node(const void *p);
+int   nm_api_thread_policy_set(const char *text);
+int   nm_api_thread_policy_get(char *buf, size_t len);
+int   nm_api_nodes_with_memory(int *nodes, int len);
+int   nm_api_node_of_cpu(int cpu);
+int   nm_api_current_node(void);
+int   nm_api_node_distance(int a, int b);
 int   nm_api_block_info(const void *p, struct numamalloc_block_info *info);
 size_t nm_api_stats_print(char *buf, size_t len);
 size_t nm_api_stats_json(char *buf, size_t len);

@@ -100,6 +100,9 @@ void nm_options_init(char **envp, bool is_secure);
  * and returns false, leaving o's field at its default. Exposed for unit tests. */
 bool nm_option_parse(nm_options_t *o, int id, const char *value, char *err, size_t errlen);
 void nm_options_defaults(nm_options_t *o);
+/* parse a NUMAMALLOC_POLICY text ("bind:0,2") into its kind and nodes (nodes has
+ * room for NM_POLICY_MAX_NODES); false if it is not in the grammar */
+bool nm_policy_text_parse(const char *s, int *kind, uint16_t *nodes, unsigned *nnodes);
 /* parse "123", "64K", "1M", "2G", "1T"; false on junk or overflow */
 bool nm_parse_size(const char *s, size_t *out);
 

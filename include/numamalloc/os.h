@@ -7,7 +7,7 @@
 
 #include "numamalloc/base.h"
 
-enum nm_os_call { NM_OS_MMAP, NM_OS_MUNMAP, NM_OS_MADVISE, NM_OS_MBIND, NM_OS_MREMAP, NM_OS_CALLS };
+enum nm_os_call { NM_OS_MMAP, NM_OS_MUNMAP, NM_OS_MADVISE, NM_OS_MBIND, NM_OS_MREMAP, NM_OS_MOVE_PAGES, NM_OS_CALLS };
 extern int nm_os_last_errno[NM_OS_CALLS];
 extern size_t nm_os_page;            /* base page size (4096 here) */
 
@@ -22,6 +22,10 @@ void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *ne
 bool  nm_os_mbind(void *p, size_t size, int mode, const unsigned long *mask, unsigned long nbits);
 /* bind [p, p+size) to one node (mode MPOL_BIND / MPOL_PREFERRED) */
 bool  nm_os_mbind_node(void *p, size_t size, int mode, int node);
+/* move_pages(2) of our own process in query mode (nodes NULL: nothing moves): the
+ * node of each page in status[i], or a negative errno (-ENOENT: not present);
+ * returns false (errno kept in nm_os_last_errno) if the call itself failed */
+bool  nm_os_page_nodes(unsigned long count, void **pages, int *status);
 /* read a small file without stdio or malloc; returns bytes read (NUL-terminated) or -1 */
 long  nm_os_read_file(const char *path, char *buf, size_t cap);
 /* read a file holding one unsigned number; returns false if absent or unparsable */

@@ -1,21 +1,59 @@
-/* numamalloc — placement policy (src/policy.c): the domains and which one serves a
- * thread. A domain is a NUMA node id (0 .. max_node), the interleaved pseudo-domain
- * (max_node + 1) or the profiler's pseudo-domain (max_node + 2). */
+/* numamalloc — placement policy (src/policy.c): the domains, which one serves a
+ * thread, and how a domain's fresh memory is bound.
+ *
+ * Domains, by index (N = max_node + 1):
+ *   0 .. N-1                node n, MPOL_PREFERRED: a full node spills
+ *   N                       interleaved over the process's interleave nodes
+ *   N + 1                   the profiler's (sampled blocks, unbound, first touch)
+ *   N + 2 .. 2N + 1         strict twin of node n: MPOL_BIND, faulted in when a slab
+ *                           or mapping is made, after checking the node has room
+ *   2N + 2 .. + EXTRA - 1   interleaved over other node sets (per-thread policies),
+ *                           created on first use
+ * On a machine with one node with memory nothing is bound and the strict twin of
+ * node 0 is node 0's domain itself. */
 #ifndef NM_POLICY_H
 #define NM_POLICY_H
 
 #include "numamalloc/base.h"
 
-extern uint32_t nm_ndomains;          /* max_node + 3 */
+extern uint32_t nm_ndomains;          /* capacity: every index above */
 extern uint32_t nm_dom_interleave;    /* index of the interleaved pseudo-domain */
 extern uint32_t nm_dom_sampled;       /* index of the profiler's pseudo-domain */
+extern uint32_t nm_dom_strict0;       /* strict twin of node n: nm_dom_strict0 + n */
+extern uint32_t nm_dom_extra0;        /* first per-thread interleaved domain */
 extern struct nm_domain *nm_domains;
+extern nm_lock_t nm_policy_lock;      /* per-thread policy table and extra domains; a leaf */
 
 bool nm_policy_init(void);            /* validates NUMAMALLOC_POLICY against the topology */
+/* the domain of a thread running on cpu_node under the process policy */
 uint32_t nm_policy_domain_for(int cpu_node);
+/* ... under per-thread policy tpol (0: the process policy) */
+uint32_t nm_policy_domain_for_thread(uint8_t tpol, int cpu_node);
+/* node n's domain that binds strictly (MPOL_BIND, faulted in, never spills) */
+uint32_t nm_policy_strict_domain(int node);
 /* bind fresh memory [p, p+len) to domain d before first touch; counts failures */
 bool nm_policy_bind(uint32_t d, void *p, size_t len);
-/* node id a domain stands for, or -1 for the pseudo-domains */
+/* strict domains: fault [p, p+len) in now if node's free memory can hold it; false
+ * (errno ENOMEM, counted as strict_node_full) when it cannot. true for other domains */
+bool nm_policy_populate(uint32_t d, void *p, size_t len);
+/* node id a domain stands for (its strict twin too), or -1 for the pseudo-domains */
 int  nm_domain_node(uint32_t d);
+/* is d a node's domain (or its strict twin) and cpu_node another node? */
+bool nm_domain_is_remote(uint32_t d, int cpu_node);
+/* does domain d place memory on node n (its node, or one of its interleave nodes)? */
+bool nm_domain_spans(uint32_t d, int n);
+/* was domain d set up (extra domains exist once a thread asked for one)? */
+bool nm_domain_used(uint32_t d);
+
+/* ---- per-thread policies ------------------------------------------------------------
+ * A thread's policy is an index into a table of the distinct policies threads asked
+ * for (at most NM_THREAD_POLICIES per process): the text is parsed and checked once,
+ * and an interleaved node set gets its domain then. */
+/* tpol for the text (NUMAMALLOC_POLICY grammar), or 0 with errno EINVAL (not in the
+ * grammar, a node without memory) or ENOSPC (table or extra domains full); NULL or
+ * "" is tpol 0, the process policy (returns 0, errno untouched) */
+uint8_t nm_policy_thread_parse(const char *text, bool *ok);
+/* the policy text of tpol (0: NUMAMALLOC_POLICY in effect) */
+const char *nm_policy_thread_text(uint8_t tpol);
 
 #endif

@@ -92,6 +92,7 @@
     X(madvise_calls,"madvise calls")   X(madvise_fail,"madvise failures")            \
     X(mbind_calls, "mbind calls")      X(mbind_fail, "mbind failures")               \
     X(mremap_calls,"mremap calls")     X(mremap_fail,"mremap failures")              \
+    X(move_pages_calls,"move_pages calls (residency queries)") X(move_pages_fail,"move_pages failures") \
     X(decay_runs,         "decay passes")                                            \
     X(trim_calls,         "malloc_trim calls")                                       \
     X(invalid_free,       "invalid pointers reported")                               \
@@ -114,7 +115,8 @@
     X(THP_MADVISE,       "thp_madvise_failed","madvise(MADV_HUGEPAGE) failed") \
     X(MBIND,             "mbind_failed",      "mbind of a segment or mapping failed") \
     X(OWN_MEMORY,        "own_memory_refused","no segment could be mapped, even after releasing idle memory: served by the fallback arena") \
-    X(LARGE_ALIGN,       "large_alignment",   "alignment above 64 KiB below the large threshold: block mapped on its own")
+    X(LARGE_ALIGN,       "large_alignment",   "alignment above 64 KiB below the large threshold: block mapped on its own") \
+    X(STRICT_NODE_FULL,  "strict_node_full",  "a strictly bound slab or mapping was refused: its node had no room (NULL, or the fallback arena for a thread's own blocks)")
 
 #define NM_CTR_ENUM(name, desc) NM_C_##name,
 enum { NM_CLASS_COUNTERS(NM_CTR_ENUM) NM_CLASS_CTR_N };

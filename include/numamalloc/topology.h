@@ -32,6 +32,12 @@ bool nm_topo_init(const char *root);
 int  nm_topo_parse_list(const char *s, unsigned long *mask, int nbits);
 /* MemTotal of a nodeN/meminfo text, in bytes (0 if absent) */
 uint64_t nm_topo_parse_meminfo(const char *s);
+/* the value of a "Key:" line of a meminfo text ("Node 0 MemFree:  123 kB" or
+ * "MemFree:  123 kB"), in bytes; false if absent */
+bool nm_topo_meminfo_key(const char *s, const char *key, uint64_t *bytes);
+/* memory node n could give now without swapping: MemFree plus half its file pages
+ * (nodeN/meminfo, read now: a few microseconds); UINT64_MAX if unknown */
+uint64_t nm_topo_node_available(int node);
 NM_INLINE int nm_topo_cpu_node(int cpu)
 {
     return (cpu >= 0 && cpu <= nm_topo.max_cpu && nm_topo.cpu_node) ? nm_topo.cpu_node[cpu] : 0;

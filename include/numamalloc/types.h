@@ -19,7 +19,7 @@
  *  - Global counters are relaxed atomics, added on slow paths only.
  *  - Lock order (src/fork.c takes them all in it): init -> dump -> decay -> threads
  *    -> [fallback gate] -> every depot (domain, class) -> every seg_lock -> every
- *    large_lock -> meta -> pagemap -> profiler.
+ *    large_lock -> policy -> meta -> pagemap -> profiler.
  */
 #ifndef NM_TYPES_H
 #define NM_TYPES_H
@@ -146,9 +146,12 @@ typedef struct nm_large {
     uint8_t   sampled : 1;   /* profiler sampled this block */
     uint8_t   tcached : 1;   /* kept by the thread that freed it (still in the page map) */
     uint8_t   multi_vma : 1; /* mremap answered EFAULT: coalesced from mappings the kernel kept apart */
+    uint8_t   huge_fb;       /* a huge-page fallback of its mapping (NM_FB_* + 1; 0 none): the
+                                profiler charges it to the site of a sampled block */
 } NM_ALIGNED(64) nm_large_t;
 
-/* ---- domain (a NUMA node, or the interleaved pseudo-node) ------------------------ */
+/* ---- domain (a NUMA node, its strict twin, or an interleaved or the profiler's
+ * pseudo-node: src/policy.c) ------------------------------------------------------- */
 typedef struct nm_domain {
     nm_depot_t depots[NM_NUM_CLASSES];
     nm_lock_t  seg_lock;
@@ -161,9 +164,12 @@ typedef struct nm_domain {
     nm_large_t *cache;       /* freed large mappings, newest first */
     nm_large_t *cache_tail;
     size_t     cache_bytes;
-    int        node;         /* NUMA node id, or -1 for the interleaved domain */
+    int        node;         /* NUMA node id, or -1 for the pseudo-domains */
     int        mpol_mode;    /* MPOL_* used to bind this domain's memory */
     bool       bind;         /* mbind at all (false on one-node machines) */
+    bool       strict;       /* MPOL_BIND, and memory faulted in when a slab or mapping is
+                                made, after checking the node has room: no spill, no OOM
+                                kill at first touch (src/policy.c) */
 } nm_domain_t;
 
 /* ---- thread cache ----------------------------------------------------------------- */
@@ -174,6 +180,7 @@ typedef struct nm_tcache {
     uint64_t  free_tag_hi;   /* page-map tag (domain << 4 | SLAB) << 48: blocks this thread may cache */
     uint8_t   state;         /* enum nm_tstate */
     uint8_t   busy;          /* >0 while inside the allocator's own calls out (profiler, dumps) */
+    uint8_t   tpol;          /* per-thread placement policy (src/policy.c): 0 the process's */
     uint32_t  domain;        /* domain serving this thread's small and medium blocks */
     int32_t   cpu_node;      /* node of the CPU seen at the last check */
     uint32_t  slow_ticks;    /* slow-path events since the last decay check */

@@ -61,6 +61,14 @@ typedef struct nm_api {
     size_t (*stats_print)(char *, size_t);
     size_t (*stats_json)(char *, size_t);
     const char *(*option_get)(const char *);
+    void *(*alloc_onnode_flags)(size_t, int, int);
+    int (*resident_node)(const void *);
+    int (*thread_policy_set)(const char *);
+    int (*thread_policy_get)(char *, size_t);
+    int (*nodes_with_memory)(int *, int);
+    int (*node_of_cpu)(int);
+    int (*current_node)(void);
+    int (*node_distance)(int, int);
 } nm_api_t;
 
 static inline const nm_api_t *api(void)
@@ -74,6 +82,14 @@ static inline const nm_api_t *api(void)
         *(void **)&a.stats_print = nm_api_sym("numamalloc_stats_print");
         *(void **)&a.stats_json = nm_api_sym("numamalloc_stats_json");
         *(void **)&a.option_get = nm_api_sym("numamalloc_option_get");
+        *(void **)&a.alloc_onnode_flags = nm_api_sym("numamalloc_alloc_onnode_flags");
+        *(void **)&a.resident_node = nm_api_sym("numamalloc_resident_node");
+        *(void **)&a.thread_policy_set = nm_api_sym("numamalloc_thread_policy_set");
+        *(void **)&a.thread_policy_get = nm_api_sym("numamalloc_thread_policy_get");
+        *(void **)&a.nodes_with_memory = nm_api_sym("numamalloc_nodes_with_memory");
+        *(void **)&a.node_of_cpu = nm_api_sym("numamalloc_node_of_cpu");
+        *(void **)&a.current_node = nm_api_sym("numamalloc_current_node");
+        *(void **)&a.node_distance = nm_api_sym("numamalloc_node_distance");
         *(void **)&a.version = nm_api_sym("numamalloc_version");
     }
     return &a;

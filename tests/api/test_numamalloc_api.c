@@ -7,8 +7,15 @@
  * and is freeable, a node without memory is EINVAL), numamalloc_alloc_interleaved,
  * numamalloc_option_get (with and without the NUMAMALLOC_ prefix, unknown names),
  * numamalloc_stats_print / numamalloc_stats_json (size queries through a 64-byte
- * buffer, NUL termination, a JSON dump python3 accepts with schema_version 1). */
+ * buffer, NUL termination, a JSON dump python3 accepts with schema_version 2),
+ * and on this one-node machine: numamalloc_alloc_onnode_flags (both forms, bad
+ * flags), numamalloc_resident_node (touched, untouched, foreign),
+ * numamalloc_thread_policy_set/get (round trip, reset, EINVAL leaves the policy,
+ * ERANGE, per thread), the topology calls (nodes_with_memory, node_of_cpu,
+ * current_node, node_distance). Placement itself is checked in the NUMA VMs
+ * (tests/numa/truth.c). */
 #include <malloc.h>
+#include <pthread.h>
 
 #include "api/api_util.h"
 
@@ -255,7 +262,7 @@ Test(numamalloc_api, stats_text_and_json_whole)
     cr_assert(json_py(json, n, "[d['schema_version'], d['allocator'], d['version'], "
                                "d['summary']['live'] >= 100, d['large']['allocs'] >= 1]", res, sizeof res), "%s\n%.300s", res, json);
     char want[256];
-    snprintf(want, sizeof want, "[1,\"numamalloc\",\"%s\",true,true]", api()->version());
+    snprintf(want, sizeof want, "[2,\"numamalloc\",\"%s\",true,true]", api()->version());
     cr_assert_str_eq(res, want);
     free(json);
     for (int i = 0; i < 100; i++) free(keep[i]);
@@ -313,4 +320,155 @@ Test(numamalloc_api, large_block_kept_by_freeing_thread)
     free(q);
     malloc_trim(0);
     cr_assert_eq(json_number("thread_cache_bytes"), 0, "malloc_trim hands kept blocks on");
+}
+
+/* ---- NUMA controls on one node --------------------------------------------------------- */
+
+Test(numamalloc_api, alloc_onnode_flags)
+{
+    static const size_t sizes[] = { 16, 4000, 100000, 4 << 20 };
+    for (unsigned i = 0; i < ARRAY_LEN(sizes); i++) {
+        for (int spill = 0; spill < 2; spill++) {
+            unsigned char *p = api()->alloc_onnode_flags(sizes[i], 0, spill ? NUMAMALLOC_ONNODE_SPILL : 0);
+            cr_assert_not_null(p, "alloc_onnode_flags(%zu, 0, %d): errno %d", sizes[i], spill, errno);
+            memset(p, 1, sizes[i]);
+            cr_assert_eq(api()->node_of(p), 0);
+            cr_assert_eq(api()->resident_node(p), 0, "size %zu: resident on %d", sizes[i], api()->resident_node(p));
+            free(p);
+        }
+    }
+    static const int bad_flags[] = { 2, 0x100, -1 };
+    for (unsigned i = 0; i < ARRAY_LEN(bad_flags); i++) {
+        errno = 0;
+        cr_assert_null(api()->alloc_onnode_flags(64, 0, bad_flags[i]));
+        cr_assert_eq(errno, EINVAL, "flags %#x: errno %d", bad_flags[i], errno);
+    }
+    errno = 0;
+    cr_assert_null(api()->alloc_onnode_flags(64, 7, NUMAMALLOC_ONNODE_SPILL));
+    cr_assert_eq(errno, EINVAL);
+}
+
+Test(numamalloc_api, resident_node)
+{
+    char *p = malloc(100);
+    memset(p, 1, 100);
+    cr_assert_eq(api()->resident_node(p), 0);
+    /* a large block nobody touched: no page yet */
+    char *l = malloc(8 << 20);
+    errno = 0;
+    cr_assert_eq(api()->resident_node(l), -1);
+    cr_assert_eq(errno, ENOENT, "untouched: errno %d", errno);
+    l[0] = 1;
+    cr_assert_eq(api()->resident_node(l), 0);
+    int on_stack = 1;
+    errno = 0;
+    cr_assert_eq(api()->resident_node(&on_stack), -1);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(api()->resident_node(NULL), -1);
+    cr_assert_eq(errno, EINVAL);
+    free(p);
+    free(l);
+}
+
+Test(numamalloc_api, thread_policy_round_trip)
+{
+    char buf[64];
+    const char *proc = api()->option_get("POLICY");
+    cr_assert_eq(api()->thread_policy_get(buf, sizeof buf), 0, "a new thread follows the process policy");
+    cr_assert_str_eq(buf, proc);
+    static const char *const good[] = { "local", "interleave", "interleave:0", "bind:0", "preferred:0" };
+    for (unsigned i = 0; i < ARRAY_LEN(good); i++) {
+        cr_assert_eq(api()->thread_policy_set(good[i]), 0, "%s: errno %d", good[i], errno);
+        cr_assert_eq(api()->thread_policy_get(buf, sizeof buf), 1);
+        cr_assert_str_eq(buf, good[i]);
+        /* small, medium and large blocks are served under it (one node: all on node 0) */
+        static const size_t sizes[] = { 24, 5000, 200000, 3 << 20 };
+        for (unsigned k = 0; k < ARRAY_LEN(sizes); k++) {
+            char *p = malloc(sizes[k]);
+            cr_assert_not_null(p);
+            memset(p, 2, sizes[k]);
+            cr_assert_eq(api()->node_of(p), 0, "%s, %zu bytes", good[i], sizes[k]);
+            free(p);
+        }
+    }
+    /* bad values: -1 EINVAL, the policy stays */
+    static const char *const bad[] = { "sideways", "bind:", "bind:7", "preferred:0,0", "preferred:0,1", "interleave:",
+                                       "bind:0,0", "LOCAL", " local" };
+    for (unsigned i = 0; i < ARRAY_LEN(bad); i++) {
+        errno = 0;
+        cr_assert_eq(api()->thread_policy_set(bad[i]), -1, "'%s' accepted", bad[i]);
+        cr_assert_eq(errno, EINVAL, "'%s': errno %d", bad[i], errno);
+        cr_assert_eq(api()->thread_policy_get(buf, sizeof buf), 1);
+        cr_assert_str_eq(buf, "preferred:0", "'%s' changed the policy", bad[i]);
+    }
+    /* too small a buffer; NULL */
+    char tiny[4];
+    errno = 0;
+    cr_assert_eq(api()->thread_policy_get(tiny, sizeof tiny), -1);
+    cr_assert_eq(errno, ERANGE);
+    cr_assert_str_eq(tiny, "");
+    errno = 0;
+    cr_assert_eq(api()->thread_policy_get(NULL, 8), -1);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(api()->thread_policy_get(buf, 0), -1);
+    cr_assert_eq(errno, EINVAL);
+    /* back to the process policy: NULL and "" */
+    cr_assert_eq(api()->thread_policy_set(NULL), 0);
+    cr_assert_eq(api()->thread_policy_get(buf, sizeof buf), 0);
+    cr_assert_str_eq(buf, proc);
+    cr_assert_eq(api()->thread_policy_set("bind:0"), 0);
+    cr_assert_eq(api()->thread_policy_set(""), 0);
+    cr_assert_eq(api()->thread_policy_get(buf, sizeof buf), 0);
+}
+
+static void *other_thread_policy(void *arg)
+{
+    char *buf = arg;
+    api()->thread_policy_get(buf, 64);
+    return NULL;
+}
+
+Test(numamalloc_api, thread_policy_is_per_thread)
+{
+    cr_assert_eq(api()->thread_policy_set("interleave"), 0);
+    char theirs[64] = "", mine[64];
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, other_thread_policy, theirs), 0);
+    pthread_join(t, NULL);
+    cr_assert_str_eq(theirs, api()->option_get("POLICY"), "another thread keeps the process policy");
+    cr_assert_eq(api()->thread_policy_get(mine, sizeof mine), 1);
+    cr_assert_str_eq(mine, "interleave");
+}
+
+Test(numamalloc_api, topology)
+{
+    int nodes[8] = { -1, -1 };
+    cr_assert_eq(api()->nodes_with_memory(NULL, 0), 1);
+    cr_assert_eq(api()->nodes_with_memory(nodes, 8), 1);
+    cr_assert_eq(nodes[0], 0);
+    cr_assert_eq(nodes[1], -1, "nothing written past the count");
+    errno = 0;
+    cr_assert_eq(api()->nodes_with_memory(nodes, -1), -1);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(api()->nodes_with_memory(NULL, 4), -1);
+    cr_assert_eq(errno, EINVAL);
+    long ncpu = sysconf(_SC_NPROCESSORS_CONF);
+    for (int c = 0; c < ncpu; c++) cr_assert_eq(api()->node_of_cpu(c), 0, "cpu %d", c);
+    static const int bad_cpu[] = { -1, 1 << 20 };
+    for (unsigned i = 0; i < ARRAY_LEN(bad_cpu); i++) {
+        errno = 0;
+        cr_assert_eq(api()->node_of_cpu(bad_cpu[i]), -1);
+        cr_assert_eq(errno, EINVAL);
+    }
+    cr_assert_eq(api()->current_node(), 0);
+    cr_assert_eq(api()->node_distance(0, 0), 10);
+    errno = 0;
+    cr_assert_eq(api()->node_distance(0, 1), -1);
+    cr_assert_eq(errno, EINVAL);
+    errno = 0;
+    cr_assert_eq(api()->node_distance(-1, 0), -1);
+    cr_assert_eq(errno, EINVAL);
 }

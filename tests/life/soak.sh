@@ -7,7 +7,7 @@
 #     bounded (the highest sample of the second half <= 1.2 x the first half's
 #     highest + 16 MiB);
 #   - every line of every dump file parses as JSON (python3's json module, not the
-#     test helpers' validator), is a schema_version 1 numamalloc dump of the pid in
+#     test helpers' validator), is a schema_version 2 numamalloc dump of the pid in
 #     the file name, with reason "interval" (the soak process) or "exit";
 #   - the soak process wrote its exit dump and at least one interval dump per
 #     2 x SOAK_INTERVAL seconds; every child that was forked wrote one exit dump;
@@ -73,7 +73,7 @@ for f in files:
             if bad_json <= 5:
                 print(f"soak: {f}:{n}: not JSON: {e}")
             continue
-        ok = (j.get("schema_version") == 1 and j.get("allocator") == "numamalloc" and j.get("pid") == fpid
+        ok = (j.get("schema_version") == 2 and j.get("allocator") == "numamalloc" and j.get("pid") == fpid
               and j.get("reason") in ("interval", "exit"))
         need(ok, f"{f}:{n}: unexpected header {dict((k, j.get(k)) for k in ('schema_version', 'allocator', 'pid', 'reason'))}")
         if fpid == pid:

@@ -2,8 +2,9 @@
 # Included by tests/tests.mk.
 #   make hugepage-test   hugetlb / THP / 4 KiB backing of large blocks on this machine
 #                        (sizes /proc/sys/vm/nr_hugepages, restores it; ~1 s; needs root)
-#   make vm-test         placement checked page by page in 2- and 4-node QEMU VMs
-#                        (40 to 90 s on the 2-core machine with the kernel cached,
+#   make vm-test         placement checked page by page in 2- and 4-node QEMU VMs, and
+#                        what the dump says about it (tests/numa/truth.c)
+#                        (55 to 75 s on the 2-core machine with the kernel cached,
 #                        +5 to 10 s to fetch it once; skipped, one line, without QEMU)
 # The programs are plain x86-64 C (the TCG guest has no AVX-512) and call the
 # numamalloc_* API through dlsym, so they are not linked with the library.
@@ -12,7 +13,7 @@ SUITES += hugepage-test vm-test
 .PHONY: hugepage-test vm-test
 
 NUMA_TB    := $(TB)/numa
-NUMA_PROGS := $(NUMA_TB)/placement $(NUMA_TB)/hugepages
+NUMA_PROGS := $(NUMA_TB)/placement $(NUMA_TB)/hugepages $(NUMA_TB)/truth
 NUMA_DEPS  := tests/numa/numa_common.c tests/numa/numa_common.h include/numamalloc.h
 
 $(NUMA_TB)/%: tests/numa/%.c $(NUMA_DEPS)

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -139,14 +140,23 @@ void nt_api_load(void)
 {
 #define LOAD(field, name) *(void **)&nt_api.field = dlsym(RTLD_DEFAULT, name)
     LOAD(alloc_onnode, "numamalloc_alloc_onnode");
+    LOAD(alloc_onnode_flags, "numamalloc_alloc_onnode_flags");
     LOAD(alloc_interleaved, "numamalloc_alloc_interleaved");
     LOAD(node_of, "numamalloc_node_of");
+    LOAD(resident_node, "numamalloc_resident_node");
     LOAD(block_info, "numamalloc_block_info");
     LOAD(stats_json, "numamalloc_stats_json");
     LOAD(option_get, "numamalloc_option_get");
+    LOAD(thread_policy_set, "numamalloc_thread_policy_set");
+    LOAD(thread_policy_get, "numamalloc_thread_policy_get");
+    LOAD(nodes_with_memory, "numamalloc_nodes_with_memory");
+    LOAD(node_of_cpu, "numamalloc_node_of_cpu");
+    LOAD(current_node, "numamalloc_current_node");
 #undef LOAD
     if (!nt_api.alloc_onnode || !nt_api.alloc_interleaved || !nt_api.node_of || !nt_api.block_info ||
-        !nt_api.stats_json || !nt_api.option_get) {
+        !nt_api.stats_json || !nt_api.option_get || !nt_api.alloc_onnode_flags || !nt_api.resident_node ||
+        !nt_api.thread_policy_set || !nt_api.thread_policy_get || !nt_api.nodes_with_memory ||
+        !nt_api.node_of_cpu || !nt_api.current_node) {
         nt_say("FAIL numamalloc_* not found: run under LD_PRELOAD=libnumamalloc.so");
         exit(2);
     }
@@ -385,6 +395,107 @@ int nt_finish(const char *prog)
     nt_say("%s: %d failure(s)", prog, nt_failures);
     return nt_failures ? 1 : 0;
 }
+
+/* ---- JSON ---------------------------------------------------------------------------------- */
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+    return p;
+}
+
+static const char *skip_string(const char *p)    /* p at the opening quote */
+{
+    for (p++; *p && *p != '"'; p++) if (*p == '\\' && p[1]) p++;
+    return *p ? p + 1 : p;
+}
+
+const char *nt_json_skip(const char *v)
+{
+    v = skip_ws(v);
+    if (*v == '"') return skip_string(v);
+    if (*v == '{' || *v == '[') {
+        int depth = 0;
+        for (const char *p = v; *p; ) {
+            if (*p == '"') { p = skip_string(p); continue; }
+            if (*p == '{' || *p == '[') depth++;
+            else if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
+            p++;
+        }
+        return v + strlen(v);
+    }
+    while (*v && *v != ',' && *v != '}' && *v != ']') v++;
+    return v;
+}
+
+const char *nt_json_get(const char *obj, const char *key, const char **end)
+{
+    const char *p = skip_ws(obj);
+    if (*p != '{') return NULL;
+    p++;
+    size_t kl = strlen(key);
+    for (;;) {
+        p = skip_ws(p);
+        if (*p != '"') return NULL;
+        const char *k = p + 1, *ke = skip_string(p);
+        p = skip_ws(ke);
+        if (*p != ':') return NULL;
+        const char *v = skip_ws(p + 1), *ve = nt_json_skip(v);
+        if ((size_t)(ke - 1 - k) == kl && strncmp(k, key, kl) == 0) {
+            if (end) *end = ve;
+            return v;
+        }
+        p = skip_ws(ve);
+        if (*p != ',') return NULL;
+        p++;
+    }
+}
+
+bool nt_json_u64(const char *obj, const char *key, uint64_t *v)
+{
+    const char *s = nt_json_get(obj, key, NULL);
+    if (s == NULL || *s < '0' || *s > '9') return false;
+    *v = strtoull(s, NULL, 10);
+    return true;
+}
+
+bool nt_json_str(const char *obj, const char *key, char *buf, size_t cap)
+{
+    const char *e, *s = nt_json_get(obj, key, &e);
+    if (s == NULL || *s != '"' || cap == 0) return false;
+    size_t n = (size_t)(e - s) - 2;
+    if (n >= cap) n = cap - 1;
+    memcpy(buf, s + 1, n);
+    buf[n] = 0;
+    return true;
+}
+
+const char *nt_json_elem(const char *arr, int i)
+{
+    const char *p = skip_ws(arr);
+    if (*p != '[') return NULL;
+    p = skip_ws(p + 1);
+    if (*p == ']') return NULL;
+    for (int k = 0;; k++) {
+        if (k == i) return p;
+        p = skip_ws(nt_json_skip(p));
+        if (*p != ',') return NULL;
+        p = skip_ws(p + 1);
+    }
+}
+
+char *nt_stats_json(void)
+{
+    /* mapped here, not malloc'ed: the buffer must not be one of the blocks measured */
+    size_t cap = NT_JSON_CAP;
+    char *buf = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (buf == MAP_FAILED) { nt_say("FAIL out of memory"); exit(2); }
+    size_t need = nt_api.stats_json(buf, cap);
+    if (need >= cap) nt_check(false, "stats dump of %zu bytes fits in %zu", need, cap);
+    return buf;
+}
+
+void nt_stats_json_free(char *json) { munmap(json, NT_JSON_CAP); }
 
 /* ---- smaps ------------------------------------------------------------------------------- */
 

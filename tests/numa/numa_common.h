@@ -39,11 +39,18 @@ void nt_run_on_node(int n, void *(*fn)(void *), void *arg);
 /* ---- the library's API, through dlsym ------------------------------------------- */
 typedef struct nt_api {
     void *(*alloc_onnode)(size_t, int);
+    void *(*alloc_onnode_flags)(size_t, int, int);
     void *(*alloc_interleaved)(size_t);
     int (*node_of)(const void *);
+    int (*resident_node)(const void *);
     int (*block_info)(const void *, struct numamalloc_block_info *);
     size_t (*stats_json)(char *, size_t);
     const char *(*option_get)(const char *);
+    int (*thread_policy_set)(const char *);
+    int (*thread_policy_get)(char *, size_t);
+    int (*nodes_with_memory)(int *, int);
+    int (*node_of_cpu)(int);
+    int (*current_node)(void);
 } nt_api_t;
 extern nt_api_t nt_api;
 /* exits with status 2 if the library is not preloaded */
@@ -103,6 +110,24 @@ bool nt_expect_spread(const char *label, const nt_tally_t *t, uint64_t nodes, do
 bool nt_expect_interleaved(const char *label, const void *p, const nt_tally_t *t, uint64_t nodes);
 /* the program's last line and exit status */
 int nt_finish(const char *prog);
+
+/* ---- the JSON dump, read without a JSON library (python3 is not in the VM) ------------ */
+/* the value of "key" at the top level of the object or array element starting at
+ * obj ('{'), as the text of the value (end: one past it); NULL if absent */
+const char *nt_json_get(const char *obj, const char *key, const char **end);
+/* ... as a number (false if absent, null or not a number) */
+bool nt_json_u64(const char *obj, const char *key, uint64_t *v);
+/* ... as a string into buf (false if absent or not a string) */
+bool nt_json_str(const char *obj, const char *key, char *buf, size_t cap);
+/* the i-th element of the array value starting at arr ('['); NULL past the end */
+const char *nt_json_elem(const char *arr, int i);
+/* one past the end of the value starting at v */
+const char *nt_json_skip(const char *v);
+/* the whole dump of numamalloc_stats_json, in a mapping of NT_JSON_CAP bytes (not
+ * one of our blocks) the caller releases with nt_stats_json_free */
+#define NT_JSON_CAP (1UL << 20)
+char *nt_stats_json(void);
+void nt_stats_json_free(char *json);
 
 /* ---- /proc/self/smaps ------------------------------------------------------------------ */
 typedef struct nt_smaps {

@@ -55,6 +55,12 @@ hugepages_on() {   # hugepages_on NODE COUNT
 
 step local -- placement local
 step xnode -- placement xnode
+# what the dump says about placement (tests/numa/truth.c); freed mappings must stay
+# cached until the dump, whatever the decay time
+step residency NUMAMALLOC_DECAY_MS=3600000 -- truth residency
+step threadpol -- truth threadpol
+step threadpol-il NUMAMALLOC_POLICY=interleave -- truth threadpol
+step prof NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_SAMPLE=16K LD_LIBRARY_PATH=/tests -- truth prof
 step interleave NUMAMALLOC_POLICY=interleave -- placement policy interleave
 # with THP off the interleave unit is one 4 KiB page: every size range must spread
 thp=/sys/kernel/mm/transparent_hugepage/enabled
@@ -65,6 +71,8 @@ echo "$thp_was" > $thp
 if [ "$mode" = full ]; then
   step migrate -- placement migrate
   step api -- placement api
+  step migrate-residency -- truth migrate
+  step strict -- truth strict
   for n in $MEM_NODES; do
     step "bind:$n" "NUMAMALLOC_POLICY=bind:$n" -- placement policy bind "$n"
   done

@@ -46,6 +46,12 @@ shake -- placement migrate
 shake -- placement api
 shake NUMAMALLOC_POLICY=bind:0 -- placement policy bind 0
 shake NUMAMALLOC_POLICY=interleave -- placement policy interleave
+shake NUMAMALLOC_DECAY_MS=3600000 -- truth residency
+shake -- truth migrate
+shake -- truth strict
+shake -- truth threadpol
+shake NUMAMALLOC_POLICY=interleave -- truth threadpol
+shake NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_SAMPLE=16K -- truth prof
 passes=$((passes + $(grep -c '^PASS' "$host_log" || true)))
 shake_line="vm-test: host shake-out (1 node): $passes checks passed, $(grep -c '^FAIL' "$host_log" || true) failed"
 if [ $fails != 0 ]; then echo "$shake_line"; exit 1; fi
@@ -73,7 +79,7 @@ failed_checks=0
 report() {   # report FILE
   passes=$((passes + $(grep -c '^PASS' "$1" || true)))
   failed_checks=$((failed_checks + $(grep -E '^FAIL' "$1" | grep -vc '^FAIL step' || true)))
-  grep -E '^(RESULT|FAIL|STATS|INFO (vm:|xnode|migrate))' "$1" || true
+  grep -E '^(RESULT|FAIL|STATS|INFO (vm:|xnode|migrate|threadpol|prof|strict))' "$1" || true
 }
 
 echo "$shake_line"
@@ -82,8 +88,13 @@ echo "$shake_line"
 D=$T/tests
 mkdir -p "$D"
 cp "$LIB" "$D/libnumamalloc.so"
-cp "$PROGDIR/placement" "$PROGDIR/hugepages" "$D/"
+cp "$PROGDIR/placement" "$PROGDIR/hugepages" "$PROGDIR/truth" "$D/"
 cp "$HERE/vm-run.sh" "$D/"
+# the profiler dlopens libunwind (its own libraries follow: numa-vm.sh copies the
+# libraries of every ELF file in the directory)
+for u in /usr/lib/x86_64-linux-gnu/libunwind.so.8 /lib/x86_64-linux-gnu/libunwind.so.8; do
+  if [ -e "$u" ]; then cp -L "$u" "$D/"; break; fi
+done
 
 # check the stats dumps a VM printed
 check_stats() {   # check_stats LOG TAG
@@ -99,6 +110,7 @@ check_stats() {   # check_stats LOG TAG
       vm-pool) set -- "$@" 'backing:hugetlb_2m.mapped_total>=3' \
                  'fallback:no_hugetlb_pool|no_free_hugetlb_on_node|hugetlb_mmap_failed|hugetlb_populate_failed==0' ;;
       vm-empty) set -- "$@" 'backing:hugetlb_2m.mapped_total>=1' 'fallback:no_free_hugetlb_on_node>=1' ;;
+      strict) set -- "$@" 'fallback:strict_node_full>=1' ;;
     esac
     rc=0
     out=$(python3 "$HERE/stats_check.py" "$tag $step" "$json" "$@") || rc=$?

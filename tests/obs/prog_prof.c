@@ -12,6 +12,9 @@
  *                    every one is a sample)
  *   threads T N      T threads each do N mixed-size malloc/free pairs (in the
  *                    static function thread_body)
+ *   large N SIZE     huge_site allocates and frees N blocks of SIZE (large blocks:
+ *                    with no huge pages to be had, each a huge-page fallback),
+ *                    after hot_allocator's small ones
  * Output is "pid <pid>" and one result line; the dump goes where the test says. */
 #include <pthread.h>
 #include <stdint.h>
@@ -65,6 +68,18 @@ __attribute__((noinline)) size_t leaky_function(size_t bytes, size_t block)
     return total;
 }
 
+__attribute__((noinline)) void huge_site(int n, size_t size)
+{
+    for (int i = 0; i < n; i++) {
+        char *p = malloc(size);
+        if (p == NULL) abort();
+        p[0] = 6;
+        sink += (uintptr_t)p;
+        free(p);
+    }
+    __asm__ volatile("" ::: "memory");
+}
+
 static void *thread_body(void *arg)
 {
     long n = (long)(intptr_t)arg;
@@ -108,6 +123,12 @@ int main(int argc, char **argv)
             free(p);
         }
         printf("many %ld\n", n);
+        return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "large")) {
+        hot_allocator((size_t)4 << 20, 1024);
+        huge_site(atoi(argv[2]), (size_t)atol(argv[3]));
+        printf("large %s x %s\n", argv[2], argv[3]);
         return 0;
     }
     if (argc == 4 && !strcmp(argv[1], "threads")) {

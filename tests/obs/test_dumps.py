@@ -145,7 +145,7 @@ class Dump(Tmp, unittest.TestCase):
 
     def check_invariants(self, d):
         s = d["summary"]
-        self.assertEqual(d["schema_version"], 1)
+        self.assertEqual(d["schema_version"], 2)
         self.assertEqual(d["allocator"], "numamalloc")
         self.assertEqual(d["version"], VERSION)
         self.assertEqual(d["reason"], "exit")
@@ -198,9 +198,25 @@ class Dump(Tmp, unittest.TestCase):
         self.assertEqual(sum(b["live"] for b in lg["backing"]), lg["allocs"] - lg["frees"])
         self.assertTrue(lg["huge_coverage"] is None or 0 <= lg["huge_coverage"] <= 1)
         self.assertEqual([f["reason"] for f in d["fallbacks"]], fallback_keys())
-        self.assertEqual([c["call"] for c in d["syscalls"]], ["mmap", "munmap", "madvise", "mbind", "mremap"])
+        self.assertEqual([c["call"] for c in d["syscalls"]], ["mmap", "munmap", "madvise", "mbind", "mremap", "move_pages"])
         for sc in d["syscalls"]:
             self.assertLessEqual(sc["failures"], sc["calls"])
+        # measured residency: n/a with the reason on one node (the VMs check the numbers)
+        res = d["residency"]
+        if d["nodes_with_memory"] == 1:
+            self.assertIs(res["measured"], False)
+            self.assertEqual(res["why"], "one node with memory")
+            self.assertEqual((res["kinds"], res["nodes"]), ([], []))
+            for k in ("resident_bytes", "misplaced_bytes", "spilled_bytes", "misplaced_ratio", "elapsed_us"):
+                self.assertIsNone(res[k], k)
+            self.assertIsNone(s["misplaced_bytes"])
+            self.assertIsNone(s["misplaced_ratio"])
+            self.assertEqual(next(c for c in d["syscalls"] if c["call"] == "move_pages")["calls"], 0)
+        else:
+            self.assertIs(res["measured"], True)
+            self.assertEqual(res["misplaced_bytes"], s["misplaced_bytes"])
+            self.assertEqual([k["kind"] for k in res["kinds"]], ["slab", "large_live", "large_cached"])
+        self.assertEqual(res["sample_pages"], 16384)
 
     def test_python_json_work(self):
         """python3 doing JSON work (CPython on malloc for every object)."""
@@ -290,7 +306,7 @@ class Dump(Tmp, unittest.TestCase):
         self.assertTrue(m, "header:\n" + t[:300])
         self.assertEqual(m.group(1), VERSION)
         nodes = int(m.group(3))
-        titles = ["configuration (effective):", "summary:", "size classes (", "nodes (", "large blocks (",
+        titles = ["configuration (effective):", "summary:", "size classes (", "nodes (", "residency (", "large blocks (",
                   "fallback arena (", "system calls:", "metadata and housekeeping:", "misuse (",
                   "heap profile: n/a (NUMAMALLOC_PROF=0)", "=== end of numamalloc statistics ==="]
         at = 0
@@ -317,6 +333,9 @@ class Dump(Tmp, unittest.TestCase):
             # remote alloc, remote free and local: the three columns after the live bytes
             self.assertRegex(row.group(0), r"^  0 +\d+ +[0-9.]+ \w?i?B +\d+ +[0-9.]+ \w?i?B +n/a +n/a +n/a +\d+ ")
         self.assertRegex(t, r"(?m)^  live bytes on huge pages +n/a$")        # no large block live
+        if nodes == 1:
+            self.assertIn("\nresidency (measured with move_pages): n/a (one node with memory)\n", t)
+            self.assertRegex(t, r"(?m)^  misplaced \(measured\) +n/a \(one node with memory\)$")
         # the class row of the 1000 blocks
         crow = re.search(r"(?m)^ +10 +224 +(\d+) +(\d+) +(\d+) ", t)
         self.assertTrue(crow, "no row for class 10 (224 bytes)")
@@ -418,6 +437,33 @@ class Profiler(Tmp, unittest.TestCase):
         m = re.search(r"still live \(leaks, if this is the exit dump\): ~([0-9.]+) MiB in ~\d+ blocks from \d+ sites", t)
         self.assertTrue(m, t[-600:])
         self.assertTrue(truth / 2 <= float(m.group(1)) * (1 << 20) <= truth * 2.5)
+
+    def test_numa_attribution(self):
+        """Huge-page fallbacks go to the site of the large blocks (NUMAMALLOC_HUGEPAGES=hugetlb
+        with no pool: every one falls back to 4 KiB pages); remote frees are n/a on one node."""
+        with open("/proc/sys/vm/nr_hugepages") as f:
+            if int(f.read()) != 0:
+                self.skipTest("this machine has a hugetlb pool: the blocks would not fall back")
+        env = {"NUMAMALLOC_PROF": "1", "NUMAMALLOC_HUGEPAGES": "hugetlb", "NUMAMALLOC_LARGE_CACHE": "0"}
+        d, _ = json_dump(self, [helper("prog_prof"), "large", "8", str(4 << 20)], env, name="hfb")
+        p = d["profile"]
+        self.assertGreaterEqual(p["huge_fallbacks"], 8)
+        top = p["top_huge_fallback"]
+        self.assertTrue(top, "no site by huge-page fallbacks")
+        self.assertEqual(frame_symbols(top[0])[0], "huge_site", json.dumps(top[0])[:500])
+        self.assertGreaterEqual(top[0]["huge_fallbacks"], 8)
+        self.assertTrue(all(frame_symbols(s)[0] != "hot_allocator" for s in top), "small blocks never fall back")
+        if d["nodes_with_memory"] == 1:
+            self.assertIsNone(p["remote_frees"])
+            self.assertIsNone(p["remote_free_bytes"])
+            self.assertEqual(p["top_remote_free"], [])
+        proc = run([helper("prog_prof"), "large", "8", str(4 << 20)], dict(env, NUMAMALLOC_STATS="text"))
+        t = proc.stderr
+        self.assertRegex(t, r"  top sites by huge-page fallbacks \(large blocks whose mapping did not get the huge pages "
+                            r"asked for\):\n    #1  ~\d+ blocks off huge pages; allocated [^\n]*\n        at huge_site\+0x")
+        if d["nodes_with_memory"] == 1:
+            self.assertIn("  top sites by remote frees (freed by a thread on another node than the block's):\n"
+                          "    n/a (one node with memory)\n", t)
 
     def test_profile_alone_when_stats_off(self):
         proc = run([helper("prog_prof"), "leak", str(8 << 20), "1000"], {"NUMAMALLOC_PROF": "1"})
@@ -559,6 +605,41 @@ class Report(Tmp, unittest.TestCase):
             f.write(json.dumps(d3) + "\n")
         r = self.report(path, "--no-html")
         self.assertRegex(r.stdout, r"NUMA locality +7\d\.\d% +\[(fair|poor)\]")
+
+    def test_residency_headline(self):
+        """Misplaced memory is a headline: n/a with the reason on one node, graded when measured."""
+        with open(self.prof) as f:
+            d = json.loads(f.readline())
+        r = self.report(self.prof, "--no-html")
+        if d["nodes_with_memory"] == 1:
+            self.assertRegex(r.stdout, r"Misplaced +n/a +\[n/a\] +residency not measured: one node with memory")
+            self.assertIn("  residency: n/a (one node with memory)", r.stdout)
+        # a two-node dump: 1 GiB placed, 256 MiB of node 0's memory on node 1 (20 %)
+        d2 = copy.deepcopy(d)
+        d2["pid"], d2["nodes_with_memory"] = 4444, 2
+        mib = 1 << 20
+        row = lambda node, res, placed, mis, foreign: {"kind": "all", "node": node, "resident_bytes": res,
+                                                       "placed_bytes": placed, "misplaced_bytes": mis,
+                                                       "spilled_bytes": mis, "foreign_bytes": foreign,
+                                                       "interleaved_bytes": 0, "sampled_bytes": 0}
+        d2["residency"] = {"measured": True, "why": None, "sample_pages": 16384, "elapsed_us": 900, "partial": False,
+                           "resident_bytes": 1280 * mib, "misplaced_bytes": 256 * mib, "spilled_bytes": 256 * mib,
+                           "misplaced_ratio": 0.2, "kinds": [],
+                           "nodes": [row("0", 768 * mib, 768 * mib, 256 * mib, 0),
+                                     row("1", 512 * mib, 256 * mib, 0, 256 * mib)]}
+        path = os.path.join(self.tmp, "res.json")
+        with open(path, "w") as f:
+            f.write(json.dumps(d2) + "\n")
+        out = os.path.join(self.tmp, "res.html")
+        r = self.report(path, "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"Misplaced +20\.0% +\[poor\] +256\.0 MiB of node-bound memory resident on another node")
+        self.assertIn("residency (measured): 256.0 MiB misplaced (20.0% of node-bound memory), of which 256.0 MiB spilled",
+                      r.stdout)
+        self.assertRegex(r.stdout, r"node 1 +resident 512\.0 MiB: placed 256\.0 MiB, foreign 256\.0 MiB")
+        h = self.check_html(out, 6)
+        self.assertIn("Misplaced", h)
+        self.assertIn("Measured residency per node", h)
 
     def test_no_usable_dump(self):
         text = os.path.join(self.tmp, "text.txt")

@@ -601,7 +601,7 @@ static void signal_dumps(const char *mode, const char *const more_env[], const c
 
 Test(trigger, usr1_while_three_threads_allocate, .timeout = 240)
 {
-    signal_dumps("json", NULL, "\"schema_version\":1");
+    signal_dumps("json", NULL, "\"schema_version\":2");
 }
 
 Test(trigger, usr1_with_profiler_text, .timeout = 240)

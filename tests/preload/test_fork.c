@@ -83,7 +83,7 @@ Test(fork, every_child_writes_its_own_json_dump)
         cr_assert(nm_json_valid(s, len), "%s is not valid JSON:\n%s", path, s);
         uint64_t pid = 0, schema = 0, live = 0;
         cr_assert(nm_json_u64(s, "pid", &pid) && pid == (uint64_t)pids[i], "%s: pid %lu", path, (unsigned long)pid);
-        cr_assert(nm_json_u64(s, "schema_version", &schema) && schema == 1);
+        cr_assert(nm_json_u64(s, "schema_version", &schema) && schema == 2);
         /* a forked child has one thread, whatever its parent had; the parent joined its workers */
         cr_assert(nm_json_u64(s, "summary.threads_live", &live) && live == 1,
                   "%s: threads_live %lu at exit", path, (unsigned long)live);

@@ -4,7 +4,7 @@
  * and nm_buf_pct, the emitter (include/numamalloc/out.h) in JSON mode (judged by
  * python3's json module) and text mode (aligned tables), and nm_stats_print after a
  * boot: small buffers report the length needed, the JSON dump parses with
- * schema_version 1, and per-thread counters merged at thread exit keep their totals. */
+ * schema_version 2, and per-thread counters merged at thread exit keep their totals. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -330,16 +330,16 @@ static char *dump_json(size_t *len)
     return j;
 }
 
-Test(stats, json_dump_parses_with_schema_1, .init = boot)
+Test(stats, json_dump_parses_with_schema_2, .init = boot)
 {
     size_t n;
     char *j = dump_json(&n);
     char res[4096];
     /* the sections other tests and tools rely on (the full schema: tests/obs) */
     cr_assert(json_py(j, n, "[d['schema_version'], d['allocator'], "
-                            "[k for k in ('config', 'summary', 'classes', 'nodes', 'large', 'arena', 'misuse') "
+                            "[k for k in ('config', 'summary', 'classes', 'nodes', 'residency', 'large', 'arena', 'misuse') "
                             "if k not in d]]", res, sizeof res), "%s", res);
-    cr_assert_str_eq(res, "[1,\"numamalloc\",[]]");
+    cr_assert_str_eq(res, "[2,\"numamalloc\",[]]");
     cr_assert(json_py(j, n, "[d['summary']['threads_live'], d['misuse']['foreign_frees'], type(d['classes']).__name__]",
                       res, sizeof res), "%s", res);
     cr_assert_str_eq(res, "[1,0,\"list\"]");

@@ -1,6 +1,7 @@
 /* tests/unit/test_topology.c — the sysfs topology reader (src/topology.c) fed fake
- * trees: nm_topo_parse_list, nm_topo_parse_meminfo, and nm_topo_init(root) on
- * directories built under /tmp that mimic /sys/devices/system/{cpu,node}:
+ * trees: nm_topo_parse_list, nm_topo_parse_meminfo, nm_topo_meminfo_key, and
+ * nm_topo_init(root) on directories built under /tmp that mimic
+ * /sys/devices/system/{cpu,node}:
  *   - 4 nodes, node 2 without CPUs, node 3 without memory, asymmetric distances;
  *   - sparse node ids (0 and 2 online out of 0-3 possible);
  *   - no node directory at all (a kernel without NUMA): one node, every CPU on it;
@@ -73,6 +74,21 @@ Test(topology, parse_meminfo)
     cr_assert_eq(nm_topo_parse_meminfo(""), 0);
     cr_assert_eq(nm_topo_parse_meminfo("MemTotal: lots\n"), 0);
     cr_assert_eq(nm_topo_parse_meminfo("Node 0 MemFree: 1 kB\nNode 0 MemTotal:\t2048 kB\n"), 2048 << 10, "not the first line");
+}
+
+Test(topology, meminfo_key)
+{
+    /* what strict domains read for a node's room (src/policy.c) */
+    const char *node = "Node 1 MemTotal:       16303404 kB\nNode 1 MemFree:        15000000 kB\n"
+                       "Node 1 Active(file):      4000 kB\nNode 1 Inactive(file):    6000 kB\n";
+    uint64_t v = 0;
+    cr_assert(nm_topo_meminfo_key(node, "MemFree:", &v) && v == (uint64_t)15000000 << 10);
+    cr_assert(nm_topo_meminfo_key(node, "Active(file):", &v) && v == (uint64_t)4000 << 10,
+              "not the tail of Inactive(file): %lu", (unsigned long)v);
+    cr_assert(nm_topo_meminfo_key(node, "Inactive(file):", &v) && v == (uint64_t)6000 << 10);
+    cr_assert(nm_topo_meminfo_key("MemFree:  7 kB\n", "MemFree:", &v) && v == 7 << 10, "/proc/meminfo form");
+    cr_assert_not(nm_topo_meminfo_key(node, "Shmem:", &v));
+    cr_assert_not(nm_topo_meminfo_key("MemFree: lots\n", "MemFree:", &v));
 }
 
 /* ---- fake sysfs trees ------------------------------------------------------------------ */
