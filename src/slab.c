@@ -97,6 +97,14 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
 
 #define block_index nm_slab_index
 
+/* blocks of d going out of (v > 0) or back into (v < 0) its slabs, in bytes */
+static void footprint(nm_depot_t *d, int64_t v)
+{
+    int64_t p = d->fp_pending + v;
+    if (p >= NM_FP_BATCH || p <= -NM_FP_BATCH) { nm_footprint_add(p); p = 0; }
+    nm_store_relaxed(&d->fp_pending, p);                /* read by the dump without the lock */
+}
+
 unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
 {
     const size_t size = nm_class_size[d->cls];
@@ -141,7 +149,7 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
     }
     d->held += got;
     if (d->held > d->held_peak) d->held_peak = d->held;
-    if (got) nm_footprint_add((int64_t)got * (int64_t)size);
+    if (got) footprint(d, (int64_t)got * (int64_t)size);
     return got;
 }
 
@@ -177,7 +185,7 @@ void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
         if (t->freemap == NULL) lo = hi = NULL;           /* released: look it up afresh */
     }
     d->held -= n;
-    nm_footprint_add(-(int64_t)n * (int64_t)nm_class_size[d->cls]);
+    footprint(d, -(int64_t)n * (int64_t)nm_class_size[d->cls]);
 }
 
 /* medium slabs: not the start of one of s's blocks? */
@@ -243,7 +251,7 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
     for (size_t i = 0; i < size; i++) ((unsigned char *)p)[i] = 0x5a;
     free_one(d, s, p);
     d->held--;
-    nm_footprint_add(-(int64_t)size);
+    footprint(d, -(int64_t)size);
     return v;
 }
 

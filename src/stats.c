@@ -127,6 +127,7 @@ typedef struct totals {
     uint64_t arena_allocs, arena_frees, arena_alloc_bytes, arena_free_bytes;
     uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
     uint64_t large_kept;                /* large blocks kept by the threads that freed them */
+    int64_t  fp_pending;                /* the depots' footprint changes not in the counter yet */
 } totals_t;
 
 /* what the domains hold, from their own counters (no thread is read) */
@@ -141,11 +142,19 @@ static void domain_totals(totals_t *t)
             t->small_held_bytes += LD(dm->depots[c].held) * nm_class_size[c];
             /* never-used blocks, and free medium blocks whose pages went back: untouched */
             t->fresh_bytes += (LD(dm->depots[c].fresh) + LD(dm->depots[c].clean)) * nm_class_size[c];
+            t->fp_pending += LD(dm->depots[c].fp_pending);
         }
     }
 }
 
 static uint64_t sub0(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/* the heap now: the counter plus what the depots have not added to it yet */
+static uint64_t footprint_now(const totals_t *t)
+{
+    int64_t fp = (int64_t)nm_gstat_get(NM_C_footprint) + t->fp_pending;
+    return fp > 0 ? (uint64_t)fp : 0;
+}
 
 static void compute_totals(const snapshot_t *s, totals_t *t)
 {
@@ -202,7 +211,7 @@ void nm_stats_heap_numbers(nm_heap_numbers_t *h)
     }
     nm_unlock(&nm_threads_lock);
     uint64_t kept = sub0(nm_gstat_get(NM_C_large_tcache_bytes), owed);
-    uint64_t fp = nm_gstat_get(NM_C_footprint);
+    uint64_t fp = footprint_now(&t);
     h->live = fp;
     h->held_free = held_free_of(&t);
     h->releasable = t.dirty_bytes + t.cache_bytes + kept;
@@ -242,7 +251,7 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t, 
     uint64_t fb = t->small_free_bytes + t->arena_free_bytes + t->large_free_bytes;
     uint64_t live = sub0(ab, fb);
     uint64_t rss = nm_os_rss();
-    uint64_t footprint = nm_gstat_get(NM_C_footprint);
+    uint64_t footprint = footprint_now(t);
     uint64_t held_free = held_free_of(t);
     em_obj_begin(em, "summary", "summary:");
     em_u64(em, "allocs", "allocations", allocs);
@@ -276,7 +285,7 @@ static void emit_summary(nm_emit_t *em, const snapshot_t *s, const totals_t *t, 
  * never-used slab blocks and purged pages left out. */
 static void emit_held(nm_emit_t *em, const totals_t *t, uint64_t live)
 {
-    uint64_t heap = nm_gstat_get(NM_C_footprint);
+    uint64_t heap = footprint_now(t);
     uint64_t kept = t->large_kept;
     uint64_t fb_live = sub0(t->arena_alloc_bytes, t->arena_free_bytes);
     uint64_t fb_slack = sub0(nm_fallback_committed(), fb_live);

@@ -160,14 +160,22 @@ static nm_mag_t *empty_mag(nm_depot_t *d, unsigned cls)
 
 /* fill magazine m from d's slabs; the blocks it got. A medium magazine takes one
  * block: a medium block is worth the depot lock, and blocks taken ahead would sit
- * untouched in the thread's cache, counted as held. */
+ * untouched in the thread's cache, counted as held. A small one takes the bin's fill
+ * (slow start): a bin evicted after a few allocations gave most of a full magazine
+ * straight back to the slabs, both ways under the depot lock. */
 static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
 {
+    unsigned cls = d->cls, want = 1;
+    if (!nm_class_is_medium(cls)) {
+        want = tc->fill[cls] ? tc->fill[cls] : NM_FILL_START;
+        if (want > m->cap) want = m->cap;
+        tc->fill[cls] = (uint8_t)NM_MIN(2 * want, m->cap);
+    }
     nm_lock(&d->lock);
-    unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, nm_class_is_medium(d->cls) ? 1 : m->cap);
+    unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, want);
     nm_unlock(&d->lock);
     m->count = got;
-    tc->ctr.cls[d->cls][NM_C_slab_fill]++;
+    tc->ctr.cls[cls][NM_C_slab_fill]++;
     return got;
 }
 
@@ -186,6 +194,7 @@ static void bin_evict(nm_tcache_t *tc, unsigned cls)
     if (k == 0) return;
     bin_reconcile(tc, cls);
     bin_sync(b);
+    if (tc->fill[cls] > NM_FILL_START) tc->fill[cls] /= 2;
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_depot_return(d, b->loaded);
     nm_depot_return(d, b->prev);
@@ -222,19 +231,30 @@ static void budget_shrink(nm_tcache_t *tc, uint64_t keep)
 static bool admit(nm_tcache_t *tc, unsigned cls)
 {
     size_t need = mag_bytes(cls);
-    while (tc->held + need > tc->budget) {
-        if (budget_grow(tc)) continue;
-        unsigned victim = NM_NUM_CLASSES;
-        uint32_t oldest = 0;
+    while (tc->held + need > tc->budget && budget_grow(tc)) {}
+    if (tc->held + need > tc->budget) {
+        /* give back the least recently used bins down to three quarters of the
+         * budget, so that the next admissions find room without a pass: one pass
+         * over the bins (a cache line each), then the oldest first */
+        size_t room = need + tc->budget / 4;
+        uint8_t cand[NM_NUM_CLASSES];
+        uint32_t age[NM_NUM_CLASSES];
+        unsigned k = 0;
         for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
             if (c == cls || bin_mags(&tc->bins[c]) == 0) continue;
-            uint32_t age = tc->clock - tc->used[c];
-            if (victim == NM_NUM_CLASSES || age > oldest) { victim = c; oldest = age; }
+            cand[k] = (uint8_t)c;
+            age[k++] = tc->clock - tc->used[c];
         }
-        if (victim == NM_NUM_CLASSES) return false;
-        bin_evict(tc, victim);
-        tc->evictions++;
-        tc->ctr.thr[NM_C_cache_evictions]++;
+        while (k > 0 && tc->held + room > tc->budget) {
+            unsigned o = 0;
+            for (unsigned i = 1; i < k; i++) if (age[i] > age[o]) o = i;
+            bin_evict(tc, cand[o]);
+            tc->evictions++;
+            tc->ctr.thr[NM_C_cache_evictions]++;
+            cand[o] = cand[--k];
+            age[o] = age[k];
+        }
+        if (tc->held + need > tc->budget) return false;
     }
     tc->held += need;
     return true;

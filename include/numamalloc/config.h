@@ -50,6 +50,11 @@
 #define NM_MAG_MAX_CAP     64        /* rounds in a magazine for the smallest classes */
 #define NM_MAG_BYTES       32768     /* a small magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
+#define NM_FP_BATCH        (32 << 10) /* a depot adds its footprint change to the global
+                                        counter in steps of this (the peak may miss it) */
+#define NM_FILL_START      4         /* a bin's first fill from the slabs: slow start, so a
+                                        thread that touches a class a few times between
+                                        evictions does not carve and return a magazine */
 /* A medium magazine holds about NM_MED_MAG_BYTES (at least one block). */
 #define NM_MED_MAG_BYTES   ((size_t)256 << 10)
 /* What a thread's bins may hold, counted as the capacity of the magazines they have

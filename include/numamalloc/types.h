@@ -125,6 +125,9 @@ typedef struct nm_depot {
     uint64_t  held_peak;     /* peak of held */
     uint64_t  exchanges;     /* magazine exchanges with threads */
     uint64_t  drained;       /* full magazines emptied into slabs (depot at its bound) */
+    int64_t   fp_pending;    /* footprint change not yet added to the global counter:
+                                batched (NM_FP_BATCH), so that fills and drains of all
+                                threads do not bounce one cache line */
     uint32_t  cls;
     uint32_t  domain;
 } NM_ALIGNED(64) nm_depot_t;
@@ -194,6 +197,9 @@ typedef struct nm_tcache {
     uint32_t  trimmed_at;    /* clock at the last trim (the thread's decay tick) */
     uint32_t  evictions;     /* bins emptied to make room since the last trim */
     uint32_t  used[NM_NUM_CLASSES];  /* clock at each bin's last slow event */
+    uint8_t   fill[NM_NUM_CLASSES];  /* rounds a bin's next fill from the slabs takes
+                                        (0: NM_FILL_START): doubles per fill up to the
+                                        magazine, halves when the bin is evicted */
     /* large blocks this thread freed, kept for its next request (large.c). Atomic
      * slots: the owner and any thread reclaiming them (decay, malloc_trim) take a
      * block only by exchanging its slot for NULL. */

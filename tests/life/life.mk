@@ -12,7 +12,7 @@
 #                        the allocator, at a high rate, beside busy threads (life_signal)
 #                      - 256 threads at once pinned to 2 CPUs, checked contents;
 #                        the time against glibc is printed, never gated; the peak
-#                        RSS is at most 1.5x glibc's + 16 MiB (life_many)
+#                        RSS, median of 5 runs, at most 1.5x glibc's median + 16 MiB (life_many)
 #   make soak        NOT part of `make test`: SOAK_SECONDS (600) of mixed threads
 #                    and forks with interval dumps to files; RSS must stay bounded
 #                    and every dump must be valid JSON (tests/life/soak.sh)

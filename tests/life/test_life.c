@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "helpers/spawn.h"
@@ -179,16 +180,24 @@ Test(life, two_hundred_fifty_six_threads_at_once_on_two_cpus, .timeout = 400)
 }
 
 /* The same run's peak RSS (VmHWM at the end) against glibc's: at most 1.5 times
- * glibc's plus 16 MiB. Each allocator runs twice, in turn, and the higher peak of
- * each is compared: how many of the 256 threads overlap varies from run to run
- * (glibc's peak moved between 96 and 184 MiB in 8 runs here), and the two sides
- * are treated alike. Times are printed, never asserted. */
-Test(life, two_hundred_fifty_six_threads_peak_rss_within_one_and_a_half_glibc, .timeout = 400)
+ * glibc's plus 16 MiB, median against median of five runs each, in turn. How many
+ * of the 256 threads overlap varies from run to run, and with it the peaks (glibc's
+ * moved between 95 and 216 MiB in 16 runs here while numamalloc's stayed at
+ * 170-184): one run each, or the higher of two, made the verdict a coin toss on a
+ * busy machine. Times are printed, never asserted. */
+static int cmp_u64(const void *a, const void *b)
 {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+Test(life, two_hundred_fifty_six_threads_peak_rss_within_one_and_a_half_glibc, .timeout = 600)
+{
+    enum { RUNS = 5 };
     const char *args[] = { "256", "10000", NULL };
-    uint64_t peak[2] = { 0, 0 };
+    uint64_t peaks[2][RUNS];
     double secs[2] = { 0, 0 };
-    for (int round = 0; round < 4; round++) {
+    for (int round = 0; round < 2 * RUNS; round++) {
         int glibc = round % 2 == 0;
         nm_proc_t p;
         const char *env[] = { "LD_PRELOAD=", NULL };
@@ -199,17 +208,22 @@ Test(life, two_hundred_fifty_six_threads_peak_rss_within_one_and_a_half_glibc, .
         cr_assert_not_null(h, "no hwm= in: %s", p.out);
         uint64_t hwm = strtoull(h + 5, NULL, 10);
         cr_assert_gt(hwm, 0, "VmHWM not read: %s", p.out);
-        if (hwm > peak[glibc]) peak[glibc] = hwm;
+        peaks[glibc][round / 2] = hwm;
         const char *s = strstr(p.out, "seconds=");
         if (s) secs[glibc] += strtod(s + 8, NULL);
         fprintf(stderr, "256 threads, run %d (%s): peak RSS %lu KiB\n", round / 2 + 1, glibc ? "glibc" : "numamalloc",
                 KIB(hwm));
         nm_proc_free(&p);
     }
+    uint64_t peak[2];
+    for (int g = 0; g < 2; g++) {
+        qsort(peaks[g], RUNS, sizeof peaks[g][0], cmp_u64);
+        peak[g] = peaks[g][RUNS / 2];
+    }
     uint64_t bound = peak[1] + peak[1] / 2 + ((uint64_t)16 << 20);
-    fprintf(stderr, "256 threads x 10,000 operations: peak RSS numamalloc %lu KiB, glibc %lu KiB (%.2fx; bound %lu KiB); "
-            "time over two runs each: numamalloc %.2f s, glibc %.2f s\n", KIB(peak[0]), KIB(peak[1]), (double)peak[0] / (double)peak[1],
-            KIB(bound), secs[0], secs[1]);
-    cr_assert_leq(peak[0], bound, "numamalloc's peak RSS %lu KiB is %.2fx glibc's %lu KiB (bound: 1.5x + 16 MiB = "
+    fprintf(stderr, "256 threads x 10,000 operations: median peak RSS numamalloc %lu KiB, glibc %lu KiB (%.2fx; bound %lu KiB); "
+            "time over %d runs each: numamalloc %.2f s, glibc %.2f s\n", KIB(peak[0]), KIB(peak[1]),
+            (double)peak[0] / (double)peak[1], KIB(bound), RUNS, secs[0], secs[1]);
+    cr_assert_leq(peak[0], bound, "numamalloc's median peak RSS %lu KiB is %.2fx glibc's %lu KiB (bound: 1.5x + 16 MiB = "
                   "%lu KiB)", KIB(peak[0]), (double)peak[0] / (double)peak[1], KIB(peak[1]), KIB(bound));
 }
