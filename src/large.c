@@ -265,7 +265,7 @@ static char *remap_block(nm_large_t *L, size_t new_len, size_t align)
         return NULL;
     }
     if (L->backing == NM_BACK_THP && align < NM_PAGE_2M) align = NM_PAGE_2M;
-    if (align < nm_os_page) align = nm_os_page;
+    if (align < NM_GRANULE) align = NM_GRANULE;              /* on a page-map granule, as map_new */
     char *dest = nm_os_map_aligned(new_len, align, MAP_NORESERVE);
     if (dest == NULL) return NULL;
     nm_pme_t e = nm_pme_make(NM_KIND_LARGE, L->domain, 0, L);
@@ -357,8 +357,10 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
     if (L == NULL) { nm_unlock(&dm->large_lock); return NULL; }
     cache_unlink_locked(dm, L);
     if (L == best && resizable(L)) {
-        /* split off a tail worth keeping: the front keeps whole 2 MiB pages on THP */
-        size_t front = L->backing == NM_BACK_THP ? nm_align_up(len, NM_PAGE_2M) : len;
+        /* split off a tail worth keeping: the front keeps whole 2 MiB pages on THP,
+         * whole page-map granules otherwise, so the tail starts on one as map_new's
+         * mappings do (an interior free a little into it finds its entry) */
+        size_t front = nm_align_up(len, L->backing == NM_BACK_THP ? NM_PAGE_2M : (size_t)NM_GRANULE);
         size_t tail = L->map_len > front ? L->map_len - front : 0;
         if (tail >= NM_MAX(len / 4, (size_t)NM_GRANULE)) {
             nm_large_t *T = nm_meta_alloc(sizeof *T);

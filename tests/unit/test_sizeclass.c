@@ -4,8 +4,9 @@
  * Owns: class boundaries for every request 0..NM_MEDIUM_MAX (small classes by table,
  * medium ones by nm_medium_class), round trips class -> size -> class, monotonic
  * tables, slab geometry (pages, blocks per slab), magazine capacities, the worst-case
- * internal waste bound documented in config.h, and nm_size_class_aligned (blocks
- * aligned by construction). Pure table checks: nothing is booted. */
+ * internal waste bound documented in config.h, nm_size_class_aligned (blocks
+ * aligned by construction), and the reciprocals behind nm_slab_index (block index
+ * without a division). Pure table checks: nothing is booted. */
 #include <criterion/criterion.h>
 
 #include "numamalloc/internal.h"
@@ -198,4 +199,31 @@ Test(sizeclass, aligned_classes)
     cr_assert_eq(nm_size_class_aligned((size_t)1 << 40, 64), NM_NUM_CLASSES);
     /* 8192 + 1 with 8 KiB alignment: 10240..14336 are not multiples, 16384 is */
     cr_assert_eq(nm_class_size[nm_size_class_aligned(8193, 8192)], 16384);
+}
+
+/* nm_slab_index multiplies by nm_class_recip instead of dividing. It must be exact at
+ * every block start of a slab (frees, NUMAMALLOC_CHECK's request sizes); inside a
+ * block it may read one high in the last bytes before the next block (classes of
+ * 20 KiB and up, in slabs of up to 1 MiB), which still never names p as a block
+ * start, so interior pointers into medium blocks are still told apart (slab.c
+ * not_a_block; small blocks are checked by division). */
+Test(sizeclass, slab_index_is_exact_at_block_starts)
+{
+    unsigned high = 0;
+    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+        size_t size = nm_class_size[c];
+        size_t span = (size_t)nm_class_pages[c] << NM_GRANULE_SHIFT;
+        nm_slab_t s = { .start = (char *)(uintptr_t)((size_t)1 << 30), .cls = (uint8_t)c };
+        cr_assert_eq(nm_class_is_medium(c), c >= NM_SMALL_CLASSES, "class %u", c);
+        for (size_t k = 0; k < nm_class_blocks[c]; k++)
+            cr_assert_eq(nm_slab_index(&s, s.start + k * size), k, "class %u (%zu bytes): block %zu", c, size, k);
+        for (size_t off = 0; off < span; off++) {
+            size_t idx = nm_slab_index(&s, s.start + off), exact = off / size;
+            cr_assert(idx == exact || (idx == exact + 1 && off % size != 0 && idx * size - off < 256),
+                      "class %u (%zu bytes): offset %zu gives block %zu, holds %zu", c, size, off, idx, exact);
+            if (idx != exact) high++;
+        }
+    }
+    /* the approximation is visible (so the bound above is what is being tested), and rare */
+    cr_assert(high > 0 && high < 1000, "%u offsets read one high", high);
 }

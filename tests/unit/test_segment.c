@@ -1,0 +1,572 @@
+/* tests/unit/test_segment.c — segments and their free-run search (src/segment.c),
+ * driven through nm_segment_alloc_slab / nm_segment_free_slab / nm_segment_purge on
+ * one domain of a booted allocator.
+ *
+ * Owns: first-fit carving of slabs of 1..NM_SLAB_MAX_PAGES pages, the preference
+ * for a run of dirty (resident) free pages over an earlier clean run (in this
+ * segment or another), runs found among fragmented free pages and a new segment
+ * when no run of n exists though enough pages are free, released neighbours
+ * coalescing into one run, untouched tail pages staying clean, purge (dirty mask cleared, pages given back, the cutoff,
+ * wholly free segments unmapped), the domain's list and page counters after every
+ * step, and a seeded random comparison with a reference model of the two passes.
+ *
+ * Each Criterion test is its own process and boots a fresh allocator whose slabs are
+ * never used through malloc, so the domain holds only the segments a test makes. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "numamalloc/internal.h"
+
+#define PAGE   ((size_t)NM_GRANULE)
+#define BIT(i) ((uint64_t)1 << (i))
+#define ALL    (~(uint64_t)0)
+
+static uint32_t dom;
+static nm_domain_t *dm;
+
+static void boot(void)
+{
+    cr_assert(nm_process_init(), "allocator boot");
+    cr_assert(nm_thread_cache() != NULL && nm_tcp->state == NM_T_ACTIVE, "thread start");
+    dom = nm_tcp->domain;
+    cr_assert_lt(dom, nm_ndomains);
+    dm = &nm_domains[dom];
+    cr_assert_null(dm->segs, "domain not fresh");
+    cr_assert_null(dm->full_segs, "domain not fresh");
+    cr_assert_eq(dm->nsegments, 0);
+    cr_assert_eq(dm->slab_pages, 0);
+    cr_assert_eq(dm->dirty_pages, 0);
+}
+
+/* bits [first, first + n) */
+static uint64_t run(unsigned first, unsigned n)
+{
+    return (n >= 64 ? ALL : BIT(n) - 1) << first;
+}
+
+static unsigned nsegs(nm_segment_t *head)
+{
+    unsigned k = 0;
+    for (nm_segment_t *s = head; s; s = s->next) k++;
+    return k;
+}
+
+/* the domain's lists and counters agree with the segments' masks */
+static void check_domain(void)
+{
+    uint64_t slab_pages = 0, dirty = 0;
+    unsigned n = 0;
+    for (int full = 0; full < 2; full++) {
+        nm_segment_t *prev = NULL;
+        for (nm_segment_t *s = full ? dm->full_segs : dm->segs; s; prev = s, s = s->next, n++) {
+            cr_assert_eq(s->prev, prev, "segment list links");
+            cr_assert_eq((uintptr_t)s->base % NM_SEGMENT_SIZE, 0, "segment 4 MiB aligned");
+            cr_assert_eq(s->domain, dom);
+            if (full) cr_assert_eq(s->free_mask, 0, "a segment on the full list has free pages");
+            else cr_assert_neq(s->free_mask, 0, "a full segment on the list of segments with room");
+            cr_assert_eq(s->dirty_mask & ~s->free_mask, 0, "dirty pages must be free pages");
+            slab_pages += 64 - (unsigned)__builtin_popcountll(s->free_mask);
+            dirty += (unsigned)__builtin_popcountll(s->dirty_mask);
+        }
+    }
+    cr_assert_eq(n, dm->nsegments, "nsegments %lu, segments on the lists %u", (unsigned long)dm->nsegments, n);
+    cr_assert_eq(n, nm_gstat_get(NM_C_segments));
+    cr_assert_eq(slab_pages, dm->slab_pages, "slab_pages %lu, pages in slabs %lu",
+                 (unsigned long)dm->slab_pages, (unsigned long)slab_pages);
+    cr_assert_eq(dirty, dm->dirty_pages, "dirty_pages %lu, dirty bits %lu",
+                 (unsigned long)dm->dirty_pages, (unsigned long)dirty);
+}
+
+static nm_segment_t *seg_of(nm_slab_t *s) { return nm_slab_segment(s); }
+
+/* a slab of n pages; its descriptor and pages checked against its segment */
+static nm_slab_t *take(unsigned n)
+{
+    nm_slab_t *s = nm_segment_alloc_slab(dom, n);
+    cr_assert_not_null(s, "slab of %u pages", n);
+    nm_segment_t *g = seg_of(s);
+    cr_assert_eq(&g->slabs[s->page], s);
+    cr_assert_eq(s->npages, n);
+    cr_assert_leq(s->page + n, 64u);
+    cr_assert_eq(s->start, g->base + (size_t)s->page * PAGE, "slab start");
+    cr_assert_eq(g->free_mask & run(s->page, n), 0, "slab pages still marked free");
+    cr_assert_eq(g->dirty_mask & run(s->page, n), 0, "slab pages still marked dirty");
+    check_domain();
+    return s;
+}
+
+static void give(nm_slab_t *s, unsigned untouched)
+{
+    nm_segment_t *g = seg_of(s);
+    unsigned first = s->page, n = s->npages;
+    nm_segment_free_slab(dom, s, untouched);
+    cr_assert_eq(g->free_mask & run(first, n), run(first, n), "released pages not free");
+    check_domain();
+}
+
+/* fill a fresh segment with 64 one-page slabs; out[i] is page i */
+static nm_segment_t *fill_ones(nm_slab_t *out[64])
+{
+    for (unsigned i = 0; i < 64; i++) {
+        out[i] = take(1);
+        cr_assert_eq(out[i]->page, i);
+        cr_assert_eq(seg_of(out[i]), seg_of(out[0]), "page %u in another segment", i);
+    }
+    nm_segment_t *g = seg_of(out[0]);
+    cr_assert_eq(g->free_mask, 0);
+    cr_assert_eq(dm->full_segs, g, "a full segment goes to the full list");
+    return g;
+}
+
+static bool resident(const void *p)
+{
+    unsigned char v = 0;
+    cr_assert_eq(mincore((void *)p, (size_t)sysconf(_SC_PAGESIZE), &v), 0, "mincore: %s", strerror(errno));
+    return v & 1;
+}
+
+static bool mapped(const void *p)
+{
+    return msync((void *)p, (size_t)sysconf(_SC_PAGESIZE), MS_ASYNC) == 0;
+}
+
+Test(segment, slabs_are_carved_first_fit, .init = boot)
+{
+    static const unsigned sizes[] = { 1, 2, 3, 8, 5, 1, 4, NM_SLAB_MAX_PAGES, 7 };
+    unsigned expect = 0;
+    nm_segment_t *g = NULL;
+    for (unsigned i = 0; i < NM_ARRAY_LEN(sizes); i++) {
+        nm_slab_t *s = take(sizes[i]);
+        cr_assert_eq(s->page, expect, "slab %u (%u pages) at page %u, expected %u", i, sizes[i], s->page, expect);
+        if (g == NULL) g = seg_of(s);
+        cr_assert_eq(seg_of(s), g, "one segment serves them all");
+        expect += sizes[i];
+    }
+    cr_assert_eq(g->free_mask, ~run(0, expect));
+    cr_assert_eq(g->dirty_mask, 0, "a new segment has no dirty pages");
+    cr_assert_eq(dm->slab_pages, expect);
+    cr_assert_eq(dm->nsegments, 1);
+    cr_assert_eq(dm->segs, g);
+    cr_assert_eq(g->empty_since_ms, 0, "a segment with slabs is not empty");
+}
+
+Test(segment, a_full_segment_moves_lists_and_the_next_slab_maps_a_new_one, .init = boot)
+{
+    nm_slab_t *s[8];
+    for (unsigned i = 0; i < 8; i++) {
+        s[i] = take(8);
+        cr_assert_eq(s[i]->page, 8 * i);
+    }
+    nm_segment_t *g = seg_of(s[0]);
+    cr_assert_null(dm->segs, "the only segment is full");
+    cr_assert_eq(dm->full_segs, g);
+    uint64_t peak = nm_gstat_get(NM_C_segments_peak);
+
+    nm_slab_t *t = take(1);
+    nm_segment_t *h = seg_of(t);
+    cr_assert_neq(h, g, "a full segment cannot serve a slab");
+    cr_assert_eq(t->page, 0);
+    cr_assert_eq(dm->nsegments, 2);
+    cr_assert_eq(dm->segs, h);
+    cr_assert_geq(nm_gstat_get(NM_C_segments_peak), peak + 1);
+    cr_assert_neq(g->base, h->base);
+
+    /* one slab back: the segment has room again and leaves the full list */
+    give(s[3], 0);
+    cr_assert_null(dm->full_segs);
+    cr_assert_eq(nsegs(dm->segs), 2);
+    cr_assert_eq(g->free_mask, run(24, 8));
+    /* and its freed pages (dirty) serve the next slab that fits, not the new segment */
+    nm_slab_t *u = take(8);
+    cr_assert_eq(seg_of(u), g);
+    cr_assert_eq(u->page, 24);
+}
+
+Test(segment, a_dirty_free_page_is_taken_before_an_earlier_clean_one, .init = boot)
+{
+    nm_slab_t *s[10];
+    for (unsigned i = 0; i < 10; i++) s[i] = take(1);
+    nm_segment_t *g = seg_of(s[0]);
+
+    give(s[7], 0);                                 /* written: dirty */
+    cr_assert_eq(g->dirty_mask, BIT(7));
+    cr_assert_eq(dm->dirty_pages, 1);
+    nm_slab_t *a = take(1);
+    cr_assert_eq(a->page, 7, "dirty page 7 wanted, got %u (first clean free page is 10)", a->page);
+    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(dm->dirty_pages, 0);
+
+    give(s[3], 1);                                 /* never written: clean */
+    give(s[5], 0);                                 /* dirty */
+    cr_assert_eq(g->dirty_mask, BIT(5));
+    nm_slab_t *b = take(1);
+    cr_assert_eq(b->page, 5, "dirty page 5 wanted, got %u (clean page 3 comes first)", b->page);
+    /* no dirty page left: plain first fit */
+    nm_slab_t *c = take(1);
+    cr_assert_eq(c->page, 3);
+    nm_slab_t *d = take(1);
+    cr_assert_eq(d->page, 10);
+}
+
+Test(segment, a_dirty_run_must_hold_the_whole_slab, .init = boot)
+{
+    nm_slab_t *s[10];
+    for (unsigned i = 0; i < 10; i++) s[i] = take(1);
+    nm_segment_t *g = seg_of(s[0]);
+
+    give(s[4], 0);                                 /* one dirty page between slabs */
+    nm_slab_t *a = take(2);
+    cr_assert_eq(a->page, 10, "no free run of 2 before page 10, got %u", a->page);
+    cr_assert_eq(g->dirty_mask, BIT(4), "the dirty page stays free and dirty");
+
+    /* 4 dirty, 5 clean: no dirty run of 2, so pass 2 takes the mixed run at 4 */
+    give(s[5], 1);
+    nm_slab_t *b = take(2);
+    cr_assert_eq(b->page, 4, "mixed run at 4 wanted, got %u", b->page);
+    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(dm->dirty_pages, 0);
+
+    /* dirty run of 2 at 7..8 beats the clean run at 12.. even for a 2-page slab */
+    give(s[7], 0);
+    give(s[8], 0);
+    nm_slab_t *c = take(2);
+    cr_assert_eq(c->page, 7);
+}
+
+Test(segment, a_dirty_run_in_a_later_segment_wins_over_a_clean_run_in_the_first, .init = boot)
+{
+    nm_slab_t *s[64];
+    nm_segment_t *g = fill_ones(s);
+    nm_slab_t *t = take(1);                        /* second segment, page 0 */
+    nm_segment_t *h = seg_of(t);
+    cr_assert_neq(h, g);
+    give(s[20], 1);                                /* g: clean page 20; g goes to the head of the list */
+    cr_assert_eq(dm->segs, g, "a segment leaving the full list is pushed first");
+    give(t, 0);                                    /* h: dirty page 0 (h also has 63 clean pages) */
+    cr_assert_eq(h->free_mask, ALL);
+    cr_assert_eq(h->dirty_mask, BIT(0));
+
+    nm_slab_t *a = take(1);
+    cr_assert_eq(seg_of(a), h, "the dirty page of the second segment wanted, not clean page 20 of the first");
+    cr_assert_eq(a->page, 0);
+    /* nothing dirty left: first fit in list order, g first */
+    nm_slab_t *b = take(1);
+    cr_assert_eq(seg_of(b), g);
+    cr_assert_eq(b->page, 20);
+}
+
+Test(segment, fragmented_free_pages_serve_the_first_run_that_fits, .init = boot)
+{
+    nm_slab_t *s[64];
+    nm_segment_t *g = fill_ones(s);
+    /* free (clean): 1 | 3 4 | 6 7 8 | 10 11 12 13 | 57..63 */
+    static const unsigned freed[] = { 1, 3, 4, 6, 7, 8, 10, 11, 12, 13, 57, 58, 59, 60, 61, 62, 63 };
+    for (unsigned i = 0; i < NM_ARRAY_LEN(freed); i++) give(s[freed[i]], 1);
+    cr_assert_eq(g->dirty_mask, 0);
+
+    nm_slab_t *a = take(4);
+    cr_assert_eq(seg_of(a), g);
+    cr_assert_eq(a->page, 10, "run of 4: page %u", a->page);
+    nm_slab_t *b = take(3);
+    cr_assert_eq(b->page, 6, "run of 3: page %u", b->page);
+    nm_slab_t *c = take(2);
+    cr_assert_eq(c->page, 3, "run of 2: page %u", c->page);
+    nm_slab_t *d = take(1);
+    cr_assert_eq(d->page, 1, "run of 1: page %u", d->page);
+    cr_assert_eq(g->free_mask, run(57, 7), "only the tail run is left");
+
+    /* a run that ends at the last page */
+    nm_slab_t *e = take(7);
+    cr_assert_eq(seg_of(e), g);
+    cr_assert_eq(e->page, 57);
+    cr_assert_eq(dm->nsegments, 1, "every slab fitted the fragmented segment");
+    cr_assert_eq(dm->full_segs, g);
+}
+
+Test(segment, no_run_of_n_means_a_new_segment_though_enough_pages_are_free, .init = boot)
+{
+    nm_slab_t *s[64];
+    nm_segment_t *g = fill_ones(s);
+    /* every odd page free and dirty: 32 free pages, no two adjacent, the last one at
+     * the top (the search must not run off the end) */
+    for (unsigned i = 1; i < 64; i += 2) give(s[i], 0);
+    cr_assert_eq(__builtin_popcountll(g->free_mask), 32);
+    cr_assert_eq(g->dirty_mask, g->free_mask);
+    uint64_t free_before = g->free_mask;
+
+    nm_slab_t *a = take(2);
+    cr_assert_neq(seg_of(a), g, "no run of 2 in the first segment: a new one must serve it");
+    cr_assert_eq(a->page, 0);
+    cr_assert_eq(dm->nsegments, 2);
+    cr_assert_eq(g->free_mask, free_before, "the fragmented segment is left alone");
+    cr_assert_eq(g->dirty_mask, free_before);
+
+    /* one page still fits the first segment, and dirty pages come first */
+    nm_slab_t *b = take(1);
+    cr_assert_eq(seg_of(b), g);
+    cr_assert_eq(b->page, 1);
+
+    /* join 41..43: the first segment now has a dirty run of 3 and wins over the clean
+     * pages of the new one */
+    give(s[42], 0);
+    nm_slab_t *c = take(3);
+    cr_assert_eq(seg_of(c), g);
+    cr_assert_eq(c->page, 41);
+    nm_slab_t *d = take(3);
+    cr_assert_eq(seg_of(d), seg_of(a), "no run of 3 left in the first segment");
+    cr_assert_eq(d->page, 2);
+}
+
+Test(segment, released_neighbours_coalesce_into_one_run, .init = boot)
+{
+    nm_slab_t *s[16];
+    for (unsigned i = 0; i < 16; i++) s[i] = take(4);
+    nm_segment_t *g = seg_of(s[0]);
+    cr_assert_eq(dm->full_segs, g);
+
+    /* two 4-page slabs released in either order make one run of 8 */
+    give(s[3], 0);                                 /* pages 12..15 */
+    give(s[2], 0);                                 /* pages 8..11 */
+    cr_assert_eq(g->free_mask, run(8, 8));
+    cr_assert_eq(g->dirty_mask, run(8, 8));
+    nm_slab_t *a = take(8);
+    cr_assert_eq(seg_of(a), g, "the coalesced run serves 8 pages; no new segment");
+    cr_assert_eq(a->page, 8);
+    cr_assert_eq(dm->nsegments, 1);
+
+    /* three slabs, the middle one last, join into 12 pages (8 of them dirty), served
+     * as 8 + 4 from the same place */
+    give(s[6], 0);
+    give(s[8], 4);
+    give(s[7], 0);
+    cr_assert_eq(g->free_mask, run(24, 12));
+    cr_assert_eq(g->dirty_mask, run(24, 8), "s[8] was never written");
+    nm_slab_t *b = take(8);
+    cr_assert_eq(b->page, 24);
+    nm_slab_t *c = take(4);
+    cr_assert_eq(c->page, 32);
+    cr_assert_eq(dm->nsegments, 1);
+}
+
+Test(segment, untouched_tail_pages_stay_clean, .init = boot)
+{
+    nm_slab_t *keep = take(1);                     /* keeps the segment from being empty */
+    nm_slab_t *s = take(8);
+    nm_segment_t *g = seg_of(s);
+    cr_assert_eq(s->page, 1);
+
+    give(s, 3);                                    /* 5 written pages, 3 never touched */
+    cr_assert_eq(g->dirty_mask, run(1, 5));
+    cr_assert_eq(dm->dirty_pages, 5);
+
+    /* the written pages alone are a dirty run of 5: a 5-page slab takes them back */
+    nm_slab_t *t = take(5);
+    cr_assert_eq(t->page, 1);
+    cr_assert_eq(g->dirty_mask, 0);
+    give(t, 5);                                    /* never written at all */
+    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(dm->dirty_pages, 0);
+
+    t = take(8);
+    cr_assert_eq(t->page, 1);
+    give(t, 0);                                    /* all written */
+    cr_assert_eq(g->dirty_mask, run(1, 8));
+    cr_assert_eq(dm->dirty_pages, 8);
+
+    t = take(8);
+    cr_assert_eq(t->page, 1);
+    give(t, 200);                                  /* more than the slab has: all clean */
+    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(dm->dirty_pages, 0);
+    cr_assert_eq(keep->page, 0);
+
+    /* purge has nothing to return for clean pages */
+    uint64_t purged = nm_gstat_get(NM_C_slab_pages_purged);
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), 0);
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged);
+}
+
+Test(segment, purge_clears_the_dirty_mask_and_returns_the_pages, .init = boot)
+{
+    nm_slab_t *a = take(4);
+    nm_slab_t *keep = take(1);
+    nm_slab_t *b = take(2);
+    nm_segment_t *g = seg_of(a);
+    memset(a->start, 0x5a, 4 * PAGE);
+    memset(b->start, 0xa5, 2 * PAGE);
+    char *pa = a->start, *pb = b->start;
+    cr_assert(resident(pa) && resident(pa + 3 * PAGE) && resident(pb));
+
+    give(a, 0);
+    give(b, 0);
+    cr_assert_eq(g->dirty_mask, run(0, 4) | run(5, 2));
+    cr_assert(resident(pa), "freeing a slab keeps its pages (dirty)");
+    uint64_t purged = nm_gstat_get(NM_C_slab_pages_purged);
+    uint64_t madv = nm_gstat_get(NM_C_madvise_calls);
+
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), 6 * PAGE);
+    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(dm->dirty_pages, 0);
+    cr_assert_eq(g->free_mask, ~BIT(4), "purge frees nothing that is in a slab");
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged + 6);
+    cr_assert_eq(nm_gstat_get(NM_C_madvise_calls), madv + 2, "one madvise per run of dirty pages");
+    cr_assert_eq(dm->nsegments, 1, "a segment with a slab stays");
+    check_domain();
+    /* MADV_DONTNEED: gone from memory, zero when read again */
+    cr_assert(!resident(pa) && !resident(pa + 3 * PAGE) && !resident(pb));
+    for (size_t off = 0; off < 4 * PAGE; off += 4096) cr_assert_eq(pa[off], 0, "+%zu", off);
+    cr_assert_eq(pb[PAGE + 17], 0);
+    cr_assert_eq(keep->page, 4);
+
+    /* nothing left to purge */
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), 0);
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged + 6);
+}
+
+Test(segment, purge_takes_only_pages_freed_at_or_before_the_cutoff, .init = boot)
+{
+    nm_slab_t *a = take(2);
+    nm_slab_t *keep = take(1);
+    nm_slab_t *b = take(3);
+    nm_segment_t *g = seg_of(a);
+    give(a, 0);
+    give(b, 0);
+    uint64_t freed = g->freed_ms[0];
+    cr_assert_gt(freed, 0);
+    for (unsigned i = 0; i < 2; i++) cr_assert_eq(g->freed_ms[i], freed, "page %u", i);
+
+    /* cutoff before the frees: nothing is old enough */
+    cr_assert_eq(nm_segment_purge(dom, 0), 0);
+    cr_assert_eq(g->dirty_mask, run(0, 2) | run(3, 3));
+
+    /* pages 0..1 made older than the others (the test writes the release times) */
+    g->freed_ms[0] = g->freed_ms[1] = 100;
+    for (unsigned i = 3; i < 6; i++) g->freed_ms[i] = 200;
+    cr_assert_eq(nm_segment_purge(dom, 99), 0);
+    cr_assert_eq(nm_segment_purge(dom, 100), 2 * PAGE);
+    cr_assert_eq(g->dirty_mask, run(3, 3), "only the pages freed by the cutoff are purged");
+    cr_assert_eq(dm->dirty_pages, 3);
+    cr_assert_eq(nm_segment_purge(dom, 200), 3 * PAGE);
+    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(keep->page, 2);
+    check_domain();
+}
+
+Test(segment, a_wholly_free_segment_is_unmapped_once_idle, .init = boot)
+{
+    nm_slab_t *a = take(8);
+    nm_slab_t *b = take(8);
+    nm_segment_t *g = seg_of(a);
+    char *base = g->base;
+    memset(a->start, 1, 8 * PAGE);
+    give(a, 0);
+    give(b, 8);
+    cr_assert_eq(g->free_mask, ALL);
+    cr_assert_gt(g->empty_since_ms, 0, "the last slab out records when the segment emptied");
+    uint64_t unmapped = nm_gstat_get(NM_C_segments_unmapped);
+
+    /* not idle by the cutoff: stays mapped, dirty pages kept */
+    cr_assert_eq(nm_segment_purge(dom, 0), 0);
+    cr_assert_eq(dm->nsegments, 1);
+    cr_assert_eq(g->dirty_mask, run(0, 8));
+
+    /* one dirty page freed after the cutoff: the rest are purged, the segment stays */
+    uint64_t now = nm_os_now_ms();
+    g->freed_ms[7] = now + 1000000;
+    cr_assert_eq(nm_segment_purge(dom, now), 7 * PAGE);
+    cr_assert_eq(g->dirty_mask, BIT(7));
+    cr_assert_eq(dm->nsegments, 1, "a segment with a page freed after the cutoff is not unmapped");
+    cr_assert(mapped(base));
+
+    /* everything: the segment goes back to the OS, with the bytes of its dirty page */
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), PAGE);
+    cr_assert_eq(dm->nsegments, 0);
+    cr_assert_null(dm->segs);
+    cr_assert_eq(dm->dirty_pages, 0);
+    cr_assert_eq(nm_gstat_get(NM_C_segments_unmapped), unmapped + 1);
+    cr_assert_eq(nm_gstat_get(NM_C_segments), 0);
+    cr_assert(!mapped(base), "segment still mapped after purge");
+    cr_assert(!mapped(base + NM_SEGMENT_SIZE - 4096));
+
+    /* the next slab maps a fresh segment */
+    nm_slab_t *c = take(1);
+    cr_assert_eq(c->page, 0);
+    cr_assert_eq(dm->nsegments, 1);
+}
+
+/* ---- random patterns against a reference model -------------------------------------- */
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* first index of n consecutive set bits of m, by brute force; -1 if none */
+static int ref_run(uint64_t m, unsigned n)
+{
+    for (unsigned i = 0; i + n <= 64; i++)
+        if ((m & run(i, n)) == run(i, n)) return (int)i;
+    return -1;
+}
+
+Test(segment, random_free_patterns_match_the_two_pass_model, .init = boot)
+{
+    unsigned outcomes[3] = { 0 };                  /* dirty run, any run, new segment */
+    for (unsigned iter = 0; iter < 1500; iter++) {
+        cr_assert_null(dm->segs, "iteration %u: starts with no segment that has room", iter);
+        nm_slab_t *s[64];
+        nm_segment_t *g = fill_ones(s);
+        /* a free pattern: dense, sparse or in between; each free page dirty or clean */
+        uint64_t density = next_rand() % 4, want_free = next_rand(), want_dirty = next_rand();
+        for (unsigned k = 0; k < density; k++) want_free |= next_rand();
+        if (want_free == 0) want_free = BIT(next_rand() % 64);
+        uint64_t dirty = 0;
+        for (unsigned i = 0; i < 64; i++) {
+            if (!(want_free & BIT(i))) continue;
+            bool d = (want_dirty >> i) & 1;
+            give(s[i], d ? 0 : 1);
+            if (d) dirty |= BIT(i);
+        }
+        cr_assert_eq(g->free_mask, want_free);
+        cr_assert_eq(g->dirty_mask, dirty);
+
+        unsigned n = 1 + (unsigned)(next_rand() % NM_SLAB_MAX_PAGES);
+        int expect = ref_run(want_free & dirty, n);
+        unsigned outcome = 0;
+        if (expect < 0) { expect = ref_run(want_free, n); outcome = 1; }
+        if (expect < 0) outcome = 2;
+        outcomes[outcome]++;
+        nm_slab_t *t = take(n);
+        if (expect < 0) {
+            cr_assert_neq(seg_of(t), g, "iteration %u: free %016lx, n %u: no run, a new segment expected",
+                          iter, (unsigned long)want_free, n);
+            cr_assert_eq(t->page, 0);
+            cr_assert_eq(g->free_mask, want_free);
+        } else {
+            cr_assert_eq(seg_of(t), g, "iteration %u: free %016lx dirty %016lx, n %u: expected page %d",
+                         iter, (unsigned long)want_free, (unsigned long)dirty, n, expect);
+            cr_assert_eq(t->page, (unsigned)expect, "iteration %u: free %016lx dirty %016lx, n %u: page %u, expected %d",
+                         iter, (unsigned long)want_free, (unsigned long)dirty, n, t->page, expect);
+            cr_assert_eq(g->free_mask, want_free & ~run((unsigned)expect, n));
+            cr_assert_eq(g->dirty_mask, dirty & ~run((unsigned)expect, n));
+        }
+
+        /* everything back, then purged: both segments are unmapped */
+        give(t, 0);
+        for (unsigned i = 0; i < 64; i++)
+            if (!(want_free & BIT(i))) give(s[i], 0);
+        nm_segment_purge(dom, UINT64_MAX);
+        cr_assert_eq(dm->nsegments, 0, "iteration %u", iter);
+        cr_assert_eq(dm->slab_pages, 0);
+        cr_assert_eq(dm->dirty_pages, 0);
+    }
+    /* the patterns exercise every outcome, each many times */
+    for (unsigned k = 0; k < 3; k++) cr_assert_geq(outcomes[k], 100, "outcome %u seen %u times", k, outcomes[k]);
+}
