@@ -3,8 +3,8 @@
  * A segment is mapped 4 MiB-aligned, mbind'ed to its domain before anything touches
  * it (src/policy.c decides the mode), and split into 64 pages of 64 KiB tracked by
  * two masks: free_mask (page in no slab) and dirty_mask (free page that may still be
- * resident). A slab takes 1..8 consecutive free pages, dirty ones first so that
- * memory already faulted in is reused before clean pages are touched. Freed pages
+ * resident). A slab takes 1..NM_SLAB_MAX_PAGES consecutive free pages, dirty ones
+ * first so that memory already faulted in is reused before clean pages are touched. Freed pages
  * stay dirty until decay: after NUMAMALLOC_DECAY_MS idle they get MADV_DONTNEED
  * (the binding survives it), and a segment that stayed wholly free and clean that
  * long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in

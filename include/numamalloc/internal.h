@@ -175,7 +175,9 @@ extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made p
 extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */
 
 /* ---- slab.c (depot lock held) ---------------------------------------------------------- */
-/* index of the block of slab s that starts at or holds p (no division) */
+/* index of the block of slab s that starts at p (no division); for a p inside a
+ * block it may read one high in the block's last bytes (from 20 KiB classes up):
+ * callers pass block starts, or only ask whether p is one */
 NM_INLINE size_t nm_slab_index(const nm_slab_t *s, const void *p)
 {
     return (size_t)(((uint64_t)((const char *)p - s->start) * nm_class_recip[s->cls]) >> 32);

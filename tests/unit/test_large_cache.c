@@ -62,6 +62,22 @@ static uint64_t mappings(void)
 
 static uint64_t thr(int id) { return tc->ctr.thr[id]; }
 
+/* large blocks and bytes live (the per-backing counters, the thread's and the global
+ * copy: what the dump reports) */
+static uint64_t bk_live(int alloc, int freed)
+{
+    uint64_t n = 0;
+    for (unsigned b = 0; b < NM_BACK_COUNT; b++)
+        n += tc->ctr.bk[alloc][b] + nm_global_ctr.bk[alloc][b] - tc->ctr.bk[freed][b] - nm_global_ctr.bk[freed][b];
+    return n;
+}
+static uint64_t live_blocks(void) { return bk_live(NM_C_bk_alloc, NM_C_bk_free); }
+static uint64_t live_bytes_now(void) { return bk_live(NM_C_bk_abytes, NM_C_bk_fbytes); }
+
+/* bytes the threads keep: the global count less what this thread took back and still
+ * owes it (it is the only thread here) */
+static uint64_t kept(void) { return nm_gstat_get(NM_C_large_tcache_bytes) - tc->lc_owed; }
+
 static bool mapped(const void *p)
 {
     return msync((void *)((uintptr_t)p & ~(uintptr_t)4095), 4096, MS_ASYNC) == 0;
@@ -178,7 +194,7 @@ static void free_node(char *p)
 Test(large, a_new_block_is_registered_and_counted, .init = boot)
 {
     uint64_t maps = mappings(), miss = thr(NM_C_large_cache_miss);
-    uint64_t live = nm_gstat_get(NM_C_large_live), live_bytes = nm_gstat_get(NM_C_large_live_bytes);
+    uint64_t live = live_blocks(), live_bytes = live_bytes_now();
     uint64_t fp = nm_gstat_get(NM_C_footprint);
     char *p = alloc(MiB + 1);
     nm_large_t *L = desc(p);
@@ -187,8 +203,8 @@ Test(large, a_new_block_is_registered_and_counted, .init = boot)
     cr_assert_eq(L->backing, NM_BACK_NORMAL);
     cr_assert_eq(mappings(), maps + 1);
     cr_assert_eq(thr(NM_C_large_cache_miss), miss + 1);
-    cr_assert_eq(nm_gstat_get(NM_C_large_live), live + 1);
-    cr_assert_eq(nm_gstat_get(NM_C_large_live_bytes), live_bytes + L->map_len);
+    cr_assert_eq(live_blocks(), live + 1);
+    cr_assert_eq(live_bytes_now(), live_bytes + L->map_len);
     cr_assert_eq(nm_gstat_get(NM_C_footprint), fp + L->map_len);
 
     /* small requests still get a whole granule: no two mappings share a page-map entry */
@@ -201,11 +217,11 @@ Test(large, a_freed_block_is_kept_by_its_thread_and_served_again, .init = boot)
 {
     char *p = alloc(MiB);
     nm_large_t *L = desc(p);
-    uint64_t maps = mappings(), hit = thr(NM_C_large_cache_hit), live = nm_gstat_get(NM_C_large_live);
+    uint64_t maps = mappings(), hit = thr(NM_C_large_cache_hit), live = live_blocks();
     free_kept(p);
     cr_assert_str_eq(nm_large_check(L, p), "large block already freed", "a second free is refused");
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), MiB);
-    cr_assert_eq(nm_gstat_get(NM_C_large_live), live - 1);
+    cr_assert_eq(kept(), MiB);
+    cr_assert_eq(live_blocks(), live - 1);
     cr_assert_null(dm->cache, "kept by the thread, not in the node cache");
 
     /* the same size again: the same block, not remapped and not re-registered */
@@ -214,16 +230,22 @@ Test(large, a_freed_block_is_kept_by_its_thread_and_served_again, .init = boot)
     cr_assert_eq(desc(q), L);
     cr_assert_eq(mappings(), maps);
     cr_assert_eq(thr(NM_C_large_cache_hit), hit + 1);
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 0);
+    cr_assert_eq(kept(), 0);
+    /* the round trip made no global update: the thread owes what it took back, and
+     * its next keep pays with it */
+    cr_assert_eq(tc->lc_owed, MiB);
+    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), MiB);
 
     /* smaller, wasting over a quarter of the request (208 KiB > 816 KiB / 4): a new
      * mapping; the kept block stays kept */
     free_kept(q);
+    cr_assert_eq(tc->lc_owed, 0);
+    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), MiB);
     char *s = alloc(816 * KiB);
     cr_assert_neq(s, p);
     cr_assert_eq(mappings(), maps + 1);
     cr_assert_eq(L->tcached, 1);
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), MiB);
+    cr_assert_eq(kept(), MiB);
 
     /* wasting at most a quarter (204 KiB <= 820 KiB / 4): that block, whole */
     char *r = alloc(820 * KiB);
@@ -238,6 +260,14 @@ Test(large, a_freed_block_is_kept_by_its_thread_and_served_again, .init = boot)
     cr_assert_neq(t, p);
     cr_assert_eq(mappings(), maps + 2);
     cr_assert_eq(L->tcached, 1);
+
+    /* taken back and not kept again: the debt is settled at the thread's tick */
+    char *u = alloc(MiB);
+    cr_assert_eq(u, p);
+    cr_assert_eq(tc->lc_owed, MiB);
+    nm_large_settle(tc);
+    cr_assert_eq(tc->lc_owed, 0);
+    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 0);
 }
 
 Test(large, the_thread_keeps_two_blocks_and_the_oldest_moves_to_the_node_cache, .init = boot)
@@ -254,7 +284,7 @@ Test(large, the_thread_keeps_two_blocks_and_the_oldest_moves_to_the_node_cache, 
     cr_assert_not_null(cached_at(a));
     cr_assert_eq(desc(b)->tcached, 1);
     cr_assert_eq(desc(c)->tcached, 1);
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 5 * MiB);
+    cr_assert_eq(kept(), 5 * MiB);
 
     /* a request that only a's size fits comes from the node cache, re-registered */
     uint64_t maps = mappings();
@@ -271,14 +301,14 @@ Test(large, what_a_thread_may_keep_is_bounded, .init = boot)
     nm_large_free(tc, desc(big), big);
     cr_assert_eq(nm_pagemap_get((uintptr_t)big), 0, "over half the cache bound: straight to the node cache");
     cr_assert_not_null(cached_holding(big));
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 0);
+    cr_assert_eq(kept(), 0);
 
     char *a = alloc(3 * MiB), *b = alloc(3 * MiB);
     free_kept(a);
     nm_large_free(tc, desc(b), b);
     cr_assert_eq(nm_pagemap_get((uintptr_t)b), 0, "3 + 3 MiB is over what threads may keep: b goes to the node cache");
     cr_assert_not_null(cached_holding(b), "b may have merged with big");
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 3 * MiB);
+    cr_assert_eq(kept(), 3 * MiB);
     check_cache();
     cr_assert_leq(dm->cache_bytes, nm_opt.large_cache);
     nm_large_decay(dom, UINT64_MAX);
@@ -567,7 +597,7 @@ Test(large, resize_grows_in_place_when_the_next_range_is_free, .init = boot)
     char *p = block_with_room(MiB, 2 * MiB);
     nm_large_t *L = desc(p);
     memset(p, 0x42, MiB);
-    uint64_t mremaps = nm_gstat_get(NM_C_large_mremap), live_bytes = nm_gstat_get(NM_C_large_live_bytes);
+    uint64_t mremaps = nm_gstat_get(NM_C_large_mremap), live_bytes = live_bytes_now();
     uint64_t fp = nm_gstat_get(NM_C_footprint);
     void *q = nm_large_resize(tc, L, p, 2 * MiB + 1);
     cr_assert_eq(q, p, "next range free: grown in place");
@@ -575,7 +605,7 @@ Test(large, resize_grows_in_place_when_the_next_range_is_free, .init = boot)
     cr_assert_eq(L->map_len, 2 * MiB + nm_os_page);
     cr_assert_eq(L->req, 2 * MiB + 1);
     cr_assert_eq(nm_gstat_get(NM_C_large_mremap), mremaps + 1);
-    cr_assert_eq(nm_gstat_get(NM_C_large_live_bytes), live_bytes + MiB + nm_os_page);
+    cr_assert_eq(live_bytes_now(), live_bytes + MiB + nm_os_page);
     cr_assert_eq(nm_gstat_get(NM_C_footprint), fp + MiB + nm_os_page);
     for (size_t off = 0; off < MiB; off += 4096) cr_assert_eq(p[off], 0x42, "contents kept at +%zu", off);
     check_live(p, 2 * MiB + 1);
@@ -643,7 +673,7 @@ Test(large, resize_shrinks_in_place_and_gives_back_below_half, .init = boot)
     char *p = alloc(4 * MiB);
     nm_large_t *L = desc(p);
     uint64_t mremaps = nm_gstat_get(NM_C_large_mremap), inplace = thr(NM_C_realloc_inplace);
-    uint64_t fp = nm_gstat_get(NM_C_footprint), live_bytes = nm_gstat_get(NM_C_large_live_bytes);
+    uint64_t fp = nm_gstat_get(NM_C_footprint), live_bytes = live_bytes_now();
 
     /* fits and wastes under half: nothing moves or shrinks */
     cr_assert_eq(nm_large_resize(tc, L, p, 3 * MiB), p);
@@ -663,7 +693,7 @@ Test(large, resize_shrinks_in_place_and_gives_back_below_half, .init = boot)
     cr_assert_eq(nm_large_usable(L), MiB + nm_os_page);
     cr_assert_eq(nm_gstat_get(NM_C_large_mremap), mremaps + 1);
     cr_assert_eq(nm_gstat_get(NM_C_footprint), fp - (3 * MiB - nm_os_page));
-    cr_assert_eq(nm_gstat_get(NM_C_large_live_bytes), live_bytes - (3 * MiB - nm_os_page));
+    cr_assert_eq(live_bytes_now(), live_bytes - (3 * MiB - nm_os_page));
     cr_assert(!mapped(p + 2 * MiB), "the cut tail is unmapped");
     cr_assert_eq(p[MiB], 0x21, "contents kept");
     check_live(p, MiB + 1);
@@ -722,7 +752,7 @@ Test(large, decay_with_no_cutoff_releases_everything_to_the_os, .init = boot)
     cr_assert_eq(dm->cache_bytes, 0);
     cr_assert(!mapped(a) && !mapped(b) && !mapped(c));
     cr_assert_eq(nm_gstat_get(NM_C_footprint), fp - 6 * MiB);
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 0);
+    cr_assert_eq(kept(), 0);
 }
 
 Test(large, kept_blocks_age_out_of_the_thread_by_the_cutoff, .init = boot)
@@ -748,14 +778,14 @@ Test(large, kept_blocks_age_out_of_the_thread_by_the_cutoff, .init = boot)
     cr_assert_null(dm->cache, "aged-out blocks skip the node cache");
     cr_assert_eq(nm_gstat_get(NM_C_large_cache_evict), evict + 1);
     cr_assert_eq(nm_gstat_get(NM_C_footprint), fp - MiB);
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 2 * MiB);
+    cr_assert_eq(kept(), 2 * MiB);
 
     /* release of everything: to the node cache, still worth reusing */
     cr_assert_eq(nm_large_tcache_release(tc, UINT64_MAX), 2 * MiB);
     cr_assert_eq(nm_pagemap_get((uintptr_t)b), 0);
     cr_assert_not_null(cached_at(b));
     cr_assert(mapped(b));
-    cr_assert_eq(nm_gstat_get(NM_C_large_tcache_bytes), 0);
+    cr_assert_eq(kept(), 0);
     for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) cr_assert_null(tc->lcache[i]);
 }
 
