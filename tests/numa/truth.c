@@ -25,8 +25,9 @@
  *               asks for too many distinct policies or interleaved node sets
  *   prof        (NUMAMALLOC_PROF=1) blocks allocated by planted_remote_site on one
  *               node and freed on another make it the first site by remote frees;
- *               with THP off, planted_huge_site's large blocks make it the first by
- *               huge-page fallbacks
+ *               with THP off and NUMAMALLOC_HUGEPAGES=hugetlb+thp (no hugetlb pool,
+ *               no THP: both fall back), planted_huge_site's large blocks make it
+ *               the first by huge-page fallbacks
  * On one node every scenario that needs two says so and checks what it can. */
 #include <errno.h>
 #include <signal.h>

@@ -60,7 +60,7 @@ step xnode -- placement xnode
 step residency NUMAMALLOC_DECAY_MS=3600000 -- truth residency
 step threadpol -- truth threadpol
 step threadpol-il NUMAMALLOC_POLICY=interleave -- truth threadpol
-step prof NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_SAMPLE=16K LD_LIBRARY_PATH=/tests -- truth prof
+step prof NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_SAMPLE=16K NUMAMALLOC_HUGEPAGES=hugetlb+thp LD_LIBRARY_PATH=/tests -- truth prof
 step interleave NUMAMALLOC_POLICY=interleave -- placement policy interleave
 # with THP off the interleave unit is one 4 KiB page: every size range must spread
 thp=/sys/kernel/mm/transparent_hugepage/enabled

@@ -51,7 +51,7 @@ shake -- truth migrate
 shake -- truth strict
 shake -- truth threadpol
 shake NUMAMALLOC_POLICY=interleave -- truth threadpol
-shake NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_SAMPLE=16K -- truth prof
+shake NUMAMALLOC_PROF=1 NUMAMALLOC_PROF_SAMPLE=16K NUMAMALLOC_HUGEPAGES=hugetlb+thp -- truth prof
 passes=$((passes + $(grep -c '^PASS' "$host_log" || true)))
 shake_line="vm-test: host shake-out (1 node): $passes checks passed, $(grep -c '^FAIL' "$host_log" || true) failed"
 if [ $fails != 0 ]; then echo "$shake_line"; exit 1; fi
