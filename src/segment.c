@@ -198,3 +198,9 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
     }
     return purged;
 }
+
+void nm_segment_exit_trim(uint32_t d)
+{
+    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_EXIT_CAP, nm_gstat_get(NM_C_footprint) / 8);
+    if ((nm_load_relaxed(&nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT) > cap) nm_segment_purge(d, UINT64_MAX);
+}
