@@ -12,7 +12,7 @@
  *
  * What stays of working around mimalloc:
  *   - aligned requests are checked: 2.0.9 misaligns size == alignment for 256, 512
- *     and 1024 (microsoft/mimalloc#700), so that shape is never asked for;
+ *     and 1024 (an upstream bug of that version), so that shape is never asked for;
  *   - the fork gate: 2.0.9 has no fork handlers, and a cross-thread free into a full
  *     page sets a mark (MI_DELAYED_FREEING) that only the same call clears; a fork at
  *     that moment leaves it set in the child, where whatever waits for it spins for
@@ -123,7 +123,7 @@ void *nm_fallback_alloc(nm_tcache_t *tc, size_t n, size_t align, bool zero)
     if (align <= 16) {
         p = zero ? mi_zalloc(n) : mi_malloc(n);
     } else {
-        size_t ask = n == align ? n + 1 : n;             /* microsoft/mimalloc#700 */
+        size_t ask = n == align ? n + 1 : n;             /* 2.0.9 misaligns size == align */
         p = zero ? mi_zalloc_aligned(ask, align) : mi_malloc_aligned(ask, align);
         if (p && ((uintptr_t)p & (align - 1)) != 0) { mi_free(p); p = NULL; }
     }

@@ -7,7 +7,7 @@
  * glibc's memalign rounding them up, page-aligned valloc/pvalloc (pvalloc rounds the
  * size up to a page and malloc_usable_size works on it: jemalloc crashes there), and
  * size == alignment for 256, 512 and 1024, where mimalloc 2.0.9 misaligns
- * (microsoft/mimalloc#700). */
+ * (a bug of mimalloc 2.0.9). */
 #include <malloc.h>
 
 #include "api/api_util.h"

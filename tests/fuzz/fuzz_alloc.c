@@ -16,7 +16,7 @@
  *               (table HUGE[u % 6]), which must fail with ENOMEM
  *   align       one byte a: a & 31 < 24: 1 << (a & 31) (1 B .. 8 MiB); 24..31: odd ones
  *               ODD_ALIGN[] (0, 24, 48, 100, 4097, 3M+1, 2^62+1, 2^41); a & 32: size := alignment
- *               (the 256/512/1024-with-size-equal-alignment shape of mimalloc#700, and larger)
+ *               (the 256/512/1024-with-size-equal-alignment shape mimalloc 2.0.9 misaligns, and larger)
  *   kind  arguments           call
  *    0    slot size           malloc
  *    1    slot size           calloc(1 + hi, size / (1 + hi)); v2: product > PTRDIFF_MAX, v3: overflows
