@@ -1,13 +1,12 @@
 /* tests/api/test_misuse.c — what happens when a program misuses the allocator.
  *
- * Issue 6 added: the exact message and SIGABRT of every kind NUMAMALLOC_CHECK=1
- * reports (messages_*), writes past the end of small, medium and large blocks caught
- * by the check-mode canary (with malloc_usable_size answering the size asked for),
- * double and interior frees of medium blocks (which mimalloc 2.0.9, secure level 0,
- * does not detect: before the block header these gave two live blocks at one address
- * or a crash), a large double free followed by allocation, and writes into freed
- * small and medium blocks (use after free) followed by heavy allocation: never a
- * crash, never two live blocks overlapping.
+ * It covers: the exact message and SIGABRT of every kind NUMAMALLOC_CHECK=1 reports
+ * (messages_*), writes past the end of small, medium and large blocks caught by the
+ * check-mode canary (with malloc_usable_size answering the size asked for), double
+ * and interior frees of medium blocks (refused from the live map, without a header),
+ * a large double free followed by allocation, and writes into freed small and medium
+ * blocks (use after free) followed by heavy allocation: never a crash, never two live
+ * blocks overlapping.
  *
  * With NUMAMALLOC_CHECK=1 (scenarios run by tests/helpers/api_misuse in a child with
  * an explicit environment): a double free and an interior pointer into a small block,
