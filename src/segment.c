@@ -147,7 +147,9 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     nm_unlock(&dm->seg_lock);
 }
 
-size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
+/* purge the free pages of domain d freed at or before cutoff_ms; with `unmap`, a
+ * segment wholly free and idle that long is unmapped too */
+static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
 {
     nm_domain_t *dm = &nm_domains[d];
     size_t purged = 0;
@@ -161,7 +163,7 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
             int i = __builtin_ctzll(m);
             if (cutoff_ms == UINT64_MAX || s->freed_ms[i] <= cutoff_ms) old |= (uint64_t)1 << i;
         }
-        if (s->free_mask == ALL_PAGES && s->empty_since_ms &&
+        if (unmap && s->free_mask == ALL_PAGES && s->empty_since_ms &&
             (cutoff_ms == UINT64_MAX || s->empty_since_ms <= cutoff_ms) && (idle & ~old) == 0) {
             /* wholly free, and every dirty page idle long enough: give it all back */
             list_remove(&dm->segs, s);
@@ -199,8 +201,12 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms)
     return purged;
 }
 
+size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff_ms, true); }
+
+/* (pages only: the segments stay mapped until decay, so that the address space a
+ * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
 void nm_segment_exit_trim(uint32_t d)
 {
     uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_EXIT_CAP, nm_gstat_get(NM_C_footprint) / 8);
-    if ((nm_load_relaxed(&nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT) > cap) nm_segment_purge(d, UINT64_MAX);
+    if ((nm_load_relaxed(&nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT) > cap) purge(d, UINT64_MAX, false);
 }
