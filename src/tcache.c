@@ -584,6 +584,18 @@ void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
     unsigned cls = nm_pme_class(e);
     if (dom != tc->domain) { remote_free(tc, dom, cls, p, e); return; }
     nm_bin_t *b = &tc->bins[cls];
+    if (tc->used[cls] == 0 && !nm_class_is_medium(cls) && small_refill(tc, cls) == 1 && b->cur != b->end) {
+        /* The thread's first touch of a small class is a free: the block was made by
+         * another thread, whose blocks are likely its neighbours on the cache line.
+         * Handed out first (a magazine is LIFO), it would put this thread's writes on
+         * that line (passive false sharing). So the magazine is filled as for a
+         * malloc miss and the block goes to its bottom, to be handed out last. */
+        *b->cur++ = *b->base;
+        *b->base = p;
+        tc->ctr.cls[cls][NM_C_free_slow]++;
+        count_free(tc, dom, 1, nm_class_size[cls]);
+        return;
+    }
     touch(tc, cls);
     if (b->cur == b->end) {
         bin_reconcile(tc, cls);
