@@ -663,6 +663,7 @@ nm_tcache_t *nm_thread_start(void)
     tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
     tc->domain = nm_policy_domain_for(tc->cpu_node);
     tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
+    tc->now_ms = nm_os_now_ms();
     tc->state = NM_T_ACTIVE;
     tc->budget = NM_TC_MIN_BYTES;
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {

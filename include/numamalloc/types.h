@@ -188,6 +188,8 @@ typedef struct nm_tcache {
     int32_t   cpu_node;      /* node of the CPU seen at the last check */
     uint32_t  slow_ticks;    /* slow-path events since the last decay check */
     uint64_t  trim_due_ms;   /* when its bins are next looked at for idleness (nm_tcache_trim) */
+    uint64_t  now_ms;        /* the clock at its last decay check: when a large block it
+                                keeps was freed, give or take 32 slow events */
     int64_t   prof_left;     /* profiler: bytes until the next large sample */
     uint64_t  rng;           /* profiler: xorshift state */
     int32_t   tid;           /* kernel thread id of the owner (to find caches of dead threads) */
