@@ -232,6 +232,10 @@ static bool admit(nm_tcache_t *tc, unsigned cls)
 {
     size_t need = mag_bytes(cls);
     while (tc->held + need > tc->budget && budget_grow(tc)) {}
+    /* a magazine worth more than a quarter of the budget does not push others out:
+     * one 320 KiB block's magazine evicted every small bin of a thread at its
+     * 512 KiB minimum, again and again (many threads, mixed sizes) */
+    if (tc->held + need > tc->budget && need > tc->budget / 4) return false;
     if (tc->held + need > tc->budget) {
         /* give back the least recently used bins down to three quarters of the
          * budget, so that the next admissions find room without a pass: one pass
