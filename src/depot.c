@@ -12,13 +12,15 @@
  * Bound: unlike Bonwick's, our depot does not grow without limit: every cached block
  * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
  * frees everything at once would otherwise keep it all cached. A depot keeps full
- * magazines holding up to NM_DEPOT_BYTES of blocks (at least 2 magazines), however
- * many threads there are: a single thread whose working set swings by more than a
- * few magazines would otherwise send every magazine to the slabs and take it back
- * (a python json run: 60,005 magazines put for 13 taken in the 32-byte class when
- * the bound was threads + 2). A full magazine beyond the bound is emptied into the
- * slabs on the spot (the slabs then return whole pages to the OS after decay), and
- * decay returns what stays unused for an interval. Empty magazines: at most 64.
+ * magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live thread, at most
+ * NM_DEPOT_BYTES and at least 2 magazines. Not fewer: a single thread whose working
+ * set swings by more than a few magazines would otherwise send every magazine to
+ * the slabs and take it back. Not more for few threads: there is little to exchange,
+ * and blocks that go through the slabs come back in address order, where the depot
+ * hands them out in the order they were freed. A full magazine beyond the bound is
+ * emptied into the slabs on the spot (the slabs then return whole pages to the OS
+ * after decay), and decay returns what stays unused for an interval. Empty
+ * magazines: at most 64.
  *
  * Lock: nm_depot_t.lock guards the lists, counters and the class's slabs in this
  * domain (src/slab.c runs under it). */
@@ -40,12 +42,15 @@ void nm_mag_delete(nm_mag_t *m)
 }
 
 #define NM_DEPOT_BYTES ((size_t)2 << 20)
+#define NM_DEPOT_THREAD_BYTES ((size_t)256 << 10)
 #define NM_DEPOT_EMPTY 64
 
 static uint32_t depot_cap(const nm_depot_t *d)
 {
     size_t bytes = (size_t)nm_class_mag_cap[d->cls] * nm_class_size[d->cls];
-    return (uint32_t)NM_MAX(NM_DEPOT_BYTES / bytes, 2u);
+    uint64_t threads = nm_gstat_get(NM_C_threads_live);
+    size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
+    return (uint32_t)NM_MAX(room / bytes, 2u);
 }
 
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)
