@@ -251,49 +251,64 @@ Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
 }
 
 /* the bound on full magazines, observed: hand over full magazines until one comes back
- * emptied into the slabs */
+ * emptied into the slabs. 256 KiB of cached blocks per live thread, at most 2 MiB, and
+ * at least 2 magazines */
+static void depot_bound_is(unsigned cls)
+{
+    nm_depot_t *d = fresh_depot(cls);
+    unsigned cap = nm_class_mag_cap[cls];
+    uint64_t threads = nm_gstat_get(NM_C_threads_live);
+    size_t room = NM_MIN((size_t)2 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)256 << 10));
+    unsigned bound = (unsigned)NM_MAX(room / ((size_t)cap * nm_class_size[cls]), 2u);
+    unsigned kept = 0;
+    for (unsigned i = 0; i < bound + 10; i++) {
+        nm_mag_t *m = full_mag(d);
+        uint64_t held = d->held;
+        nm_mag_t *back = nm_depot_put_full(d, m);
+        if (d->drained) {
+            cr_assert_eq(back, m, "class %u: the magazine over the bound comes back", cls);
+            cr_assert_eq(back->count, 0, "emptied");
+            cr_assert_eq(d->held, held - cap, "its rounds went back to the slabs");
+            nm_mag_delete(back);
+            break;
+        }
+        cr_assert_null(back);
+        kept++;
+        cr_assert_eq(d->nfull, kept);
+    }
+    cr_assert_eq(d->drained, 1, "class %u: no bound after %u magazines", cls, bound + 10);
+    cr_assert_eq(kept, bound, "class %u, %lu threads: %u magazines of %u rounds cached, bound %u", cls,
+                 (unsigned long)threads, kept, cap, bound);
+    /* full magazines returned past the bound are emptied too */
+    nm_mag_t *m = full_mag(d);
+    nm_depot_return(d, m);
+    cr_assert_eq(d->nfull, kept);
+    cr_assert_eq(d->nempty, 1, "emptied into the slabs and kept as an empty magazine");
+    /* empty magazines: at most 64 */
+    for (unsigned i = 0; i < 100; i++) {
+        nm_mag_t *e = nm_mag_new(cls);
+        nm_lock(&d->lock);
+        nm_depot_push_empty_locked(d, e);
+        nm_unlock(&d->lock);
+    }
+    cr_assert_eq(d->nempty, 64, "class %u: %u empty magazines kept", cls, d->nempty);
+    cr_assert_eq(d->held, (uint64_t)kept * cap);
+}
+
 Test(magazine, depot_bounds_cached_magazines, .init = boot)
 {
-    static const unsigned classes[] = { 0, 11, 23, 39, 40, 59 };
-    for (unsigned k = 0; k < NM_ARRAY_LEN(classes); k++) {
-        unsigned cls = classes[k];
-        nm_depot_t *d = fresh_depot(cls);
-        unsigned cap = nm_class_mag_cap[cls];
-        /* 2 MiB of cached blocks (at least 2 magazines), whatever the number of threads */
-        unsigned bound = (unsigned)NM_MAX(((size_t)2 << 20) / ((size_t)cap * nm_class_size[cls]), 2u);
-        unsigned kept = 0;
-        for (unsigned i = 0; i < bound + 10; i++) {
-            nm_mag_t *m = full_mag(d);
-            uint64_t held = d->held;
-            nm_mag_t *back = nm_depot_put_full(d, m);
-            if (d->drained) {
-                cr_assert_eq(back, m, "class %u: the magazine over the bound comes back", cls);
-                cr_assert_eq(back->count, 0, "emptied");
-                cr_assert_eq(d->held, held - cap, "its rounds went back to the slabs");
-                nm_mag_delete(back);
-                break;
-            }
-            cr_assert_null(back);
-            kept++;
-            cr_assert_eq(d->nfull, kept);
-        }
-        cr_assert_eq(d->drained, 1, "class %u: no bound after %u magazines", cls, bound + 10);
-        cr_assert_eq(kept, bound, "class %u: %u magazines of %u rounds cached, bound %u", cls, kept, cap, bound);
-        /* full magazines returned past the bound are emptied too */
-        nm_mag_t *m = full_mag(d);
-        nm_depot_return(d, m);
-        cr_assert_eq(d->nfull, kept);
-        cr_assert_eq(d->nempty, 1, "emptied into the slabs and kept as an empty magazine");
-        /* empty magazines: at most 64 */
-        for (unsigned i = 0; i < 100; i++) {
-            nm_mag_t *e = nm_mag_new(cls);
-            nm_lock(&d->lock);
-            nm_depot_push_empty_locked(d, e);
-            nm_unlock(&d->lock);
-        }
-        cr_assert_eq(d->nempty, 64, "class %u: %u empty magazines kept", cls, d->nempty);
-        cr_assert_eq(d->held, (uint64_t)kept * cap);
-    }
+    cr_assert_eq(nm_gstat_get(NM_C_threads_live), 1, "one thread started");
+    static const unsigned one[] = { 0, 11, 23, 39, 40, 59 };
+    for (unsigned k = 0; k < NM_ARRAY_LEN(one); k++) depot_bound_is(one[k]);
+    /* 3 threads: 768 KiB; 20: the 2 MiB ceiling */
+    nm_gstat_add(NM_C_threads_live, 2);
+    depot_bound_is(1);
+    depot_bound_is(12);
+    nm_gstat_add(NM_C_threads_live, 17);
+    depot_bound_is(2);
+    depot_bound_is(24);
+    depot_bound_is(41);
+    nm_gstat_sub(NM_C_threads_live, 19);
 }
 
 Test(magazine, decay_releases_unused_magazines_and_the_spare, .init = boot)
