@@ -11,8 +11,9 @@
  *
  * Dumping never allocates (stack buffer, write(2)), never takes a lock that the
  * interrupted code may hold (thread list and profiler locks are only tried), and
- * is serialised by nm_stats_dump_lock (tried too: a dump that finds another in progress
- * writes one line saying so). Text and JSON come from the same walk (src/emit.c);
+ * is serialised by nm_stats_dump_lock (a signal handler waits for another thread's
+ * dump, never for one its own thread was interrupted in; a dump that cannot have it
+ * within 2 s writes one line saying so). Text and JSON come from the same walk (src/emit.c);
  * the JSON schema is documented in man/numamalloc.7 and versioned below.
  *
  * Triggers: NUMAMALLOC_STATS at exit (src/init.c), NUMAMALLOC_STATS_SIGNAL from a
@@ -706,17 +707,31 @@ static void dump_to(int fd, int mode, const char *why, bool from_signal, const n
 }
 
 /* Dumps are serialised by nm_stats_dump_lock, taken only here and by fork. Nobody ever
- * waits for it without a bound: a signal handler only tries it, everyone else gives up
- * after 2 s with one line saying so. */
+ * waits for it without a bound: everyone gives up after 2 s with one line saying so.
+ * A signal handler waits only while another thread's dump holds it (dump_owner): one
+ * its own thread was interrupted in would never end, and fork (owner 0) is not waited
+ * for either. Two signals close together thus give two dumps. */
+static int dump_owner;                  /* tid of the dump holding the lock; 0: none or fork */
+
 static bool dump_lock(bool from_signal)
 {
+    int self = (int)syscall(SYS_gettid);
     bool locked = nm_trylock(&nm_stats_dump_lock);
-    for (int i = 0; !locked && !from_signal && i < 2000; i++) {
+    for (int i = 0; !locked && i < 2000; i++) {
+        int owner = nm_load_relaxed(&dump_owner);
+        if (from_signal && (owner == 0 || owner == self)) break;
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
         locked = nm_trylock(&nm_stats_dump_lock);
     }
+    if (locked) nm_store_relaxed(&dump_owner, self);
     return locked;
+}
+
+static void dump_unlock(void)
+{
+    nm_store_relaxed(&dump_owner, 0);
+    nm_unlock(&nm_stats_dump_lock);
 }
 
 static const char busy_msg[] = "numamalloc: statistics dump skipped: another dump is in progress\n";
@@ -737,7 +752,7 @@ static void dump(int fd, int mode, const char *why, bool from_signal)
         int out = fd >= 0 ? fd : open_dest();
         dump_to(out, mode, why, from_signal, &ps);
         if (fd < 0 && out != 2) syscall(SYS_close, out);
-        nm_unlock(&nm_stats_dump_lock);
+        dump_unlock();
     } else {
         nm_write_all(2, busy_msg, sizeof busy_msg - 1);
     }
@@ -763,7 +778,7 @@ size_t nm_stats_print(char *buf, size_t len, int mode)
     nm_prof_snapshot(&ps, true);
     if (dump_lock(false)) {
         emit_all(&b, mode, "api", false, &ps);
-        nm_unlock(&nm_stats_dump_lock);
+        dump_unlock();
     } else {
         nm_buf_puts(&b, busy_msg);
     }
