@@ -378,16 +378,6 @@ static uint64_t site_key(const prof_site_t *s, int by)
     }
 }
 
-static uint64_t top_key(const nm_prof_top_t *t, int by)
-{
-    switch (by) {
-    case NM_PROF_BY_LIVE:   return t->live_bytes;
-    case NM_PROF_BY_ALLOC:  return t->alloc_bytes;
-    case NM_PROF_BY_REMOTE: return t->remote_free_bytes;
-    default:                return t->huge_fallbacks;
-    }
-}
-
 /* the top sites by list `by`, largest first (profiler lock held) */
 static int top_sites_locked(nm_prof_top_t *out, int by)
 {
@@ -398,7 +388,7 @@ static int top_sites_locked(nm_prof_top_t *out, int by)
         if (v == 0) continue;
         int at = n < NM_PROF_TOP ? n : NM_PROF_TOP;
         while (at > 0) {
-            if (top_key(&out[at - 1], by) >= v) break;
+            if (site_key(&sites[out[at - 1].site], by) >= v) break;
             if (at < NM_PROF_TOP) out[at] = out[at - 1];
             at--;
         }
