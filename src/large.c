@@ -166,6 +166,14 @@ static char *strict_fault(uint32_t dom, char *p, size_t len)
     return NULL;
 }
 
+/* a fallback of a new mapping: counted, and remembered in *huge_fb (NM_FB_* + 1) for
+ * the block's profile attribution */
+static void fallback(int *huge_fb, int reason, int err)
+{
+    nm_fallback_count(reason, err);
+    *huge_fb = reason + 1;
+}
+
 /* a new mapping; *huge_fb: the last fallback counted for it (NM_FB_* + 1), or 0 */
 static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int *backing, int *huge_fb)
 {
@@ -174,12 +182,11 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
     int mode = nm_opt.hugepages;
     char *p = NULL;
     *huge_fb = 0;
-#define nm_fallback_count(r, e) do { nm_fallback_count(r, e); *huge_fb = (r) + 1; } while (0)
 
     if (mode == NM_HUGE_OFF) {
-        if (len >= NM_PAGE_2M) nm_fallback_count(NM_FB_HUGE_OFF, 0);
+        if (len >= NM_PAGE_2M) fallback(huge_fb, NM_FB_HUGE_OFF, 0);
     } else if (len < NM_PAGE_2M) {
-        nm_fallback_count(NM_FB_SIZE_TOO_SMALL, 0);
+        fallback(huge_fb, NM_FB_SIZE_TOO_SMALL, 0);
     } else {
         if (mode != NM_HUGE_THP && align <= NM_PAGE_2M) {
             int reason = -1, err = 0;
@@ -191,7 +198,7 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
                     if (pool_1g > 0) p = map_hugetlb(dom, len1g, NM_PAGE_1G, &reason, &err);
                     else reason = NM_FB_NO_1G_POOL;
                     if (p) { *len_out = len1g; *backing = NM_BACK_HUGETLB_1G; return p; }
-                    nm_fallback_count(reason, err);
+                    fallback(huge_fb, reason, err);
                 }
             }
             if (len2m - len > len / 8) {
@@ -203,11 +210,11 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
                 p = map_hugetlb(dom, len2m, NM_PAGE_2M, &reason, &err);
                 if (p) { *len_out = len2m; *backing = NM_BACK_HUGETLB_2M; return p; }
             }
-            nm_fallback_count(reason, err);
+            fallback(huge_fb, reason, err);
         }
         if (mode == NM_HUGE_THP || nm_opt.thp_fallback) {
             if (nm_thp_mode == 0) {
-                nm_fallback_count(NM_FB_THP_DISABLED, 0);
+                fallback(huge_fb, NM_FB_THP_DISABLED, 0);
             } else {
                 /* 2 MiB-aligned start; the 2 MiB ranges inside get huge pages, a tail
                  * under 2 MiB stays on 4 KiB pages: nothing is rounded up or wasted */
@@ -216,7 +223,7 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
                 nm_policy_bind(dom, p, len);
                 *len_out = len;
                 if (nm_os_advise(p, len, MADV_HUGEPAGE)) { *backing = NM_BACK_THP; return strict_fault(dom, p, len); }
-                nm_fallback_count(NM_FB_THP_MADVISE, nm_os_last_errno[NM_OS_MADVISE]);
+                fallback(huge_fb, NM_FB_THP_MADVISE, nm_os_last_errno[NM_OS_MADVISE]);
                 *backing = NM_BACK_NORMAL;
                 return strict_fault(dom, p, len);
             }
@@ -230,7 +237,6 @@ static char *map_new(uint32_t dom, size_t n, size_t align, size_t *len_out, int 
     *len_out = len;
     *backing = NM_BACK_NORMAL;
     return strict_fault(dom, p, len);
-#undef nm_fallback_count
 }
 
 /* the heap's footprint counts a mapping from its mmap to its munmap, cached or not */
