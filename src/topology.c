@@ -34,20 +34,6 @@ int nm_topo_parse_list(const char *s, unsigned long *mask, int nbits)
     return max;
 }
 
-uint64_t nm_topo_parse_meminfo(const char *s)
-{
-    static const char key[] = "MemTotal:";
-    for (const char *p = s; *p; p++) {
-        if (nm_strncmp(p, key, sizeof key - 1) != 0) continue;
-        p += sizeof key - 1;
-        while (*p == ' ' || *p == '\t') p++;
-        uint64_t kb;
-        if (!nm_parse_u64(p, NULL, &kb)) return 0;
-        return kb << 10;
-    }
-    return 0;
-}
-
 bool nm_topo_meminfo_key(const char *s, const char *key, uint64_t *bytes)
 {
     size_t kl = nm_strlen(key);
@@ -61,6 +47,12 @@ bool nm_topo_meminfo_key(const char *s, const char *key, uint64_t *bytes)
         return true;
     }
     return false;
+}
+
+uint64_t nm_topo_parse_meminfo(const char *s)
+{
+    uint64_t bytes;
+    return nm_topo_meminfo_key(s, "MemTotal:", &bytes) ? bytes : 0;
 }
 
 static long read_path(char *buf, size_t cap, const char *fmt, int a)
