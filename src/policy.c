@@ -45,7 +45,6 @@ nm_lock_t nm_policy_lock = NM_LOCK_INIT;
 #define MASK_WORDS (NM_MAX_DOMAINS / (8 * sizeof(unsigned long)))
 static unsigned long interleave_mask[MASK_WORDS];
 static unsigned long bind_set[MASK_WORDS];
-static int effective_policy;
 static bool multi;                              /* more than one node: bind at all */
 static uint64_t *room_left, *room_at;           /* strict domains: room per node (below) */
 
@@ -154,7 +153,11 @@ bool nm_policy_init(void)
         for (unsigned i = 0; i < MASK_WORDS; i++) interleave_mask[i] = bind_set[i];
     else
         for (int k = 0; k <= nm_topo.max_node; k++) if (nm_topo_has_memory(k)) set_bit(interleave_mask, k);
-    effective_policy = pol;
+    /* the process policy is per-thread policy 0: one rule picks a thread's domain */
+    tpols[0].kind = pol;
+    tpols[0].node = nm_opt.policy_nnodes ? nm_opt.policy_nodes[0] : -1;
+    tpols[0].dom = nm_dom_interleave;
+    for (unsigned w = 0; w < MASK_WORDS; w++) tpols[0].set[w] = bind_set[w];
 
     /* the fault-injection build may bind with one node too, to exercise mbind failures */
     multi = nm_topo.nmem > 1 || nm_fault_force_bind();
@@ -179,25 +182,8 @@ uint32_t nm_policy_strict_domain(int node)
     return nm_topo.nmem > 1 ? nm_dom_strict0 + (uint32_t)node : (uint32_t)node;
 }
 
-uint32_t nm_policy_domain_for(int cpu_node)
+static uint32_t domain_for(const tpol_t *t, int cpu_node)
 {
-    switch (effective_policy) {
-    case NM_POL_PREFERRED:
-        return nm_opt.policy_nodes[0];
-    case NM_POL_BIND:
-        return nm_policy_strict_domain(in_set(bind_set, cpu_node) ? cpu_node : nearest(cpu_node, bind_set));
-    case NM_POL_INTERLEAVE:
-        if (nm_topo.nmem > 1) return nm_dom_interleave;
-        __attribute__((fallthrough));     /* one node: interleaving is the same as local */
-    default:
-        return local_domain(cpu_node);
-    }
-}
-
-uint32_t nm_policy_domain_for_thread(uint8_t tpol, int cpu_node)
-{
-    if (tpol == 0 || tpol > NM_THREAD_POLICIES) return nm_policy_domain_for(cpu_node);
-    const tpol_t *t = &tpols[tpol];
     switch (t->kind) {
     case NM_POL_PREFERRED:
         return (uint32_t)t->node;
@@ -205,10 +191,17 @@ uint32_t nm_policy_domain_for_thread(uint8_t tpol, int cpu_node)
         return nm_policy_strict_domain(in_set(t->set, cpu_node) ? cpu_node : nearest(cpu_node, t->set));
     case NM_POL_INTERLEAVE:
         if (nm_topo.nmem > 1) return t->dom;
-        __attribute__((fallthrough));
+        __attribute__((fallthrough));     /* one node: interleaving is the same as local */
     default:
         return local_domain(cpu_node);
     }
+}
+
+uint32_t nm_policy_domain_for(int cpu_node) { return domain_for(&tpols[0], cpu_node); }
+
+uint32_t nm_policy_domain_for_thread(uint8_t tpol, int cpu_node)
+{
+    return domain_for(&tpols[tpol <= NM_THREAD_POLICIES ? tpol : 0], cpu_node);
 }
 
 static const unsigned long *interleave_set_of(uint32_t d)
