@@ -132,14 +132,7 @@ int nm_api_thread_policy_set(const char *text)
     if (!ok) return -1;
     tc->tpol = t;
     tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
-    uint32_t nd = nm_policy_domain_for_thread(t, tc->cpu_node);
-    if (nd != tc->domain) {
-        /* as a thread found on another node (nm_tcache_node_check): what it caches
-         * belongs to the old domain and goes home first */
-        nm_tcache_flush_all(tc);
-        tc->domain = nd;
-        tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
-    }
+    nm_tcache_set_domain(tc, nm_policy_domain_for_thread(t, tc->cpu_node));
     return 0;
 }
 

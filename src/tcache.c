@@ -408,18 +408,21 @@ static bool med_flush(nm_tcache_t *tc, unsigned cls)
 /* ---- node migration --------------------------------------------------------------------- */
 
 /* (one rseq load when the thread has not moved) */
+void nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd)
+{
+    if (nd == tc->domain) return;
+    /* everything cached belongs to the old domain: send it home first */
+    nm_tcache_flush_all(tc);
+    tc->domain = nd;
+    tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
+}
+
 void nm_tcache_node_check(nm_tcache_t *tc)
 {
     int node = nm_topo_cpu_node(nm_os_cpu());
     if (NM_UNLIKELY(node != tc->cpu_node)) {
         tc->ctr.thr[NM_C_node_moves]++;
-        uint32_t nd = nm_policy_domain_for_thread(tc->tpol, node);
-        if (nd != tc->domain) {
-            /* everything cached belongs to the old domain: send it home first */
-            nm_tcache_flush_all(tc);
-            tc->domain = nd;
-            tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
-        }
+        nm_tcache_set_domain(tc, nm_policy_domain_for_thread(tc->tpol, node));
         tc->cpu_node = node;
     }
 }

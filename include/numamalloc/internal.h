@@ -285,6 +285,8 @@ nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e);
 /* give every cached block of tc back: magazines to depots, kept large blocks to their
  * node's cache */
 void  nm_tcache_flush_all(nm_tcache_t *tc);
+/* tc allocates from domain nd from now on (its cached blocks go home first) */
+void  nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd);
 /* a thread found on another node allocates there from now on */
 void  nm_tcache_node_check(nm_tcache_t *tc);
 /* the thread's decay tick: bins unused since the last one go back, and half of a
