@@ -13,9 +13,11 @@
  * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
  * frees everything at once would otherwise keep it all cached. A depot keeps full
  * magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live thread, at most
- * NM_DEPOT_BYTES and at least 2 magazines. Not fewer: a single thread whose working
- * set swings by more than a few magazines would otherwise send every magazine to
- * the slabs and take it back. Not more for few threads: there is little to exchange,
+ * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. Not fewer: a single
+ * thread whose working set swings by more than a few magazines would otherwise send
+ * every magazine to the slabs and take it back. A medium magazine (one to six blocks
+ * of 40 KiB to 1 MiB) gets no such floor: two of each of twenty classes would keep
+ * 10 MiB of touched memory for one thread. Not more for few threads: there is little to exchange,
  * and blocks that go through the slabs come back in address order, where the depot
  * hands them out in the order they were freed. A full magazine beyond the bound is
  * emptied into the slabs on the spot (the slabs then return whole pages to the OS
@@ -50,7 +52,7 @@ static uint32_t depot_cap(const nm_depot_t *d)
     size_t bytes = (size_t)nm_class_mag_cap[d->cls] * nm_class_size[d->cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
-    return (uint32_t)NM_MAX(room / bytes, 2u);
+    return (uint32_t)NM_MAX(room / bytes, nm_class_is_medium(d->cls) ? 0u : 2u);
 }
 
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)

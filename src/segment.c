@@ -2,12 +2,17 @@
  *
  * A segment is mapped 4 MiB-aligned, mbind'ed to its domain before anything touches
  * it (src/policy.c decides the mode), and split into 64 pages of 64 KiB tracked by
- * two masks: free_mask (page in no slab) and dirty_mask (free page that may still be
- * resident). A slab takes 1..NM_SLAB_MAX_PAGES consecutive free pages, dirty ones
- * first so that memory already faulted in is reused before clean pages are touched. Freed pages
- * stay dirty until decay: after NUMAMALLOC_DECAY_MS idle they get MADV_DONTNEED
- * (the binding survives it), and a segment that stayed wholly free and clean that
- * long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
+ * two masks: free_mask (page in no slab) and dirty_mask (page that may be resident:
+ * touched since it was last purged, whether in a slab now or not). A slab takes
+ * 1..NM_SLAB_MAX_PAGES consecutive free pages, the run covering the most dirty ones,
+ * so that memory already faulted in is reused before clean pages are touched; its
+ * pages keep their dirty bits, so a slab that never touches some of them hands them
+ * back as resident as it found them. Free dirty pages go back to the OS
+ * (MADV_DONTNEED; the binding survives it) after NUMAMALLOC_DECAY_MS idle, or at
+ * once when a domain has more of them than NM_DIRTY_MIN and an eighth of the heap
+ * (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
+ * would otherwise keep every page it ever touched until the decay pass. A segment
+ * that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
  * metadata memory, off the data pages. A strict domain's slab has its pages faulted
  * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
  * is refused if its node has no room.
@@ -41,6 +46,23 @@ static void list_push(nm_segment_t **head, nm_segment_t *s)
 static uint64_t run_mask(unsigned first, unsigned n)
 {
     return (n >= 64 ? ALL_PAGES : (((uint64_t)1 << n) - 1)) << first;
+}
+
+/* the run of n free pages covering more dirty pages than *best (which it updates):
+ * its first index, or -1 */
+static int most_dirty_run(uint64_t free, uint64_t dirty, unsigned n, int *best)
+{
+    uint64_t want = run_mask(0, n), hot = free & dirty;
+    if (hot == 0) return -1;
+    int first = __builtin_ctzll(hot), last = 63 - __builtin_clzll(hot);
+    int lo = NM_MAX(first - (int)n + 1, 0), hi = NM_MIN(last, 64 - (int)n);
+    int at = -1;
+    for (int i = lo; i <= hi; i++) {
+        if (((free >> i) & want) != want) continue;
+        int score = __builtin_popcountll((hot >> i) & want);
+        if (score > *best) { *best = score; at = i; if (score == (int)n) break; }
+    }
+    return at;
 }
 
 /* first index of a run of n set bits in m, or -1 */
@@ -85,14 +107,17 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
     nm_lock(&dm->seg_lock);
     nm_segment_t *seg = NULL;
     int at = -1;
-    /* pass 1: a run of dirty free pages (already resident); pass 2: any free run */
-    for (int pass = 0; pass < 2 && at < 0; pass++) {
-        for (nm_segment_t *s = dm->segs; s; s = s->next) {
-            uint64_t m = pass == 0 ? (s->free_mask & s->dirty_mask) : s->free_mask;
-            at = find_run(m, npages);
-            if (at >= 0) { seg = s; break; }
-        }
+    /* the first run of resident free pages; else the run covering the most of them;
+     * else the first free run */
+    for (nm_segment_t *s = dm->segs; s && at < 0; s = s->next)
+        if ((at = find_run(s->free_mask & s->dirty_mask, npages)) >= 0) seg = s;
+    int best = 0;
+    for (nm_segment_t *s = at < 0 ? dm->segs : NULL; s; s = s->next) {
+        int i = most_dirty_run(s->free_mask, s->dirty_mask, npages, &best);
+        if (i >= 0) { seg = s; at = i; }
     }
+    for (nm_segment_t *s = at < 0 ? dm->segs : NULL; s && at < 0; s = s->next)
+        if ((at = find_run(s->free_mask, npages)) >= 0) seg = s;
     if (at < 0) {
         seg = segment_new(d);
         if (seg == NULL) { nm_unlock(&dm->seg_lock); return NULL; }
@@ -105,7 +130,6 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
     __atomic_fetch_add(&dm->slab_pages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(seg->dirty_mask & bits), __ATOMIC_RELAXED);
     seg->free_mask &= ~bits;
-    seg->dirty_mask &= ~bits;
     seg->empty_since_ms = 0;
     if (seg->free_mask == 0) { list_remove(&dm->segs, seg); list_push(&dm->full_segs, seg); }
     nm_unlock(&dm->seg_lock);
@@ -127,6 +151,8 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
     return sl;
 }
 
+static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap);
+
 void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
 {
     nm_domain_t *dm = &nm_domains[d];
@@ -134,17 +160,26 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     uint64_t now = nm_os_now_ms();
     nm_lock(&dm->seg_lock);
     uint64_t bits = run_mask(sl->page, sl->npages);
-    /* the last `untouched` pages were never written: free, and clean as they were */
+    /* the last `untouched` pages were not written by this slab: as resident as it
+     * found them */
     uint64_t dirty = untouched < sl->npages ? run_mask(sl->page, sl->npages - untouched) : 0;
     bool was_full = seg->free_mask == 0;
     seg->free_mask |= bits;
     seg->dirty_mask |= dirty;
     __atomic_fetch_sub(&dm->slab_pages, sl->npages, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&dm->dirty_pages, (uint64_t)__builtin_popcountll(dirty), __ATOMIC_RELAXED);
+    __atomic_fetch_add(&dm->dirty_pages, (uint64_t)__builtin_popcountll(seg->dirty_mask & bits), __ATOMIC_RELAXED);
     for (unsigned i = sl->page; i < (unsigned)sl->page + sl->npages; i++) seg->freed_ms[i] = now;
     if (was_full) { list_remove(&dm->full_segs, seg); list_push(&dm->segs, seg); }
     if (seg->free_mask == ALL_PAGES) seg->empty_since_ms = now;
     nm_unlock(&dm->seg_lock);
+    /* over the bound: what stayed free NM_DIRTY_AGE_MS goes back (not what was freed
+     * just now: a program that frees and allocates again at once would fault it all
+     * back in); looked at once per NM_DIRTY_AGE_MS */
+    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
+    if ((nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + nm_load_relaxed(&dm->spare_bytes) > cap && now >= nm_load_relaxed(&dm->dirty_check_ms)) {
+        nm_store_relaxed(&dm->dirty_check_ms, now + NM_DIRTY_AGE_MS);
+        purge(d, now - NM_DIRTY_AGE_MS, false);
+    }
 }
 
 /* purge the free pages of domain d freed at or before cutoff_ms; with `unmap`, a
@@ -202,11 +237,3 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
 }
 
 size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff_ms, true); }
-
-/* (pages only: the segments stay mapped until decay, so that the address space a
- * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
-void nm_segment_exit_trim(uint32_t d)
-{
-    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_EXIT_CAP, nm_gstat_get(NM_C_footprint) / 8);
-    if ((nm_load_relaxed(&nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT) > cap) purge(d, UINT64_MAX, false);
-}

@@ -7,8 +7,9 @@
  * whole magazines went back to slabs and came out again). `inuse` counts
  * blocks out of the slab: in the program's hands or cached in a magazine. A slab
  * with free blocks sits on its depot's partial list; a slab that becomes wholly free
- * becomes the depot's spare (one per depot, against alloc/free thrash at a slab
- * boundary) or goes back to its segment, and its page-map entries are cleared so a
+ * becomes the depot's spare (one per small class's depot, against alloc/free
+ * thrash at a slab boundary; a medium slab is up to 1 MiB, and its pages serve
+ * every class better from the segment) or goes back to its segment, and its page-map entries are cleared so a
  * stale free of one of its blocks is reported, not obeyed.
  *
  * Medium slabs hold a few blocks of 40 KiB and up: a free block among used ones
@@ -95,6 +96,28 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
     nm_segment_free_slab(d->domain, s, untouched);
 }
 
+/* Spare slabs: a wholly free slab stays its depot's spare (against alloc/free
+ * thrash at a slab boundary) while the domain's spares add up to no more than
+ * NM_DIRTY_MIN and an eighth of the heap, the bound free slab pages have in the
+ * segments (a program cycling through many medium classes would otherwise keep a
+ * slab of up to 1 MiB for each) */
+static size_t slab_bytes(const nm_slab_t *s) { return (size_t)s->npages << NM_GRANULE_SHIFT; }
+
+static bool spare_room(const nm_depot_t *d, const nm_slab_t *s)
+{
+    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
+    const nm_domain_t *dm = &nm_domains[d->domain];
+    return nm_load_relaxed(&dm->spare_bytes) + (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + slab_bytes(s) <= cap;
+}
+
+static nm_slab_t *spare_take(nm_depot_t *d)
+{
+    nm_slab_t *s = d->spare;
+    d->spare = NULL;
+    nm_sub_relaxed(&nm_domains[d->domain].spare_bytes, slab_bytes(s));
+    return s;
+}
+
 #define block_index nm_slab_index
 
 /* blocks of d going out of (v > 0) or back into (v < 0) its slabs, in bytes */
@@ -112,7 +135,7 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
     while (got < n) {
         nm_slab_t *s = d->partial;
         if (s == NULL) {
-            if (d->spare) { s = d->spare; d->spare = NULL; }
+            if (d->spare) s = spare_take(d);
             else if ((s = slab_new(d)) == NULL) break;
             partial_push(d, s);
         }
@@ -163,8 +186,13 @@ static void free_one(nm_depot_t *d, nm_slab_t *s, void *p)
     if (!s->on_partial) partial_push(d, s);
     if (s->inuse == 0) {
         partial_remove(d, s);
-        if (d->spare == NULL) { d->spare = s; d->spare_since_ms = nm_os_now_ms(); }
-        else slab_release(d, s);
+        if (d->spare == NULL && spare_room(d, s)) {
+            d->spare = s;
+            d->spare_since_ms = nm_os_now_ms();
+            nm_add_relaxed(&nm_domains[d->domain].spare_bytes, slab_bytes(s));
+        } else {
+            slab_release(d, s);
+        }
     }
 }
 
@@ -278,11 +306,7 @@ static void purge_free_blocks(nm_depot_t *d, bool all)
 
 void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all)
 {
-    if (d->spare && (all || d->spare_since_ms <= cutoff_ms)) {
-        nm_slab_t *s = d->spare;
-        d->spare = NULL;
-        slab_release(d, s);
-    }
+    if (d->spare && (all || d->spare_since_ms <= cutoff_ms)) slab_release(d, spare_take(d));
     /* (not in strict domains: their pages stay faulted in, as promised at allocation) */
     if (nm_class_is_medium(d->cls) && nm_class_blocks[d->cls] > 1 && !nm_domains[d->domain].strict)
         purge_free_blocks(d, all);

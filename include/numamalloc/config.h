@@ -50,9 +50,9 @@
 #define NM_MAG_MAX_CAP     64        /* rounds in a magazine for the smallest classes */
 #define NM_MAG_BYTES       32768     /* a small magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
-#define NM_DIRTY_EXIT_CAP  (64 << 20) /* free slab pages a domain keeps for reuse when a thread
-                                        exits: beyond this and an eighth of the heap they go
-                                        back at once, not after the decay time */
+#define NM_DIRTY_MIN       (1 << 20) /* free slab pages and spare slabs a domain keeps for reuse:
+                                        beyond this and an eighth of the heap they go back once idle */
+#define NM_DIRTY_AGE_MS    50        /* ... this long, not after the decay time */
 #define NM_FP_BATCH        (32 << 10) /* a depot adds its footprint change to the global
                                         counter in steps of this (the peak may miss it) */
 #define NM_FILL_START      4         /* a bin's first fill from the slabs: slow start, so a

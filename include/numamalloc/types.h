@@ -163,6 +163,9 @@ typedef struct nm_domain {
     uint64_t   nsegments;
     uint64_t   slab_pages;   /* 64 KiB pages in slabs */
     uint64_t   dirty_pages;  /* free pages that may still be resident (not yet purged) */
+    uint64_t   spare_bytes;  /* bytes of the depots' spare slabs (relaxed atomics) */
+    uint64_t   dirty_check_ms; /* next look at dirty pages over the bound (relaxed: racing
+                                 threads at worst purge twice) */
     nm_lock_t  large_lock;
     nm_large_t *cache;       /* freed large mappings, newest first */
     nm_large_t *cache_tail;

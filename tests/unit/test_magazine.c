@@ -20,12 +20,20 @@
 
 static uint32_t dom;
 
-static void boot(void)
+static void boot_bounded(void)
 {
     cr_assert(nm_process_init(), "allocator boot");
     cr_assert(nm_thread_cache() != NULL && nm_tcp->state == NM_T_ACTIVE, "thread start");
     dom = nm_tcp->domain;
     cr_assert_lt(dom, nm_ndomains);
+}
+
+/* spare slabs are bounded by an eighth of the heap: a heap of a TiB (on paper) keeps
+ * the bound out of the way of the other tests */
+static void boot(void)
+{
+    boot_bounded();
+    nm_footprint_add((int64_t)1 << 40);
 }
 
 static nm_depot_t *fresh_depot(unsigned cls)
@@ -154,6 +162,43 @@ Test(magazine, slab_batches_are_unique_registered_blocks, .init = boot)
     }
 }
 
+Test(magazine, spare_slabs_are_bounded_by_the_heap, .init = boot_bounded)
+{
+    /* a heap of nothing: spares and free dirty pages together up to NM_DIRTY_MIN */
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    cr_assert_eq(NM_DIRTY_MIN, 1 << 20, "the classes below are picked for 1 MiB");
+    static const unsigned classes[] = { 52, 53, 54 };   /* one block per slab of 5, 6, 7 pages */
+    nm_domain_t *dm = &nm_domains[dom];
+    uint64_t dirty0 = dm->dirty_pages;
+    for (unsigned k = 0; k < NM_ARRAY_LEN(classes); k++) {
+        unsigned cls = classes[k];
+        nm_depot_t *d = fresh_depot(cls);
+        cr_assert_eq(nm_class_blocks[cls], 1);
+        void *b = NULL;
+        cr_assert_eq(alloc_locked(d, &b, 1), 1);
+        free_locked(d, &b, 1);
+        if (k < 2) {
+            cr_assert_not_null(d->spare, "class %u: 320 KiB + 384 KiB fit in 1 MiB", cls);
+        } else {
+            cr_assert_null(d->spare, "class %u: 704 KiB of spares + 448 KiB is over 1 MiB", cls);
+            cr_assert_eq(d->nslabs, 0, "released to its segment");
+            cr_assert_eq(dm->dirty_pages, dirty0 + nm_class_pages[cls], "as free dirty pages");
+        }
+    }
+    cr_assert_eq(dm->spare_bytes, (uint64_t)(5 + 6) * NM_GRANULE);
+    /* a spare taken back leaves the count */
+    nm_depot_t *d = nm_depot(dom, 52);
+    void *b = NULL;
+    cr_assert_eq(alloc_locked(d, &b, 1), 1);
+    cr_assert_null(d->spare);
+    cr_assert_eq(dm->spare_bytes, (uint64_t)6 * NM_GRANULE);
+    /* and now 384 KiB of spares + 448 KiB dirty + 320 KiB is over: released */
+    free_locked(d, &b, 1);
+    cr_assert_null(d->spare);
+    cr_assert_eq(d->nslabs, 0);
+    cr_assert_eq(dm->spare_bytes, (uint64_t)6 * NM_GRANULE);
+}
+
 Test(magazine, released_slabs_leave_the_page_map, .init = boot)
 {
     unsigned cls = 20;
@@ -252,14 +297,14 @@ Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
 
 /* the bound on full magazines, observed: hand over full magazines until one comes back
  * emptied into the slabs. 256 KiB of cached blocks per live thread, at most 2 MiB, and
- * at least 2 magazines */
+ * at least 2 magazines of a small class (none of a medium one) */
 static void depot_bound_is(unsigned cls)
 {
     nm_depot_t *d = fresh_depot(cls);
     unsigned cap = nm_class_mag_cap[cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN((size_t)2 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)256 << 10));
-    unsigned bound = (unsigned)NM_MAX(room / ((size_t)cap * nm_class_size[cls]), 2u);
+    unsigned bound = (unsigned)NM_MAX(room / ((size_t)cap * nm_class_size[cls]), nm_class_is_medium(cls) ? 0u : 2u);
     unsigned kept = 0;
     for (unsigned i = 0; i < bound + 10; i++) {
         nm_mag_t *m = full_mag(d);

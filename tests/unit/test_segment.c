@@ -4,11 +4,14 @@
  *
  * Owns: first-fit carving of slabs of 1..NM_SLAB_MAX_PAGES pages, the preference
  * for a run of dirty (resident) free pages over an earlier clean run (in this
- * segment or another), runs found among fragmented free pages and a new segment
- * when no run of n exists though enough pages are free, released neighbours
- * coalescing into one run, untouched tail pages staying clean, purge (dirty mask cleared, pages given back, the cutoff,
- * wholly free segments unmapped), the domain's list and page counters after every
- * step, and a seeded random comparison with a reference model of the two passes.
+ * segment or another), then for the run covering the most dirty pages, runs found
+ * among fragmented free pages and a new segment when no run of n exists though
+ * enough pages are free, released neighbours coalescing into one run, pages a slab
+ * never wrote keeping the state they had (dirty bits live on while a page is in a
+ * slab), purge (dirty mask cleared, pages given back, the cutoff, wholly free
+ * segments unmapped), the bound on free dirty pages (purged once idle), the
+ * domain's list and page counters after every step, and a seeded random comparison
+ * with a reference model of the three passes.
  *
  * Each Criterion test is its own process and boots a fresh allocator whose slabs are
  * never used through malloc, so the domain holds only the segments a test makes. */
@@ -27,7 +30,7 @@
 static uint32_t dom;
 static nm_domain_t *dm;
 
-static void boot(void)
+static void boot_bounded(void)
 {
     cr_assert(nm_process_init(), "allocator boot");
     cr_assert(nm_thread_cache() != NULL && nm_tcp->state == NM_T_ACTIVE, "thread start");
@@ -39,6 +42,14 @@ static void boot(void)
     cr_assert_eq(dm->nsegments, 0);
     cr_assert_eq(dm->slab_pages, 0);
     cr_assert_eq(dm->dirty_pages, 0);
+}
+
+/* the bound on free dirty pages is an eighth of the heap: a heap of a TiB (on paper)
+ * keeps it out of the way of tests of the search */
+static void boot(void)
+{
+    boot_bounded();
+    nm_footprint_add((int64_t)1 << 40);
 }
 
 /* bits [first, first + n) */
@@ -67,9 +78,8 @@ static void check_domain(void)
             cr_assert_eq(s->domain, dom);
             if (full) cr_assert_eq(s->free_mask, 0, "a segment on the full list has free pages");
             else cr_assert_neq(s->free_mask, 0, "a full segment on the list of segments with room");
-            cr_assert_eq(s->dirty_mask & ~s->free_mask, 0, "dirty pages must be free pages");
             slab_pages += 64 - (unsigned)__builtin_popcountll(s->free_mask);
-            dirty += (unsigned)__builtin_popcountll(s->dirty_mask);
+            dirty += (unsigned)__builtin_popcountll(s->dirty_mask & s->free_mask);
         }
     }
     cr_assert_eq(n, dm->nsegments, "nsegments %lu, segments on the lists %u", (unsigned long)dm->nsegments, n);
@@ -93,7 +103,6 @@ static nm_slab_t *take(unsigned n)
     cr_assert_leq(s->page + n, 64u);
     cr_assert_eq(s->start, g->base + (size_t)s->page * PAGE, "slab start");
     cr_assert_eq(g->free_mask & run(s->page, n), 0, "slab pages still marked free");
-    cr_assert_eq(g->dirty_mask & run(s->page, n), 0, "slab pages still marked dirty");
     check_domain();
     return s;
 }
@@ -196,12 +205,12 @@ Test(segment, a_dirty_free_page_is_taken_before_an_earlier_clean_one, .init = bo
     cr_assert_eq(dm->dirty_pages, 1);
     nm_slab_t *a = take(1);
     cr_assert_eq(a->page, 7, "dirty page 7 wanted, got %u (first clean free page is 10)", a->page);
-    cr_assert_eq(g->dirty_mask, 0);
-    cr_assert_eq(dm->dirty_pages, 0);
+    cr_assert_eq(g->dirty_mask, BIT(7), "a page keeps its dirty bit in a slab");
+    cr_assert_eq(dm->dirty_pages, 0, "but is no longer a free dirty page");
 
     give(s[3], 1);                                 /* never written: clean */
     give(s[5], 0);                                 /* dirty */
-    cr_assert_eq(g->dirty_mask, BIT(5));
+    cr_assert_eq(g->dirty_mask, BIT(5) | BIT(7));
     nm_slab_t *b = take(1);
     cr_assert_eq(b->page, 5, "dirty page 5 wanted, got %u (clean page 3 comes first)", b->page);
     /* no dirty page left: plain first fit */
@@ -222,11 +231,12 @@ Test(segment, a_dirty_run_must_hold_the_whole_slab, .init = boot)
     cr_assert_eq(a->page, 10, "no free run of 2 before page 10, got %u", a->page);
     cr_assert_eq(g->dirty_mask, BIT(4), "the dirty page stays free and dirty");
 
-    /* 4 dirty, 5 clean: no dirty run of 2, so pass 2 takes the mixed run at 4 */
+    /* 4 dirty, 5 clean: no dirty run of 2, so the run covering most dirty pages (the
+     * mixed run at 4) wins over the clean ones from 12 */
     give(s[5], 1);
     nm_slab_t *b = take(2);
     cr_assert_eq(b->page, 4, "mixed run at 4 wanted, got %u", b->page);
-    cr_assert_eq(g->dirty_mask, 0);
+    cr_assert_eq(g->dirty_mask, BIT(4));
     cr_assert_eq(dm->dirty_pages, 0);
 
     /* dirty run of 2 at 7..8 beats the clean run at 12.. even for a 2-page slab */
@@ -343,7 +353,7 @@ Test(segment, released_neighbours_coalesce_into_one_run, .init = boot)
     give(s[8], 4);
     give(s[7], 0);
     cr_assert_eq(g->free_mask, run(24, 12));
-    cr_assert_eq(g->dirty_mask, run(24, 8), "s[8] was never written");
+    cr_assert_eq(g->dirty_mask & g->free_mask, run(24, 8), "s[8] was never written");
     nm_slab_t *b = take(8);
     cr_assert_eq(b->page, 24);
     nm_slab_t *c = take(4);
@@ -351,42 +361,86 @@ Test(segment, released_neighbours_coalesce_into_one_run, .init = boot)
     cr_assert_eq(dm->nsegments, 1);
 }
 
-Test(segment, untouched_tail_pages_stay_clean, .init = boot)
+Test(segment, pages_a_slab_never_wrote_keep_their_state, .init = boot)
 {
     nm_slab_t *keep = take(1);                     /* keeps the segment from being empty */
     nm_slab_t *s = take(8);
     nm_segment_t *g = seg_of(s);
     cr_assert_eq(s->page, 1);
 
-    give(s, 3);                                    /* 5 written pages, 3 never touched */
+    give(s, 3);                                    /* 5 written pages, 3 never touched: clean */
     cr_assert_eq(g->dirty_mask, run(1, 5));
     cr_assert_eq(dm->dirty_pages, 5);
 
     /* the written pages alone are a dirty run of 5: a 5-page slab takes them back */
     nm_slab_t *t = take(5);
     cr_assert_eq(t->page, 1);
-    cr_assert_eq(g->dirty_mask, 0);
-    give(t, 5);                                    /* never written at all */
-    cr_assert_eq(g->dirty_mask, 0);
     cr_assert_eq(dm->dirty_pages, 0);
+    give(t, 5);                                    /* never written by it: still resident */
+    cr_assert_eq(g->dirty_mask, run(1, 5));
+    cr_assert_eq(dm->dirty_pages, 5);
+
+    /* no dirty run of 8: the run covering the 5 dirty pages */
+    t = take(8);
+    cr_assert_eq(t->page, 1);
+    give(t, 200);                                  /* more than the slab has: none written */
+    cr_assert_eq(g->dirty_mask, run(1, 5), "clean pages stay clean, dirty ones dirty");
+    cr_assert_eq(dm->dirty_pages, 5);
 
     t = take(8);
     cr_assert_eq(t->page, 1);
     give(t, 0);                                    /* all written */
     cr_assert_eq(g->dirty_mask, run(1, 8));
     cr_assert_eq(dm->dirty_pages, 8);
-
-    t = take(8);
-    cr_assert_eq(t->page, 1);
-    give(t, 200);                                  /* more than the slab has: all clean */
-    cr_assert_eq(g->dirty_mask, 0);
-    cr_assert_eq(dm->dirty_pages, 0);
     cr_assert_eq(keep->page, 0);
 
-    /* purge has nothing to return for clean pages */
+    /* purge returns exactly the dirty ones */
     uint64_t purged = nm_gstat_get(NM_C_slab_pages_purged);
-    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), 0);
-    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged);
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), 8 * PAGE);
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged + 8);
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), 0, "nothing for clean pages");
+}
+
+Test(segment, the_run_covering_most_dirty_pages_wins, .init = boot)
+{
+    nm_slab_t *s[64];
+    nm_segment_t *g = fill_ones(s);
+    /* free: 2..5 (4 dirty: 1 of 4) and 20..23 (21, 22 dirty: 2 of 4), 40..47 clean */
+    for (unsigned i = 2; i <= 5; i++) give(s[i], i == 4 ? 0 : 1);
+    for (unsigned i = 20; i <= 23; i++) give(s[i], (i == 21 || i == 22) ? 0 : 1);
+    for (unsigned i = 40; i <= 47; i++) give(s[i], 1);
+    cr_assert_eq(dm->dirty_pages, 3);
+    nm_slab_t *a = take(4);
+    cr_assert_eq(a->page, 20, "the run with 2 dirty pages wanted, got %u", a->page);
+    nm_slab_t *b = take(3);
+    cr_assert_eq(b->page, 2, "a run of 3 over dirty page 4: the first of 2..4 and 3..5");
+    nm_slab_t *c = take(3);
+    cr_assert_eq(c->page, 40, "no dirty page left: first fit");
+    cr_assert_eq(seg_of(c), g);
+}
+
+Test(segment, free_dirty_pages_over_the_bound_go_back_once_idle, .init = boot_bounded)
+{
+    /* a heap of nothing: the bound is NM_DIRTY_MIN */
+    unsigned bound = (unsigned)(NM_DIRTY_MIN / PAGE), n = bound + 4;
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    nm_slab_t *s[64];
+    cr_assert_leq(n + 1, 64u);
+    for (unsigned i = 0; i < n + 1; i++) s[i] = take(1);
+    nm_segment_t *g = seg_of(s[0]);
+    uint64_t purged = nm_gstat_get(NM_C_slab_pages_purged);
+    /* over the bound, but freed just now: kept for reuse */
+    for (unsigned i = 0; i < n; i++) give(s[i], 0);
+    cr_assert_eq(dm->dirty_pages, n);
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged, "pages freed just now are not purged");
+    /* make them idle (the test writes the release times and the next look) */
+    for (unsigned i = 0; i < n; i++) g->freed_ms[i] = 1;
+    dm->dirty_check_ms = 0;
+    give(s[n], 0);
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged + n, "the idle pages go back");
+    cr_assert_eq(dm->dirty_pages, 1, "the page freed last stays");
+    cr_assert_eq(g->dirty_mask & g->free_mask, BIT(n));
+    cr_assert_gt(dm->dirty_check_ms, 0, "the next look is scheduled");
 }
 
 Test(segment, purge_clears_the_dirty_mask_and_returns_the_pages, .init = boot)
@@ -516,9 +570,22 @@ static int ref_run(uint64_t m, unsigned n)
     return -1;
 }
 
-Test(segment, random_free_patterns_match_the_two_pass_model, .init = boot)
+/* the run of n free pages covering the most dirty ones (at least one), the first of
+ * equals; -1 if none */
+static int ref_most_dirty(uint64_t free, uint64_t dirty, unsigned n)
 {
-    unsigned outcomes[3] = { 0 };                  /* dirty run, any run, new segment */
+    int at = -1, best = 0;
+    for (unsigned i = 0; i + n <= 64; i++) {
+        if ((free & run(i, n)) != run(i, n)) continue;
+        int score = __builtin_popcountll(dirty & run(i, n));
+        if (score > best) { best = score; at = (int)i; }
+    }
+    return at;
+}
+
+Test(segment, random_free_patterns_match_the_three_pass_model, .init = boot)
+{
+    unsigned outcomes[4] = { 0 };                  /* dirty run, most dirty run, any run, new segment */
     for (unsigned iter = 0; iter < 1500; iter++) {
         cr_assert_null(dm->segs, "iteration %u: starts with no segment that has room", iter);
         nm_slab_t *s[64];
@@ -526,6 +593,8 @@ Test(segment, random_free_patterns_match_the_two_pass_model, .init = boot)
         /* a free pattern: dense, sparse or in between; each free page dirty or clean */
         uint64_t density = next_rand() % 4, want_free = next_rand(), want_dirty = next_rand();
         for (unsigned k = 0; k < density; k++) want_free |= next_rand();
+        /* dirty pages from half of the free ones down to none */
+        for (uint64_t k = next_rand() % 8; k > 0; k--) want_dirty &= next_rand();
         if (want_free == 0) want_free = BIT(next_rand() % 64);
         uint64_t dirty = 0;
         for (unsigned i = 0; i < 64; i++) {
@@ -540,8 +609,9 @@ Test(segment, random_free_patterns_match_the_two_pass_model, .init = boot)
         unsigned n = 1 + (unsigned)(next_rand() % NM_SLAB_MAX_PAGES);
         int expect = ref_run(want_free & dirty, n);
         unsigned outcome = 0;
-        if (expect < 0) { expect = ref_run(want_free, n); outcome = 1; }
-        if (expect < 0) outcome = 2;
+        if (expect < 0) { expect = ref_most_dirty(want_free, dirty, n); outcome = 1; }
+        if (expect < 0) { expect = ref_run(want_free, n); outcome = 2; }
+        if (expect < 0) outcome = 3;
         outcomes[outcome]++;
         nm_slab_t *t = take(n);
         if (expect < 0) {
@@ -555,7 +625,7 @@ Test(segment, random_free_patterns_match_the_two_pass_model, .init = boot)
             cr_assert_eq(t->page, (unsigned)expect, "iteration %u: free %016lx dirty %016lx, n %u: page %u, expected %d",
                          iter, (unsigned long)want_free, (unsigned long)dirty, n, t->page, expect);
             cr_assert_eq(g->free_mask, want_free & ~run((unsigned)expect, n));
-            cr_assert_eq(g->dirty_mask, dirty & ~run((unsigned)expect, n));
+            cr_assert_eq(g->dirty_mask, dirty, "dirty bits stay with pages taken into a slab");
         }
 
         /* everything back, then purged: both segments are unmapped */
@@ -568,5 +638,5 @@ Test(segment, random_free_patterns_match_the_two_pass_model, .init = boot)
         cr_assert_eq(dm->dirty_pages, 0);
     }
     /* the patterns exercise every outcome, each many times */
-    for (unsigned k = 0; k < 3; k++) cr_assert_geq(outcomes[k], 100, "outcome %u seen %u times", k, outcomes[k]);
+    for (unsigned k = 0; k < 4; k++) cr_assert_geq(outcomes[k], 100, "outcome %u seen %u times", k, outcomes[k]);
 }
