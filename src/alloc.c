@@ -65,7 +65,7 @@ static void *slab_alloc(nm_tcache_t *tc, unsigned cls, size_t n, size_t align, b
             return p;
         }
     }
-    if (zero) memset(p, 0, n);
+    if (zero) nm_zero_block(p, n);
     return p;
 }
 

@@ -428,7 +428,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     nm_large_t *L = tc->state == NM_T_ACTIVE ? lcache_take(tc, dom, len, align) : NULL;
     if (L) {                                   /* kept by this thread: still registered */
         nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
-        if (zero) memset(L->map, 0, n);
+        if (zero) nm_zero_block(L->map, n);
         L->req = want;                         /* (never in check mode: no canary to lay) */
         L->zeroed = 0;
         L->sampled = 0;
@@ -438,7 +438,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     L = cache_take(dom, len, align);
     if (L) {
         nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
-        if (zero && !L->zeroed) memset(L->map, 0, n);
+        if (zero && !L->zeroed) nm_zero_block(L->map, n);
     } else {
         size_t map_len = 0;
         int backing = NM_BACK_NORMAL, huge_fb = 0;

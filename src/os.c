@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <linux/mempolicy.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -151,6 +152,45 @@ long nm_os_read_file(const char *path, char *buf, size_t cap)
     buf[n] = '\0';
     errno = saved;
     return (long)n;
+}
+
+/* Zero what may hold data in a private anonymous range: a page that is neither
+ * present nor swapped out (/proc/self/pagemap bits 63 and 62) reads as zero
+ * already, and writing it would only fault it in. The file is opened for each call:
+ * a descriptor kept open could be closed by the program and its number reused for
+ * another file. Anything unexpected (no /proc, a short read) zeroes the rest. */
+void nm_os_zero_resident(void *p, size_t n)
+{
+    char *b = p;
+    const size_t pg = nm_os_page;
+    size_t head = (size_t)(-(uintptr_t)b & (pg - 1));
+    if (n < 2 * pg + head) { memset(b, 0, n); return; }
+    memset(b, 0, head);
+    b += head;
+    n -= head;
+    size_t tail = n & (pg - 1);
+    memset(b + n - tail, 0, tail);
+    n -= tail;
+    int saved = errno;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    uint64_t ent[512];
+    size_t done = 0;
+    while (fd >= 0 && done < n) {
+        size_t pages = NM_MIN((n - done) / pg, sizeof ent / sizeof ent[0]);
+        long r = syscall(SYS_pread64, fd, ent, pages * sizeof ent[0], (long)(((uintptr_t)b + done) / pg * sizeof ent[0]));
+        if (r != (long)(pages * sizeof ent[0])) break;
+        for (size_t i = 0; i < pages;) {
+            size_t j = i;
+            bool data = (ent[i] >> 62) != 0;         /* present or swapped */
+            while (j < pages && ((ent[j] >> 62) != 0) == data) j++;
+            if (data) memset(b + done + i * pg, 0, (j - i) * pg);
+            i = j;
+        }
+        done += pages * pg;
+    }
+    if (fd >= 0) syscall(SYS_close, fd);
+    memset(b + done, 0, n - done);
+    errno = saved;
 }
 
 bool nm_os_read_u64(const char *path, uint64_t *out)

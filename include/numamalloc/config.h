@@ -50,6 +50,8 @@
 #define NM_MAG_MAX_CAP     64        /* rounds in a magazine for the smallest classes */
 #define NM_MAG_BYTES       32768     /* a small magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
+#define NM_ZERO_PROBE_MIN  (256 << 10) /* calloc of a reused block this big reads /proc/self/pagemap
+                                        and zeroes only the pages that may hold data */
 #define NM_DIRTY_MIN       (1 << 20) /* free slab pages and spare slabs a domain keeps for reuse:
                                         beyond this and an eighth of the heap they go back once idle */
 #define NM_DIRTY_AGE_MS    50        /* ... this long, not after the decay time */

@@ -5,6 +5,8 @@
 #ifndef NM_INTERNAL_H
 #define NM_INTERNAL_H
 
+#include <string.h>
+
 #include "numamalloc/base.h"
 #include "numamalloc/stats.h"
 #include "numamalloc/types.h"
@@ -183,6 +185,14 @@ NM_INLINE size_t nm_slab_index(const nm_slab_t *s, const void *p)
     return (size_t)(((uint64_t)((const char *)p - s->start) * nm_class_recip[s->cls]) >> 32);
 }
 /* medium blocks: p goes to the program; the live map says so */
+/* zero a block for calloc: from NM_ZERO_PROBE_MIN up, only the pages that may hold
+ * data (a reused block whose last user touched few pages stays sparse) */
+NM_INLINE void nm_zero_block(void *p, size_t n)
+{
+    if (n >= NM_ZERO_PROBE_MIN) nm_os_zero_resident(p, n);
+    else memset(p, 0, n);
+}
+
 NM_INLINE void *nm_medium_out(void *p)
 {
     nm_live_set(p);

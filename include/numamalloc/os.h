@@ -28,6 +28,10 @@ bool  nm_os_mbind_node(void *p, size_t size, int mode, int node);
 bool  nm_os_page_nodes(unsigned long count, void **pages, int *status);
 /* read a small file without stdio or malloc; returns bytes read (NUL-terminated) or -1 */
 long  nm_os_read_file(const char *path, char *buf, size_t cap);
+/* zero [p, p+n) of a private anonymous mapping, skipping whole pages that are
+ * neither resident nor swapped (they read as zero): calloc of a reused block
+ * leaves the pages its last user never touched untouched */
+void  nm_os_zero_resident(void *p, size_t n);
 /* read a file holding one unsigned number; returns false if absent or unparsable */
 bool  nm_os_read_u64(const char *path, uint64_t *out);
 uint64_t nm_os_now_ms(void);
