@@ -49,10 +49,10 @@ void nm_mag_delete(nm_mag_t *m)
 
 static uint32_t depot_cap(const nm_depot_t *d)
 {
-    size_t bytes = (size_t)nm_class_mag_cap[d->cls] * nm_class_size[d->cls];
+    size_t bytes = (size_t)nm_class_mag_cap[nm_depot_cls(d)] * nm_class_size[nm_depot_cls(d)];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
-    return (uint32_t)NM_MAX(room / bytes, nm_class_is_medium(d->cls) ? 0u : 2u);
+    return (uint32_t)NM_MAX(room / bytes, nm_class_is_medium(nm_depot_cls(d)) ? 0u : 2u);
 }
 
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)

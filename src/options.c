@@ -6,6 +6,7 @@
  * it accepts and the default used; unknown NUMAMALLOC_* names warn too. Parse
  * functions take strings so tests call them directly (tests/unit/test_options.c). */
 #include <signal.h>
+#include <stddef.h>
 
 #include "numamalloc/options.h"
 #include "numamalloc/out.h"
@@ -94,11 +95,6 @@ bool nm_policy_text_parse(const char *s, int *kind, uint16_t *nodes, unsigned *n
     return false;
 }
 
-static bool parse_policy(nm_options_t *o, const char *s)
-{
-    return nm_policy_text_parse(s, &o->policy, o->policy_nodes, &o->policy_nnodes);
-}
-
 /* Apply one value; returns false (field untouched) if the text is not acceptable. */
 static bool apply(nm_options_t *o, int id, const char *v)
 {
@@ -107,11 +103,13 @@ static bool apply(nm_options_t *o, int id, const char *v)
     size_t sz;
     switch (id) {
     case NM_OPT_POLICY: {
-        nm_options_t t = *o;
-        if (!parse_policy(&t, v)) return false;
-        o->policy = t.policy;
-        o->policy_nnodes = t.policy_nnodes;
-        for (unsigned i = 0; i < t.policy_nnodes; i++) o->policy_nodes[i] = t.policy_nodes[i];
+        int kind;
+        unsigned nnodes = 0;
+        uint16_t nodes[NM_POLICY_MAX_NODES];   /* (2 KiB of stack, not a copy of *o) */
+        if (!nm_policy_text_parse(v, &kind, nodes, &nnodes)) return false;
+        o->policy = kind;
+        o->policy_nnodes = nnodes;
+        for (unsigned i = 0; i < nnodes; i++) o->policy_nodes[i] = nodes[i];
         return true;
     }
     case NM_OPT_HUGEPAGES:
@@ -170,18 +168,19 @@ static bool apply(nm_options_t *o, int id, const char *v)
 
 void nm_options_defaults(nm_options_t *o)
 {
-    for (size_t i = 0; i < sizeof *o; i++) ((char *)o)[i] = 0;
+    for (size_t i = 0; i < offsetof(nm_options_t, text); i++) ((char *)o)[i] = 0;
     for (int id = 0; id < NM_OPT_N; id++) {
         bool ok = apply(o, id, nm_option_table[id].def);
         (void)ok;   /* defaults are valid by construction; test_options.c checks it */
-        nm_copy_cstr(o->raw[id], sizeof o->raw[id], nm_option_table[id].def);
+        o->raw[id] = nm_option_table[id].def;
     }
 }
 
 bool nm_option_parse(nm_options_t *o, int id, const char *value, char *err, size_t errlen)
 {
     if (apply(o, id, value)) {
-        nm_copy_cstr(o->raw[id], sizeof o->raw[id], value);
+        nm_copy_cstr(o->text[id], sizeof o->text[id], value);
+        o->raw[id] = o->text[id];
         o->from_env[id] = true;
         return true;
     }

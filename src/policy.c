@@ -96,16 +96,27 @@ static int nearest(int from, const unsigned long *set)
     return best < 0 ? 0 : best;
 }
 
+/* Is a zeroed mutex an unlocked default one (PTHREAD_MUTEX_INITIALIZER all zero
+ * bytes, as in glibc)? Then a domain, set up in zeroed memory, needs no write to its
+ * 61 locks, and the pages of a domain no thread uses (the strict twins on one node,
+ * the profiler's) stay untouched. */
+static bool zero_is_unlocked(void)
+{
+    static const nm_lock_t init = PTHREAD_MUTEX_INITIALIZER;
+    const unsigned char *b = (const unsigned char *)&init;
+    for (size_t i = 0; i < sizeof init; i++)
+        if (b[i]) return false;
+    return true;
+}
+
 static void domain_setup(uint32_t d, int node, int mode, bool bind, bool strict)
 {
     nm_domain_t *dm = &nm_domains[d];
-    for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
-        pthread_mutex_init(&dm->depots[c].lock, NULL);
-        dm->depots[c].cls = c;
-        dm->depots[c].domain = d;
+    if (!zero_is_unlocked()) {
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) pthread_mutex_init(&dm->depots[c].lock, NULL);
+        pthread_mutex_init(&dm->seg_lock, NULL);
+        pthread_mutex_init(&dm->large_lock, NULL);
     }
-    pthread_mutex_init(&dm->seg_lock, NULL);
-    pthread_mutex_init(&dm->large_lock, NULL);
     dm->node = node;
     dm->mpol_mode = mode;
     dm->bind = bind;
@@ -141,7 +152,7 @@ bool nm_policy_init(void)
             pol = NM_POL_LOCAL;
             nm_opt.policy = NM_POL_LOCAL;
             nm_opt.policy_nnodes = 0;
-            nm_copy_cstr(nm_opt.raw[NM_OPT_POLICY], sizeof nm_opt.raw[NM_OPT_POLICY], "local");
+            nm_opt.raw[NM_OPT_POLICY] = "local";
             for (unsigned w = 0; w < MASK_WORDS; w++) bind_set[w] = 0;
             break;
         }

@@ -50,8 +50,8 @@ static size_t req_bytes(const nm_slab_t *s) { return (size_t)s->nblocks * sizeof
 
 static nm_slab_t *slab_new(nm_depot_t *d)
 {
-    unsigned cls = d->cls;
-    nm_slab_t *s = nm_segment_alloc_slab(d->domain, nm_class_pages[cls]);
+    unsigned cls = nm_depot_cls(d);
+    nm_slab_t *s = nm_segment_alloc_slab(nm_depot_domain(d), nm_class_pages[cls]);
     if (s == NULL) return NULL;
     s->cls = (uint8_t)cls;
     s->nblocks = nm_class_blocks[cls];
@@ -62,18 +62,18 @@ static nm_slab_t *slab_new(nm_depot_t *d)
     s->aged = s->clean = 0;
     s->freemap = nm_meta_alloc(map_bytes(s));
     s->req = NULL;
-    if (s->freemap == NULL) { nm_segment_free_slab(d->domain, s, s->npages); return NULL; }
+    if (s->freemap == NULL) { nm_segment_free_slab(nm_depot_domain(d), s, s->npages); return NULL; }
     if (nm_opt.check && (s->req = nm_meta_alloc(req_bytes(s))) == NULL) {
         nm_meta_free(s->freemap, map_bytes(s));
-        nm_segment_free_slab(d->domain, s, s->npages);
+        nm_segment_free_slab(nm_depot_domain(d), s, s->npages);
         return NULL;
     }
-    nm_pme_t e = nm_pme_make(nm_class_is_medium(cls) ? NM_KIND_MEDIUM : NM_KIND_SLAB, d->domain, cls, s);
+    nm_pme_t e = nm_pme_make(nm_class_is_medium(cls) ? NM_KIND_MEDIUM : NM_KIND_SLAB, nm_depot_domain(d), cls, s);
     if ((nm_class_is_medium(cls) && !nm_pagemap_live_ready((uintptr_t)s->start)) ||
         !nm_pagemap_set_range((uintptr_t)s->start, (size_t)s->npages << NM_GRANULE_SHIFT, e)) {
         nm_meta_free(s->freemap, map_bytes(s));
         if (s->req) nm_meta_free(s->req, req_bytes(s));
-        nm_segment_free_slab(d->domain, s, s->npages);
+        nm_segment_free_slab(nm_depot_domain(d), s, s->npages);
         return NULL;
     }
     d->nslabs++;
@@ -93,7 +93,7 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
     /* whole pages in the never-used tail were never touched */
     size_t used_end = (size_t)(s->nblocks - s->fresh) * nm_class_size[s->cls];
     unsigned untouched = s->npages - (unsigned)((used_end + NM_GRANULE - 1) >> NM_GRANULE_SHIFT);
-    nm_segment_free_slab(d->domain, s, untouched);
+    nm_segment_free_slab(nm_depot_domain(d), s, untouched);
 }
 
 /* Spare slabs: a wholly free slab stays its depot's spare (against alloc/free
@@ -106,7 +106,7 @@ static size_t slab_bytes(const nm_slab_t *s) { return (size_t)s->npages << NM_GR
 static bool spare_room(const nm_depot_t *d, const nm_slab_t *s)
 {
     uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
-    const nm_domain_t *dm = &nm_domains[d->domain];
+    const nm_domain_t *dm = &nm_domains[nm_depot_domain(d)];
     return nm_load_relaxed(&dm->spare_bytes) + (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + slab_bytes(s) <= cap;
 }
 
@@ -114,7 +114,7 @@ static nm_slab_t *spare_take(nm_depot_t *d)
 {
     nm_slab_t *s = d->spare;
     d->spare = NULL;
-    nm_sub_relaxed(&nm_domains[d->domain].spare_bytes, slab_bytes(s));
+    nm_sub_relaxed(&nm_domains[nm_depot_domain(d)].spare_bytes, slab_bytes(s));
     return s;
 }
 
@@ -130,7 +130,7 @@ static void footprint(nm_depot_t *d, int64_t v)
 
 unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
 {
-    const size_t size = nm_class_size[d->cls];
+    const size_t size = nm_class_size[nm_depot_cls(d)];
     unsigned got = 0;
     while (got < n) {
         nm_slab_t *s = d->partial;
@@ -189,7 +189,7 @@ static void free_one(nm_depot_t *d, nm_slab_t *s, void *p)
         if (d->spare == NULL && spare_room(d, s)) {
             d->spare = s;
             d->spare_since_ms = nm_os_now_ms();
-            nm_add_relaxed(&nm_domains[d->domain].spare_bytes, slab_bytes(s));
+            nm_add_relaxed(&nm_domains[nm_depot_domain(d)].spare_bytes, slab_bytes(s));
         } else {
             slab_release(d, s);
         }
@@ -213,7 +213,7 @@ void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
         if (t->freemap == NULL) lo = hi = NULL;           /* released: look it up afresh */
     }
     d->held -= n;
-    footprint(d, -(int64_t)n * (int64_t)nm_class_size[d->cls]);
+    footprint(d, -(int64_t)n * (int64_t)nm_class_size[nm_depot_cls(d)]);
 }
 
 /* medium slabs: not the start of one of s's blocks? */
@@ -286,7 +286,7 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
 /* return the pages of medium blocks free since the last pass (all: every free one) */
 static void purge_free_blocks(nm_depot_t *d, bool all)
 {
-    const size_t size = nm_class_size[d->cls];
+    const size_t size = nm_class_size[nm_depot_cls(d)];
     for (nm_slab_t *s = d->partial; s; s = s->next) {
         uint8_t idle = (uint8_t)(s->freemap[0] & 0xff) & (uint8_t)~s->clean;
         uint8_t old = all ? idle : (uint8_t)(idle & s->aged);
@@ -308,6 +308,6 @@ void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all)
 {
     if (d->spare && (all || d->spare_since_ms <= cutoff_ms)) slab_release(d, spare_take(d));
     /* (not in strict domains: their pages stay faulted in, as promised at allocation) */
-    if (nm_class_is_medium(d->cls) && nm_class_blocks[d->cls] > 1 && !nm_domains[d->domain].strict)
+    if (nm_class_is_medium(nm_depot_cls(d)) && nm_class_blocks[nm_depot_cls(d)] > 1 && !nm_domains[nm_depot_domain(d)].strict)
         purge_free_blocks(d, all);
 }

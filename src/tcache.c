@@ -165,7 +165,7 @@ static nm_mag_t *empty_mag(nm_depot_t *d, unsigned cls)
  * straight back to the slabs, both ways under the depot lock. */
 static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
 {
-    unsigned cls = d->cls, want = 1;
+    unsigned cls = nm_depot_cls(d), want = 1;
     if (!nm_class_is_medium(cls)) {
         want = tc->fill[cls] ? tc->fill[cls] : NM_FILL_START;
         if (want > m->cap) want = m->cap;

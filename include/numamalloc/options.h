@@ -78,8 +78,12 @@ typedef struct nm_options {
     bool     prof;
     size_t   prof_sample;
     char     prof_file[512];
-    char     raw[NM_OPT_N][520];     /* the text in effect, for listings and dumps */
+    const char *raw[NM_OPT_N];       /* the text in effect, for listings and dumps: the
+                                        table's default or text[id] */
     bool     from_env[NM_OPT_N];     /* set by the environment (else default) */
+    /* last, and written only for values from the environment: the pages of a process
+     * that sets none stay untouched */
+    char     text[NM_OPT_N][520];
 } nm_options_t;
 
 extern nm_options_t nm_opt;

@@ -128,8 +128,6 @@ typedef struct nm_depot {
     int64_t   fp_pending;    /* footprint change not yet added to the global counter:
                                 batched (NM_FP_BATCH), so that fills and drains of all
                                 threads do not bounce one cache line */
-    uint32_t  cls;
-    uint32_t  domain;
 } NM_ALIGNED(64) nm_depot_t;
 
 /* ---- large block descriptor ----------------------------------------------------- */

@@ -39,8 +39,8 @@ static void boot(void)
 static nm_depot_t *fresh_depot(unsigned cls)
 {
     nm_depot_t *d = nm_depot(dom, cls);
-    cr_assert_eq(d->cls, cls);
-    cr_assert_eq(d->domain, dom);
+    cr_assert_eq(nm_depot_cls(d), cls);
+    cr_assert_eq(nm_depot_domain(d), dom);
     cr_assert_eq(d->nslabs, 0, "class %u: depot not fresh", cls);
     cr_assert_eq(d->held, 0);
     cr_assert_eq(d->nfull, 0);
@@ -68,7 +68,7 @@ static void free_locked(nm_depot_t *d, void **blocks, unsigned n)
 /* a full magazine of class cls, filled from d's slabs */
 static nm_mag_t *full_mag(nm_depot_t *d)
 {
-    nm_mag_t *m = nm_mag_new(d->cls);
+    nm_mag_t *m = nm_mag_new(nm_depot_cls(d));
     cr_assert_not_null(m);
     m->count = alloc_locked(d, m->rounds, m->cap);
     cr_assert_eq(m->count, m->cap);
