@@ -15,9 +15,10 @@
  * magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live thread, at most
  * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. Not fewer: a single
  * thread whose working set swings by more than a few magazines would otherwise send
- * every magazine to the slabs and take it back. A medium magazine (one to six blocks
- * of 40 KiB to 1 MiB) gets no such floor: two of each of twenty classes would keep
- * 10 MiB of touched memory for one thread. Not more for few threads: there is little to exchange,
+ * every magazine to the slabs and take it back. A medium class (one to six blocks
+ * of 40 KiB to 1 MiB a magazine) gets a quarter of that room and no floor: twenty
+ * classes with 256 KiB or two magazines each would keep 5-10 MiB of touched memory
+ * for one thread, whose own bins already hold what it reuses. Not more for few threads: there is little to exchange,
  * and blocks that go through the slabs come back in address order, where the depot
  * hands them out in the order they were freed. A full magazine beyond the bound is
  * emptied into the slabs on the spot (the slabs then return whole pages to the OS
@@ -52,7 +53,8 @@ static uint32_t depot_cap(const nm_depot_t *d)
     size_t bytes = (size_t)nm_class_mag_cap[nm_depot_cls(d)] * nm_class_size[nm_depot_cls(d)];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
-    return (uint32_t)NM_MAX(room / bytes, nm_class_is_medium(nm_depot_cls(d)) ? 0u : 2u);
+    if (nm_class_is_medium(nm_depot_cls(d))) return (uint32_t)(room / 4 / bytes);
+    return (uint32_t)NM_MAX(room / bytes, 2u);
 }
 
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)

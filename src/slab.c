@@ -97,14 +97,16 @@ static void slab_release(nm_depot_t *d, nm_slab_t *s)
 }
 
 /* Spare slabs: a wholly free slab stays its depot's spare (against alloc/free
- * thrash at a slab boundary) while the domain's spares add up to no more than
- * NM_DIRTY_MIN and an eighth of the heap, the bound free slab pages have in the
- * segments (a program cycling through many medium classes would otherwise keep a
- * slab of up to 1 MiB for each) */
+ * thrash at a slab boundary; and a block reused where it was touches no new page).
+ * One of NM_SPARE_ALWAYS or less always does; a bigger one (medium slabs of up to
+ * 1 MiB) only while the domain's spares and free dirty pages add up to no more than
+ * NM_DIRTY_MIN and an eighth of the heap: a program cycling through many medium
+ * classes would otherwise keep a slab of each. */
 static size_t slab_bytes(const nm_slab_t *s) { return (size_t)s->npages << NM_GRANULE_SHIFT; }
 
 static bool spare_room(const nm_depot_t *d, const nm_slab_t *s)
 {
+    if (slab_bytes(s) <= NM_SPARE_ALWAYS) return true;
     uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
     const nm_domain_t *dm = &nm_domains[nm_depot_domain(d)];
     return nm_load_relaxed(&dm->spare_bytes) + (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + slab_bytes(s) <= cap;

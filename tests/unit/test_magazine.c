@@ -197,6 +197,13 @@ Test(magazine, spare_slabs_are_bounded_by_the_heap, .init = boot_bounded)
     cr_assert_null(d->spare);
     cr_assert_eq(d->nslabs, 0);
     cr_assert_eq(dm->spare_bytes, (uint64_t)6 * NM_GRANULE);
+    /* a slab of NM_SPARE_ALWAYS or less is kept over the bound all the same */
+    nm_depot_t *small = fresh_depot(0);
+    cr_assert_leq((size_t)nm_class_pages[0] * NM_GRANULE, NM_SPARE_ALWAYS);
+    cr_assert_eq(alloc_locked(small, &b, 1), 1);
+    free_locked(small, &b, 1);
+    cr_assert_not_null(small->spare, "a 64 KiB slab stays the spare");
+    cr_assert_eq(dm->spare_bytes, (uint64_t)7 * NM_GRANULE);
 }
 
 Test(magazine, released_slabs_leave_the_page_map, .init = boot)
@@ -297,14 +304,16 @@ Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
 
 /* the bound on full magazines, observed: hand over full magazines until one comes back
  * emptied into the slabs. 256 KiB of cached blocks per live thread, at most 2 MiB, and
- * at least 2 magazines of a small class (none of a medium one) */
+ * at least 2 magazines of a small class; a medium class gets a quarter of that room
+ * and no floor */
 static void depot_bound_is(unsigned cls)
 {
     nm_depot_t *d = fresh_depot(cls);
     unsigned cap = nm_class_mag_cap[cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN((size_t)2 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)256 << 10));
-    unsigned bound = (unsigned)NM_MAX(room / ((size_t)cap * nm_class_size[cls]), nm_class_is_medium(cls) ? 0u : 2u);
+    size_t mag = (size_t)cap * nm_class_size[cls];
+    unsigned bound = nm_class_is_medium(cls) ? (unsigned)(room / 4 / mag) : (unsigned)NM_MAX(room / mag, 2u);
     unsigned kept = 0;
     for (unsigned i = 0; i < bound + 10; i++) {
         nm_mag_t *m = full_mag(d);
