@@ -11,8 +11,10 @@
  * (MADV_DONTNEED; the binding survives it) after NUMAMALLOC_DECAY_MS idle, or at
  * once when a domain has more of them than NM_DIRTY_MIN and an eighth of the heap
  * (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
- * would otherwise keep every page it ever touched until the decay pass. A segment
- * that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
+ * would otherwise keep every page it ever touched until the decay pass. When a
+ * thread exits, all of them go back, however new, beyond NM_DIRTY_EXIT_CAP and an
+ * eighth of the heap. A segment that stayed wholly free and clean that long is
+ * unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
  * metadata memory, off the data pages. A strict domain's slab has its pages faulted
  * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
  * is refused if its node has no room.
@@ -237,3 +239,11 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
 }
 
 size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff_ms, true); }
+
+/* (pages only: the segments stay mapped until decay, so that the address space a
+ * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
+void nm_segment_exit_trim(uint32_t d)
+{
+    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_EXIT_CAP, nm_gstat_get(NM_C_footprint) / 8);
+    if ((nm_load_relaxed(&nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT) > cap) purge(d, UINT64_MAX, false);
+}

@@ -711,9 +711,11 @@ void nm_thread_exit(nm_tcache_t *tc)
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);
     nm_unlock(&nm_threads_lock);
+    uint32_t dom = tc->domain;
     nm_tcp = (nm_tcache_t *)&nm_tcache_dead;
     tcache_free(tc);
     nm_gstat_sub(NM_C_threads_live, 1);
+    nm_segment_exit_trim(dom);        /* what it freed is likely not wanted again soon */
 }
 
 /* Has thread tid of this process stopped running user code for good? Gone (tgkill:

@@ -105,6 +105,38 @@ static int run_decay_path(void)
     return 0;
 }
 
+/* ---- threads free 128 MiB of medium blocks and exit --------------------------------------- */
+
+enum { EXIT_THREADS = 4, EXIT_BLOCKS = 128 };          /* 128 x 256 KiB = 32 MiB a thread */
+static pthread_barrier_t exit_freed;
+
+static void *exit_thread(void *arg)
+{
+    (void)arg;
+    static __thread char *b[EXIT_BLOCKS];
+    for (int i = 0; i < EXIT_BLOCKS; i++) { b[i] = must_malloc(256 << 10); memset(b[i], i + 1, 256 << 10); }
+    pthread_barrier_wait(&exit_freed);                 /* all live: the main thread measures */
+    pthread_barrier_wait(&exit_freed);
+    for (int i = 0; i < EXIT_BLOCKS; i++) free(b[i]);
+    return NULL;
+}
+
+static int run_exit_trim(void)
+{
+    pthread_t t[EXIT_THREADS];
+    pthread_barrier_init(&exit_freed, NULL, EXIT_THREADS + 1);
+    uint64_t start = nm_self_rss();
+    for (int i = 0; i < EXIT_THREADS; i++)
+        if (pthread_create(&t[i], NULL, exit_thread, NULL) != 0) { nm_say(2, "pthread_create failed\n"); return 1; }
+    pthread_barrier_wait(&exit_freed);
+    uint64_t full = nm_self_rss();
+    pthread_barrier_wait(&exit_freed);
+    for (int i = 0; i < EXIT_THREADS; i++) pthread_join(t[i], NULL);
+    nm_say(1, "rss_start=%lu\nrss_full=%lu\nrss_end=%lu\n", (unsigned long)start, (unsigned long)full,
+           (unsigned long)nm_self_rss());
+    return 0;
+}
+
 /* ---- thread A keeps two 8 MiB blocks and idles ----------------------------------------- */
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -283,6 +315,7 @@ int main(int argc, char **argv)
     signal(SIGALRM, on_alarm);
     alarm(HANG_S);
     if (!strcmp(mode, "decay-path")) return run_decay_path();
+    if (!strcmp(mode, "exit-trim")) return run_exit_trim();
     if (!strncmp(mode, "kept-", 5)) return run_kept(mode + 5);
     if (!strcmp(mode, "idle")) return run_idle("");
     if (!strcmp(mode, "idle-fork")) return run_idle_fork();

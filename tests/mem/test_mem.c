@@ -53,6 +53,25 @@ Test(decay, freed_large_blocks_return_while_only_1mib_pairs_run, .timeout = 120)
     nm_proc_free(&p);
 }
 
+/* ---- threads that exit ---------------------------------------------------------------------
+ * 4 threads write and free 32 MiB of 256 KiB blocks each and exit; the decay time
+ * is the default 1 s, and RSS is read right after the joins: the free slab pages
+ * beyond 64 MiB went back when the threads exited, not after the decay time. */
+Test(decay, free_pages_over_64_mib_return_when_threads_exit, .timeout = 120)
+{
+    const char *env[] = { NULL };
+    nm_proc_t p;
+    run("exit-trim", env, &p);
+    uint64_t start = get(&p, "rss_start"), full = get(&p, "rss_full"), end = get(&p, "rss_end");
+    fprintf(stderr, "exit trim: RSS %.1f MiB at start, %.1f with 128 MiB live, %.1f after the threads exited\n",
+            MB(start), MB(full), MB(end));
+    cr_assert_geq(full, start + 120 * MIB, "the 128 MiB of blocks were not resident (%.1f -> %.1f MiB): the case "
+                  "tests nothing", MB(start), MB(full));
+    cr_assert_lt(end, start + 80 * MIB, "RSS still %.1f MiB right after the threads exited (%.1f at start)",
+                 MB(end), MB(start));
+    nm_proc_free(&p);
+}
+
 /* ---- large blocks kept by a thread that sits idle -------------------------------------------
  * Thread A allocates and frees two 8 MiB blocks (every page written), so it keeps
  * both for its own next requests, then waits on a condition variable: alive, making
