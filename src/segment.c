@@ -12,8 +12,8 @@
  * once when a domain has more of them than NM_DIRTY_MIN and an eighth of the heap
  * (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
  * would otherwise keep every page it ever touched until the decay pass. When a
- * thread exits, all of them go back, however new, beyond NM_DIRTY_EXIT_CAP and an
- * eighth of the heap. A segment that stayed wholly free and clean that long is
+ * thread exits, they go back over the same bound however new: what it freed is
+ * likely not wanted again soon, and no later free may come to look at the bound. A segment that stayed wholly free and clean that long is
  * unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
  * metadata memory, off the data pages. A strict domain's slab has its pages faulted
  * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
@@ -155,6 +155,13 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
 
 static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap);
 
+/* free pages and spare slabs of dm over NM_DIRTY_MIN and an eighth of the heap? */
+static bool over_bound(const nm_domain_t *dm)
+{
+    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
+    return (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + nm_load_relaxed(&dm->spare_bytes) > cap;
+}
+
 void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
 {
     nm_domain_t *dm = &nm_domains[d];
@@ -177,8 +184,7 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     /* over the bound: what stayed free NM_DIRTY_AGE_MS goes back (not what was freed
      * just now: a program that frees and allocates again at once would fault it all
      * back in); looked at once per NM_DIRTY_AGE_MS */
-    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
-    if ((nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + nm_load_relaxed(&dm->spare_bytes) > cap && now >= nm_load_relaxed(&dm->dirty_check_ms)) {
+    if (now >= nm_load_relaxed(&dm->dirty_check_ms) && over_bound(dm)) {
         nm_store_relaxed(&dm->dirty_check_ms, now + NM_DIRTY_AGE_MS);
         purge(d, now - NM_DIRTY_AGE_MS, false);
     }
@@ -244,6 +250,5 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff
  * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
 void nm_segment_exit_trim(uint32_t d)
 {
-    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_EXIT_CAP, nm_gstat_get(NM_C_footprint) / 8);
-    if ((nm_load_relaxed(&nm_domains[d].dirty_pages) << NM_GRANULE_SHIFT) > cap) purge(d, UINT64_MAX, false);
+    if (over_bound(&nm_domains[d])) purge(d, UINT64_MAX, false);
 }

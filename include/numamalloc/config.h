@@ -54,9 +54,8 @@
                                         and zeroes only the pages that may hold data */
 #define NM_DIRTY_MIN       (1 << 20) /* free slab pages and spare slabs a domain keeps for reuse:
                                         beyond this and an eighth of the heap they go back once idle */
-#define NM_DIRTY_AGE_MS    50        /* ... this long, not after the decay time */
-#define NM_DIRTY_EXIT_CAP  (64 << 20) /* when a thread exits, free slab pages beyond this and an
-                                        eighth of the heap go back at once, however new */
+#define NM_DIRTY_AGE_MS    50        /* ... this long, not after the decay time (at once when a
+                                        thread exits) */
 #define NM_SPARE_ALWAYS    (256 << 10) /* a wholly free slab this small is always kept as its
                                         class's spare; bigger ones within the bound above */
 #define NM_FP_BATCH        (32 << 10) /* a depot adds its footprint change to the global

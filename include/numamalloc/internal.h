@@ -67,8 +67,8 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *s, unsigned untouched);
 /* purge free pages idle since before cutoff_ms (all if cutoff_ms == UINT64_MAX) and
  * unmap segments idle that long; returns bytes returned to the OS */
 size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms);
-/* a thread of domain d exited: if d's free pages awaiting decay are more than
- * NM_DIRTY_EXIT_CAP and an eighth of the heap, purge them all now, however new (the
+/* a thread of domain d exited: if d's free pages and spare slabs are more than
+ * NM_DIRTY_MIN and an eighth of the heap, purge the free pages now, however new (the
  * segments stay mapped until decay). No locks held. */
 void   nm_segment_exit_trim(uint32_t d);
 NM_INLINE nm_segment_t *nm_slab_segment(nm_slab_t *s)
