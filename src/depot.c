@@ -18,8 +18,9 @@
  * every magazine to the slabs and take it back. A medium class (one to six blocks
  * of 40 KiB to 1 MiB a magazine) gets a quarter of that room and no floor: twenty
  * classes with 256 KiB or two magazines each would keep 5-10 MiB of touched memory
- * for one thread, whose own bins already hold what it reuses. Not more for few threads: there is little to exchange,
- * and blocks that go through the slabs come back in address order, where the depot
+ * for one thread, whose own bins already hold what it reuses. Not more for few
+ * threads: there is little to exchange, and blocks that go through the slabs come
+ * back in address order, where the depot
  * hands them out in the order they were freed. A full magazine beyond the bound is
  * emptied into the slabs on the spot (the slabs then return whole pages to the OS
  * after decay), and decay returns what stays unused for an interval. Empty
@@ -50,10 +51,11 @@ void nm_mag_delete(nm_mag_t *m)
 
 static uint32_t depot_cap(const nm_depot_t *d)
 {
-    size_t bytes = (size_t)nm_class_mag_cap[nm_depot_cls(d)] * nm_class_size[nm_depot_cls(d)];
+    unsigned cls = nm_depot_cls(d);
+    size_t bytes = (size_t)nm_class_mag_cap[cls] * nm_class_size[cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
-    if (nm_class_is_medium(nm_depot_cls(d))) return (uint32_t)(room / 4 / bytes);
+    if (nm_class_is_medium(cls)) return (uint32_t)(room / 4 / bytes);
     return (uint32_t)NM_MAX(room / bytes, 2u);
 }
 

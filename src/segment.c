@@ -13,8 +13,8 @@
  * (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
  * would otherwise keep every page it ever touched until the decay pass. When a
  * thread exits, they go back over the same bound however new: what it freed is
- * likely not wanted again soon, and no later free may come to look at the bound. A segment that stayed wholly free and clean that long is
- * unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
+ * likely not wanted again soon, and no later free may come to look at the bound.
+ * A segment that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
  * metadata memory, off the data pages. A strict domain's slab has its pages faulted
  * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
  * is refused if its node has no room.
@@ -155,11 +155,11 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages)
 
 static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap);
 
-/* free pages and spare slabs of dm over NM_DIRTY_MIN and an eighth of the heap? */
-static bool over_bound(const nm_domain_t *dm)
+bool nm_segment_over_bound(uint32_t d, size_t extra)
 {
+    const nm_domain_t *dm = &nm_domains[d];
     uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
-    return (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + nm_load_relaxed(&dm->spare_bytes) > cap;
+    return (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + nm_load_relaxed(&dm->spare_bytes) + extra > cap;
 }
 
 void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
@@ -184,7 +184,7 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     /* over the bound: what stayed free NM_DIRTY_AGE_MS goes back (not what was freed
      * just now: a program that frees and allocates again at once would fault it all
      * back in); looked at once per NM_DIRTY_AGE_MS */
-    if (now >= nm_load_relaxed(&dm->dirty_check_ms) && over_bound(dm)) {
+    if (now >= nm_load_relaxed(&dm->dirty_check_ms) && nm_segment_over_bound(d, 0)) {
         nm_store_relaxed(&dm->dirty_check_ms, now + NM_DIRTY_AGE_MS);
         purge(d, now - NM_DIRTY_AGE_MS, false);
     }
@@ -250,5 +250,5 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff
  * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
 void nm_segment_exit_trim(uint32_t d)
 {
-    if (over_bound(&nm_domains[d])) purge(d, UINT64_MAX, false);
+    if (nm_segment_over_bound(d, 0)) purge(d, UINT64_MAX, false);
 }

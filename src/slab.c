@@ -7,10 +7,9 @@
  * whole magazines went back to slabs and came out again). `inuse` counts
  * blocks out of the slab: in the program's hands or cached in a magazine. A slab
  * with free blocks sits on its depot's partial list; a slab that becomes wholly free
- * becomes the depot's spare (one per small class's depot, against alloc/free
- * thrash at a slab boundary; a medium slab is up to 1 MiB, and its pages serve
- * every class better from the segment) or goes back to its segment, and its page-map entries are cleared so a
- * stale free of one of its blocks is reported, not obeyed.
+ * becomes the depot's spare (one per depot, within a bound: see spare_room) or
+ * goes back to its segment, and its page-map entries are cleared so a stale free of
+ * one of its blocks is reported, not obeyed.
  *
  * Medium slabs hold a few blocks of 40 KiB and up: a free block among used ones
  * would keep its pages resident for as long as the slab lives, so decay returns the
@@ -106,10 +105,7 @@ static size_t slab_bytes(const nm_slab_t *s) { return (size_t)s->npages << NM_GR
 
 static bool spare_room(const nm_depot_t *d, const nm_slab_t *s)
 {
-    if (slab_bytes(s) <= NM_SPARE_ALWAYS) return true;
-    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
-    const nm_domain_t *dm = &nm_domains[nm_depot_domain(d)];
-    return nm_load_relaxed(&dm->spare_bytes) + (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + slab_bytes(s) <= cap;
+    return slab_bytes(s) <= NM_SPARE_ALWAYS || !nm_segment_over_bound(nm_depot_domain(d), slab_bytes(s));
 }
 
 static nm_slab_t *spare_take(nm_depot_t *d)
@@ -310,6 +306,7 @@ void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all)
 {
     if (d->spare && (all || d->spare_since_ms <= cutoff_ms)) slab_release(d, spare_take(d));
     /* (not in strict domains: their pages stay faulted in, as promised at allocation) */
-    if (nm_class_is_medium(nm_depot_cls(d)) && nm_class_blocks[nm_depot_cls(d)] > 1 && !nm_domains[nm_depot_domain(d)].strict)
+    unsigned cls = nm_depot_cls(d);
+    if (nm_class_is_medium(cls) && nm_class_blocks[cls] > 1 && !nm_domains[nm_depot_domain(d)].strict)
         purge_free_blocks(d, all);
 }

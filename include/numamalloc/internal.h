@@ -67,6 +67,9 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *s, unsigned untouched);
 /* purge free pages idle since before cutoff_ms (all if cutoff_ms == UINT64_MAX) and
  * unmap segments idle that long; returns bytes returned to the OS */
 size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms);
+/* would d's free dirty pages and spare slabs, plus extra bytes, be over NM_DIRTY_MIN
+ * and an eighth of the heap? (the bound on memory kept free for reuse) */
+bool   nm_segment_over_bound(uint32_t d, size_t extra);
 /* a thread of domain d exited: if d's free pages and spare slabs are more than
  * NM_DIRTY_MIN and an eighth of the heap, purge the free pages now, however new (the
  * segments stay mapped until decay). No locks held. */
