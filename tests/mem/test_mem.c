@@ -33,6 +33,27 @@ static uint64_t get(const nm_proc_t *p, const char *key)
     return v;
 }
 
+/* RSS a mode reports (keys prefix + rss_start, rss_full, rss_end) at its start, with
+ * its blocks live (`live` names them) and at its end (`after`: what happened since);
+ * the blocks must have added min_grow, or the case tests nothing. The caller frees p. */
+typedef struct { uint64_t start, full, end; } rss3_t;
+
+static rss3_t rss_case(const char *mode, const char *const env[], const char *prefix, const char *live,
+                       const char *after, uint64_t min_grow, nm_proc_t *p)
+{
+    run(mode, env, p);
+    char k[3][64];
+    snprintf(k[0], sizeof k[0], "%srss_start", prefix);
+    snprintf(k[1], sizeof k[1], "%srss_full", prefix);
+    snprintf(k[2], sizeof k[2], "%srss_end", prefix);
+    rss3_t r = { get(p, k[0]), get(p, k[1]), get(p, k[2]) };
+    fprintf(stderr, "%s: RSS %.1f MiB at start, %.1f with %s, %.1f after %s\n", mode, MB(r.start), MB(r.full), live,
+            MB(r.end), after);
+    cr_assert_geq(r.full, r.start + min_grow, "%s were not resident (%.1f -> %.1f MiB): the case tests nothing", live,
+                  MB(r.start), MB(r.full));
+    return r;
+}
+
 /* ---- decay on every path ----------------------------------------------------------------
  * 20 blocks of 3 MiB, every page written (60 MiB resident), are freed; then the
  * program does nothing but 1 MiB malloc/free pairs for 3 s, with NUMAMALLOC_DECAY_MS
@@ -42,33 +63,24 @@ Test(decay, freed_large_blocks_return_while_only_1mib_pairs_run, .timeout = 120)
 {
     const char *env[] = { "NUMAMALLOC_DECAY_MS=200", NULL };
     nm_proc_t p;
-    run("decay-path", env, &p);
-    uint64_t start = get(&p, "rss_start"), full = get(&p, "rss_full"), end = get(&p, "rss_end");
-    fprintf(stderr, "decay path: RSS %.1f MiB at start, %.1f with the 3 MiB blocks, %.1f after 3 s of 1 MiB pairs\n",
-            MB(start), MB(full), MB(end));
-    cr_assert_geq(full, start + 50 * MIB, "the 60 MiB of blocks were not resident (%.1f -> %.1f MiB): the case tests "
-                  "nothing", MB(start), MB(full));
-    cr_assert_lt(end, 20 * MIB, "RSS still %.1f MiB after 3 s of 1 MiB pairs with NUMAMALLOC_DECAY_MS=200 "
-                 "(%.1f MiB with the freed blocks resident)", MB(end), MB(full));
+    rss3_t r = rss_case("decay-path", env, "", "the 60 MiB of 3 MiB blocks", "3 s of 1 MiB pairs", 50 * MIB, &p);
+    cr_assert_lt(r.end, 20 * MIB, "RSS still %.1f MiB after 3 s of 1 MiB pairs with NUMAMALLOC_DECAY_MS=200 "
+                 "(%.1f MiB with the freed blocks resident)", MB(r.end), MB(r.full));
     nm_proc_free(&p);
 }
 
 /* ---- threads that exit ---------------------------------------------------------------------
  * 4 threads write and free 32 MiB of 256 KiB blocks each and exit; the decay time
- * is the default 1 s, and RSS is read right after the joins: the free slab pages
- * beyond 64 MiB went back when the threads exited, not after the decay time. */
-Test(decay, free_pages_over_64_mib_return_when_threads_exit, .timeout = 120)
+ * is the default 1 s, and RSS is read right after the joins: the free slab pages over
+ * the bound (1 MiB and an eighth of the heap) went back when the threads exited, not
+ * after the decay time. */
+Test(decay, free_pages_over_the_bound_return_when_threads_exit, .timeout = 120)
 {
     const char *env[] = { NULL };
     nm_proc_t p;
-    run("exit-trim", env, &p);
-    uint64_t start = get(&p, "rss_start"), full = get(&p, "rss_full"), end = get(&p, "rss_end");
-    fprintf(stderr, "exit trim: RSS %.1f MiB at start, %.1f with 128 MiB live, %.1f after the threads exited\n",
-            MB(start), MB(full), MB(end));
-    cr_assert_geq(full, start + 120 * MIB, "the 128 MiB of blocks were not resident (%.1f -> %.1f MiB): the case "
-                  "tests nothing", MB(start), MB(full));
-    cr_assert_lt(end, start + 80 * MIB, "RSS still %.1f MiB right after the threads exited (%.1f at start)",
-                 MB(end), MB(start));
+    rss3_t r = rss_case("exit-trim", env, "", "the 128 MiB of 256 KiB blocks", "the threads exited", 120 * MIB, &p);
+    cr_assert_lt(r.end, r.start + 80 * MIB, "RSS still %.1f MiB right after the threads exited (%.1f at start)",
+                 MB(r.end), MB(r.start));
     nm_proc_free(&p);
 }
 
@@ -174,18 +186,8 @@ static void idle(const char *mode, const char *prefix)
 {
     const char *env[] = { "NUMAMALLOC_BACKGROUND=1", "NUMAMALLOC_DECAY_MS=200", NULL };
     nm_proc_t p;
-    run(mode, env, &p);
-    char k[64];
-    snprintf(k, sizeof k, "%srss_start", prefix);
-    uint64_t start = get(&p, k);
-    snprintf(k, sizeof k, "%srss_full", prefix);
-    uint64_t full = get(&p, k);
-    snprintf(k, sizeof k, "%srss_end", prefix);
-    uint64_t end = get(&p, k);
-    fprintf(stderr, "background (%s): RSS %.1f MiB at start, %.1f with the blocks, %.1f after 1.5 s idle\n", mode,
-            MB(start), MB(full), MB(end));
-    cr_assert_geq(full, start + 80 * MIB, "the blocks were not resident (%.1f -> %.1f MiB): the case tests nothing",
-                  MB(start), MB(full));
+    rss3_t r = rss_case(mode, env, prefix, "the blocks", "1.5 s idle", 80 * MIB, &p);
+    uint64_t start = r.start, full = r.full, end = r.end;
     cr_assert_lt(end, start + 30 * MIB, "%s: RSS %.1f MiB after 1.5 s idle with NUMAMALLOC_BACKGROUND=1 and "
                  "NUMAMALLOC_DECAY_MS=200, %.1f MiB at start (%.1f with the blocks)%s%s", mode, MB(end), MB(start),
                  MB(full), p.err[0] ? "\nstderr:\n" : "", p.err);
