@@ -5,7 +5,7 @@
  * (blocks unique, inside a slab registered in the page map as SLAB of the right class
  * and domain; held, held_peak, nslabs, the spare slab), nm_depot_put_full /
  * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, the
- * depot's bound on cached magazines), and nm_depot_decay (Bonwick's working set:
+ * depot's bound on cached magazines), the order a bin hands new blocks out in, and nm_depot_decay (Bonwick's working set:
  * magazines unused for a whole interval go back, the idle spare slab is released).
  *
  * Each Criterion test is its own process, so every test starts from a fresh
@@ -251,6 +251,22 @@ Test(magazine, freed_blocks_are_reused, .init = boot)
     }
     cr_assert_eq(d->held, 10);
     cr_assert_eq(d->nslabs, 1);
+}
+
+/* a thread's bin hands new slab memory out in ascending address order, as a free
+ * list would: the program's first touches run forward, across every refill */
+Test(magazine, new_blocks_come_out_ascending, .init = boot)
+{
+    unsigned cls = 2;
+    fresh_depot(cls);
+    size_t size = nm_class_size[cls];
+    char *prev = NULL;
+    for (unsigned i = 0; i < 4 * nm_class_mag_cap[cls]; i++) {
+        char *p = nm_small_alloc(nm_tcp, cls, size, false);
+        cr_assert_not_null(p);
+        if (prev) cr_assert_eq(p, prev + size, "allocation %u: %p after %p", i, (void *)p, (void *)prev);
+        prev = p;
+    }
 }
 
 Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
