@@ -131,6 +131,7 @@ int nm_api_thread_policy_set(const char *text)
     uint8_t t = nm_policy_thread_parse(text, &ok);
     if (!ok) return -1;
     tc->tpol = t;
+    nm_large_settle(tc);
     tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
     nm_tcache_set_domain(tc, nm_policy_domain_for_thread(t, tc->cpu_node));
     return 0;

@@ -112,7 +112,7 @@ static void background_start(void)
 void nm_decay_tick_slow(nm_tcache_t *tc)
 {
     tc->slow_ticks = 0;
-    nm_large_settle(tc);
+    nm_large_settle_owed(tc);
     if (NM_UNLIKELY(nm_opt.background) && nm_load_relaxed(&bg_state) == BG_NONE) background_start();
     uint64_t now = nm_os_now_ms();
     tc->now_ms = now;

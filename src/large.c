@@ -83,29 +83,34 @@ static void refresh_pools(void)
     __atomic_store_n(&pool_checked_ms, now, __ATOMIC_RELAXED);
 }
 
-/* the counters of a large block's mapping of len bytes coming (freed == 0) or going */
-NM_INLINE void count_mapping(nm_tcache_t *tc, uint32_t dom, int backing, size_t len, int freed)
+/* the counters of n mappings of `bytes` in all, of one backing and domain, coming
+ * (freed == 0) or going, into c */
+NM_INLINE void count_mappings(nm_counters_t *c, uint32_t dom, int backing, uint64_t n, uint64_t bytes, int freed)
 {
-    nm_counters_t *c = nm_tc_ctr(tc);
-    nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_free : NM_C_bk_alloc, 1);
-    nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_fbytes : NM_C_bk_abytes, len);
+    nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_free : NM_C_bk_alloc, n);
+    nm_count(c, NM_CT_BACKING, (unsigned)backing, freed ? NM_C_bk_fbytes : NM_C_bk_abytes, bytes);
     if (backing == NM_BACK_HUGETLB_2M || backing == NM_BACK_HUGETLB_1G)
-        nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_hugetlb_free_bytes : NM_C_hugetlb_alloc_bytes, len);
+        nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_hugetlb_free_bytes : NM_C_hugetlb_alloc_bytes, bytes);
     else if (backing == NM_BACK_THP)
-        nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_thp_free_bytes : NM_C_thp_alloc_bytes, len);
+        nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_thp_free_bytes : NM_C_thp_alloc_bytes, bytes);
 }
 
-/* a large block handed out (freed == 0) or freed: every counter of it (the large
- * totals of the dump are the sums over the backings) */
+/* n large blocks of one backing and domain, `bytes` in all, handed out (freed == 0) or
+ * freed: every counter of them into c, remote allocations judged by cpu_node (the
+ * large totals of the dump are the sums over the backings) */
+NM_INLINE void count_blocks(nm_counters_t *c, uint32_t dom, int backing, int cpu_node,
+                            uint64_t n, uint64_t bytes, int freed)
+{
+    nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_free_count : NM_C_alloc_count, n);
+    nm_count(c, NM_CT_DOMAIN, dom, freed ? NM_C_free_bytes : NM_C_alloc_bytes, bytes);
+    if (!freed && c && nm_domain_is_remote(dom, cpu_node))
+        nm_count(c, NM_CT_DOMAIN, dom, NM_C_remote_alloc, n);
+    count_mappings(c, dom, backing, n, bytes, freed);
+}
+
 NM_INLINE void count_block(nm_tcache_t *tc, const nm_large_t *L, int freed)
 {
-    nm_counters_t *c = nm_tc_ctr(tc);
-    size_t len = L->map_len;
-    nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_count : NM_C_alloc_count, 1);
-    nm_count(c, NM_CT_DOMAIN, L->domain, freed ? NM_C_free_bytes : NM_C_alloc_bytes, len);
-    if (!freed && c && nm_domain_is_remote(L->domain, tc->cpu_node))
-        nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_remote_alloc, 1);
-    count_mapping(tc, L->domain, L->backing, len, freed);
+    count_blocks(nm_tc_ctr(tc), L->domain, L->backing, tc->cpu_node, 1, L->map_len, freed);
 }
 
 /* does domain dom have `pages` free hugetlb pages of size_kb? */
@@ -402,11 +407,12 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
 
 static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align);
 
-/* a block handed out; `out`: it comes from a node cache or a new mapping (not from
- * the thread's own slots, where it was counted out already) */
-static void register_block(nm_tcache_t *tc, nm_large_t *L, bool out)
+static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed);
+
+/* a block handed out from a node cache or a new mapping */
+static void register_block(nm_tcache_t *tc, nm_large_t *L)
 {
-    if (out) nm_gstat_add_peak(NM_C_large_out_bytes, NM_C_large_peak_bytes, L->map_len);
+    nm_gstat_add_peak(NM_C_large_out_bytes, NM_C_large_peak_bytes, L->map_len);
     count_block(tc, L, 0);
 }
 
@@ -432,7 +438,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         L->req = want;                         /* (never in check mode: no canary to lay) */
         L->zeroed = 0;
         L->sampled = 0;
-        register_block(tc, L, false);
+        lane_count(tc, L, 0);
         return L->user;
     }
     L = cache_take(dom, len, align);
@@ -467,7 +473,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         errno = ENOMEM;
         return NULL;
     }
-    register_block(tc, L, true);
+    register_block(tc, L);
     if (nm_opt.check) nm_canary_fill(L->user, want, nm_large_usable(L));
     return L->user;
 }
@@ -550,10 +556,41 @@ static void lcache_drop(nm_large_t *L)
     L->tcached = 0;
 }
 
-void nm_large_settle(nm_tcache_t *tc)
+void nm_large_pending_add(const nm_tcache_t *tc, nm_counters_t *c)
+{
+    uint32_t dom = __atomic_load_n(&tc->domain, __ATOMIC_RELAXED);
+    int node = __atomic_load_n(&tc->cpu_node, __ATOMIC_RELAXED);
+    for (int b = 0; b < NM_BACK_COUNT; b++) {
+        uint64_t v[4];
+        for (int k = 0; k < 4; k++) v[k] = __atomic_load_n(&tc->lc_pend[b][k], __ATOMIC_RELAXED);
+        if (v[0]) count_blocks(c, dom, b, node, v[0], v[1], 0);
+        if (v[2]) count_blocks(c, dom, b, node, v[2], v[3], 1);
+    }
+}
+
+void nm_large_settle_owed(nm_tcache_t *tc)
 {
     if (tc->lc_owed) nm_gstat_sub(NM_C_large_tcache_bytes, tc->lc_owed);
     tc->lc_owed = 0;
+}
+
+void nm_large_settle(nm_tcache_t *tc)
+{
+    nm_large_settle_owed(tc);
+    uint64_t any = 0;
+    for (int b = 0; b < NM_BACK_COUNT; b++) any |= tc->lc_pend[b][0] | tc->lc_pend[b][2];
+    if (any == 0) return;
+    nm_large_pending_add(tc, nm_tc_ctr(tc));
+    memset(tc->lc_pend, 0, sizeof tc->lc_pend);
+}
+
+/* half a round trip of L (of the thread's domain) through the owner's slots,
+ * counted at the next settle */
+static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed)
+{
+    uint64_t *v = tc->lc_pend[L->backing];
+    v[2 * freed]++;
+    v[2 * freed + 1] += L->map_len;
 }
 
 static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
@@ -568,6 +605,7 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
      * older than it is and go back early, never late */
     L->freed_ms = tc->now_ms;
     L->tcached = 1;
+    lane_count(tc, L, 1);                                /* before another thread may take it */
     tc->lc_owed -= credit;
     if (credit < L->map_len) nm_gstat_add(NM_C_large_tcache_bytes, L->map_len - credit);
     /* an empty slot, else the one holding the oldest block */
@@ -642,8 +680,8 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
     if (why) { nm_invalid_pointer("free", p, why); return; }
     if (NM_UNLIKELY(nm_opt.check) && !nm_verdict_ok("free", p, nm_large_verdict(L))) return;
     if (L->sampled) nm_prof_forget(p);
-    count_block(tc, L, 1);
     if (lcache_put(tc, L)) return;
+    count_block(tc, L, 1);
     count_back(L);
     nm_pagemap_set((uintptr_t)L->user, 0);
     node_cache_put(L);
@@ -677,8 +715,8 @@ void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
     nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
     nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_free_bytes, L->map_len);
     nm_count(c, NM_CT_DOMAIN, L->domain, NM_C_alloc_bytes, new_len);
-    count_mapping(tc, L->domain, L->backing, L->map_len, 1);
-    count_mapping(tc, L->domain, L->backing, new_len, 0);
+    count_mappings(c, L->domain, L->backing, 1, L->map_len, 1);
+    count_mappings(c, L->domain, L->backing, 1, new_len, 0);
     if (new_len > L->map_len) nm_gstat_add_peak(NM_C_large_out_bytes, NM_C_large_peak_bytes, new_len - L->map_len);
     else nm_gstat_sub(NM_C_large_out_bytes, L->map_len - new_len);
     L->map = L->user = q;

@@ -57,10 +57,12 @@ bool nm_stats_init(void)
 
 /* ---- snapshot ------------------------------------------------------------------------ */
 
-/* a live thread's counters, with its bins' fast-path counts not yet reconciled */
+/* a live thread's counters, with its bins' fast-path counts not yet reconciled and
+ * its kept large blocks' round trips not yet settled */
 static void add_thread(snapshot_t *s, nm_tcache_t *tc)
 {
     nm_counters_sum(&s->c, &tc->ctr, nm_ndomains);
+    nm_large_pending_add(tc, &s->c);
     s->lc_owed += LD(tc->lc_owed);
     uint32_t dom = LD(tc->domain);
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {

@@ -430,6 +430,7 @@ void nm_tcache_node_check(nm_tcache_t *tc)
     int node = nm_topo_cpu_node(nm_os_cpu());
     if (NM_UNLIKELY(node != tc->cpu_node)) {
         tc->ctr.thr[NM_C_node_moves]++;
+        nm_large_settle(tc);                         /* its remote count is the old node's */
         nm_tcache_set_domain(tc, nm_policy_domain_for_thread(tc->tpol, node));
         tc->cpu_node = node;
     }

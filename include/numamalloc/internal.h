@@ -177,8 +177,14 @@ void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
  * cache; from any thread (a slot is emptied by exchange; the caller keeps tc alive);
  * returns the bytes released */
 size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms);
-/* give back tc->lc_owed; by the owner, or for a thread that no longer runs */
+/* give back tc->lc_owed (the owner's decay tick); with its slots' round trips
+ * counted too (flush, node move, exit); by the owner, or for a thread that no
+ * longer runs. Round trips are not counted at the tick: dumps add them anyway, and
+ * counting them cost 6 % of a 2 MiB pair loop. */
+void   nm_large_settle_owed(nm_tcache_t *tc);
 void   nm_large_settle(nm_tcache_t *tc);
+/* add tc's uncounted slot round trips to c (a dump reading a live thread: racy) */
+void   nm_large_pending_add(const nm_tcache_t *tc, nm_counters_t *c);
 void   nm_large_init(void);
 extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made per backing */
 extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */

@@ -211,6 +211,12 @@ typedef struct nm_tcache {
      * large_tcache_bytes: its next keep uses them up instead of two atomic updates
      * per round trip; settled at its decay tick and when its caches are flushed */
     uint64_t  lc_owed;
+    /* round trips through those slots not yet in ctr: per backing, allocations,
+     * their bytes, frees, their bytes (counting each block cost a tenth of a 2 MiB
+     * pair). All are of the thread's domain: the slots hold no other, and a domain
+     * change flushes them. Added to ctr when the owner settles (a node move, flush,
+     * exit); a dump adds them as it reads the thread. */
+    uint64_t  lc_pend[NM_BACK_COUNT][4];
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;

@@ -62,13 +62,26 @@ static uint64_t mappings(void)
 
 static uint64_t thr(int id) { return tc->ctr.thr[id]; }
 
-/* large blocks and bytes live (the per-backing counters, the thread's and the global
- * copy: what the dump reports) */
+/* the thread's round trips through its slots not yet settled, as a dump adds them */
+static nm_counters_t pending(void)
+{
+    static uint64_t dom[64 * NM_DOMAIN_CTR_N];
+    cr_assert_leq(nm_ndomains, 64);
+    memset(dom, 0, sizeof dom);
+    nm_counters_t c = { .dom = dom };
+    nm_large_pending_add(tc, &c);
+    return c;
+}
+
+/* large blocks and bytes live (the per-backing counters, the thread's, its pending
+ * ones and the global copy: what the dump reports) */
 static uint64_t bk_live(int alloc, int freed)
 {
+    nm_counters_t p = pending();
     uint64_t n = 0;
     for (unsigned b = 0; b < NM_BACK_COUNT; b++)
-        n += tc->ctr.bk[alloc][b] + nm_global_ctr.bk[alloc][b] - tc->ctr.bk[freed][b] - nm_global_ctr.bk[freed][b];
+        n += tc->ctr.bk[alloc][b] + p.bk[alloc][b] + nm_global_ctr.bk[alloc][b]
+           - tc->ctr.bk[freed][b] - p.bk[freed][b] - nm_global_ctr.bk[freed][b];
     return n;
 }
 static uint64_t live_blocks(void) { return bk_live(NM_C_bk_alloc, NM_C_bk_free); }
@@ -211,6 +224,42 @@ Test(large, a_new_block_is_registered_and_counted, .init = boot)
     char *q = alloc(100);
     cr_assert_eq(desc(q)->map_len, NM_GRANULE);
     cr_assert_neq(p, q);
+}
+
+/* round trips through the thread's slots are counted at its next settle, and a dump
+ * reading the thread before that adds them: each exactly once */
+Test(large, round_trips_through_the_slots_are_counted_once, .init = boot)
+{
+    char *p = alloc(MiB);
+    free_kept(p);
+    nm_large_settle(tc);
+    nm_large_t *L = desc(p);
+    unsigned b = L->backing;
+    uint64_t *d = &tc->ctr.dom[dom * NM_DOMAIN_CTR_N];
+    uint64_t allocs = tc->ctr.bk[NM_C_bk_alloc][b], frees = tc->ctr.bk[NM_C_bk_free][b];
+    uint64_t abytes = tc->ctr.bk[NM_C_bk_abytes][b], dallocs = d[NM_C_alloc_count], dfrees = d[NM_C_free_count];
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(alloc(MiB), p, "served from the slot");
+        free_kept(p);
+    }
+    cr_assert_eq(tc->ctr.bk[NM_C_bk_alloc][b], allocs, "not counted one by one");
+    nm_counters_t pend = pending();
+    cr_assert_eq(pend.bk[NM_C_bk_alloc][b], 5);
+    cr_assert_eq(pend.bk[NM_C_bk_free][b], 5);
+    cr_assert_eq(pend.bk[NM_C_bk_abytes][b], 5 * L->map_len);
+    cr_assert_eq(pend.dom[dom * NM_DOMAIN_CTR_N + NM_C_alloc_count], 5);
+    cr_assert_eq(pend.dom[dom * NM_DOMAIN_CTR_N + NM_C_free_bytes], 5 * L->map_len);
+
+    nm_large_settle(tc);
+    cr_assert_eq(tc->ctr.bk[NM_C_bk_alloc][b], allocs + 5);
+    cr_assert_eq(tc->ctr.bk[NM_C_bk_free][b], frees + 5);
+    cr_assert_eq(tc->ctr.bk[NM_C_bk_abytes][b], abytes + 5 * L->map_len);
+    cr_assert_eq(d[NM_C_alloc_count], dallocs + 5);
+    cr_assert_eq(d[NM_C_free_count], dfrees + 5);
+    pend = pending();
+    cr_assert_eq(pend.bk[NM_C_bk_alloc][b] + pend.bk[NM_C_bk_free][b], 0, "settled once");
+    nm_large_settle(tc);
+    cr_assert_eq(tc->ctr.bk[NM_C_bk_alloc][b], allocs + 5, "a second settle adds nothing");
 }
 
 Test(large, a_freed_block_is_kept_by_its_thread_and_served_again, .init = boot)
