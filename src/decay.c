@@ -119,6 +119,7 @@ void nm_decay_tick_slow(nm_tcache_t *tc)
     if (now >= tc->trim_due_ms) {                    /* the thread's own bins, once per interval */
         tc->trim_due_ms = now + (nm_opt.decay_ms ? nm_opt.decay_ms : 1);
         nm_tcache_trim(tc);
+        nm_large_settle(tc);                         /* bounds the uncounted round trips */
     }
     nm_decay(false);
 }

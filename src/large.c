@@ -561,10 +561,10 @@ void nm_large_pending_add(const nm_tcache_t *tc, nm_counters_t *c)
     uint32_t dom = __atomic_load_n(&tc->domain, __ATOMIC_RELAXED);
     int node = __atomic_load_n(&tc->cpu_node, __ATOMIC_RELAXED);
     for (int b = 0; b < NM_BACK_COUNT; b++) {
-        uint64_t v[4];
-        for (int k = 0; k < 4; k++) v[k] = __atomic_load_n(&tc->lc_pend[b][k], __ATOMIC_RELAXED);
-        if (v[0]) count_blocks(c, dom, b, node, v[0], v[1], 0);
-        if (v[2]) count_blocks(c, dom, b, node, v[2], v[3], 1);
+        uint64_t v[NM_LP_N];
+        for (int k = 0; k < NM_LP_N; k++) v[k] = __atomic_load_n(&tc->lc_pend[b][k], __ATOMIC_RELAXED);
+        if (v[NM_LP_ALLOCS]) count_blocks(c, dom, b, node, v[NM_LP_ALLOCS], v[NM_LP_ABYTES], 0);
+        if (v[NM_LP_FREES]) count_blocks(c, dom, b, node, v[NM_LP_FREES], v[NM_LP_FBYTES], 1);
     }
 }
 
@@ -578,7 +578,7 @@ void nm_large_settle(nm_tcache_t *tc)
 {
     nm_large_settle_owed(tc);
     uint64_t any = 0;
-    for (int b = 0; b < NM_BACK_COUNT; b++) any |= tc->lc_pend[b][0] | tc->lc_pend[b][2];
+    for (int b = 0; b < NM_BACK_COUNT; b++) any |= tc->lc_pend[b][NM_LP_ALLOCS] | tc->lc_pend[b][NM_LP_FREES];
     if (any == 0) return;
     nm_large_pending_add(tc, nm_tc_ctr(tc));
     memset(tc->lc_pend, 0, sizeof tc->lc_pend);
@@ -589,8 +589,8 @@ void nm_large_settle(nm_tcache_t *tc)
 static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed)
 {
     uint64_t *v = tc->lc_pend[L->backing];
-    v[2 * freed]++;
-    v[2 * freed + 1] += L->map_len;
+    v[freed ? NM_LP_FREES : NM_LP_ALLOCS]++;
+    v[freed ? NM_LP_FBYTES : NM_LP_ABYTES] += L->map_len;
 }
 
 static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)

@@ -210,6 +210,12 @@ void nm_stats_heap_numbers(nm_heap_numbers_t *h)
     add_backing(bk, &nm_global_ctr);
     for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) {
         add_backing(bk, &tc->ctr);
+        for (int b = 0; b < NM_BACK_COUNT; b++) {    /* its slots' round trips, not settled */
+            bk[NM_C_bk_alloc] += LD(tc->lc_pend[b][NM_LP_ALLOCS]);
+            bk[NM_C_bk_abytes] += LD(tc->lc_pend[b][NM_LP_ABYTES]);
+            bk[NM_C_bk_free] += LD(tc->lc_pend[b][NM_LP_FREES]);
+            bk[NM_C_bk_fbytes] += LD(tc->lc_pend[b][NM_LP_FBYTES]);
+        }
         owed += LD(tc->lc_owed);
     }
     nm_unlock(&nm_threads_lock);

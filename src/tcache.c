@@ -174,9 +174,10 @@ static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
     nm_lock(&d->lock);
     unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, want);
     nm_unlock(&d->lock);
-    /* the slabs give blocks in ascending address order and the bin pops from the
-     * top: reversed, the program gets them ascending, as it would from a free list,
-     * and its first touches of new memory run forward for the prefetchers */
+    /* the slabs give a batch in ascending address order within each slab, and the
+     * bin pops from the top: reversed, the program gets them ascending, as it would
+     * from a free list, and its first touches of new memory run forward for the
+     * prefetchers */
     for (unsigned i = 0, j = got; i + 1 < j; i++) {
         void *t = m->rounds[i];
         m->rounds[i] = m->rounds[--j];
@@ -421,6 +422,7 @@ void nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd)
     if (nd == tc->domain) return;
     /* everything cached belongs to the old domain: send it home first */
     nm_tcache_flush_all(tc);
+    nm_large_settle(tc);                             /* counted under the old domain */
     tc->domain = nd;
     tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
 }
@@ -458,7 +460,7 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
         }
     }
     nm_large_tcache_release(tc, UINT64_MAX);
-    nm_large_settle(tc);
+    nm_large_settle_owed(tc);
 }
 
 /* ---- allocation ------------------------------------------------------------------------- */
@@ -658,7 +660,8 @@ static void unlink_locked(nm_tcache_t *tc)
 static void retire_locked(nm_tcache_t *tc, bool give_back)
 {
     if (give_back) nm_tcache_flush_all(tc);
-    else { nm_large_tcache_release(tc, UINT64_MAX); nm_large_settle(tc); }
+    else nm_large_tcache_release(tc, UINT64_MAX);
+    nm_large_settle(tc);
     bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);
@@ -716,6 +719,7 @@ void nm_thread_exit(nm_tcache_t *tc)
     /* merge and unlink under the thread-list lock: a dump (which reads the globals
      * and the live threads under it) sees this thread's counters exactly once */
     nm_lock(&nm_threads_lock);
+    nm_large_settle(tc);
     bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);

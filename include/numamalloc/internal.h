@@ -177,10 +177,10 @@ void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
  * cache; from any thread (a slot is emptied by exchange; the caller keeps tc alive);
  * returns the bytes released */
 size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms);
-/* give back tc->lc_owed (the owner's decay tick); with its slots' round trips
- * counted too (flush, node move, exit); by the owner, or for a thread that no
- * longer runs. Round trips are not counted at the tick: dumps add them anyway, and
- * counting them cost 6 % of a 2 MiB pair loop. */
+/* give back tc->lc_owed (every decay tick, every flush); nm_large_settle also counts
+ * the slots' round trips (tc->lc_pend: once per decay interval, not per tick, where
+ * it cost 6 % of a 2 MiB pair loop); by the owner, or for a thread that no longer
+ * runs */
 void   nm_large_settle_owed(nm_tcache_t *tc);
 void   nm_large_settle(nm_tcache_t *tc);
 /* add tc's uncounted slot round trips to c (a dump reading a live thread: racy) */

@@ -599,6 +599,30 @@ Test(api, mallinfo2_counts_medium_blocks_exactly) { mallinfo_grows(40 << 10, 10 
 Test(api, mallinfo2_counts_large_blocks)    { mallinfo_grows(1 << 20, 10 << 20); }
 Test(api, mallinfo2_counts_one_big_block)   { mallinfo_grows(10 << 20, 10 << 20); }
 
+/* a large block freed into its thread's slots (no trim, no decay pass between) is no
+ * longer counted as a mapping in use, and taking it back counts it again: the
+ * slots' round trips are tallied apart from the thread's counters and mallinfo2
+ * must add that tally, or hblks stays one too high and arena wraps below zero */
+Test(api, mallinfo2_counts_a_large_block_kept_by_its_thread)
+{
+    const size_t n = 4 << 20;
+    malloc_trim(0);
+    struct mallinfo2 before = mallinfo2();
+    for (int round = 0; round < 3; round++) {
+        char *p = malloc(n);
+        cr_assert_not_null(p);
+        memset(p, 1, n);
+        struct mallinfo2 in = mallinfo2();
+        cr_assert_eq(in.hblks, before.hblks + 1, "round %d: hblks %zu, was %zu", round, in.hblks, before.hblks);
+        cr_assert_geq(in.hblkhd, before.hblkhd + n);
+        free(p);
+        struct mallinfo2 out = mallinfo2();
+        cr_assert_eq(out.hblks, before.hblks, "round %d: a freed block still counted (hblks %zu)", round, out.hblks);
+        cr_assert_eq(out.hblkhd, before.hblkhd);
+        cr_assert_lt(out.arena, (size_t)1 << 48, "round %d: arena wrapped (%zu)", round, out.arena);
+    }
+}
+
 Test(api, malloc_trim_returns_memory)
 {
     /* ~100 MiB of small blocks of mixed classes and ~100 MiB of medium blocks, touched,
