@@ -124,15 +124,32 @@ void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
     nm_unlock(&d->lock);
 }
 
+/* Decay takes the unused full magazines off the list in one lock hold, then gives
+ * their rounds back to the slabs NM_DECAY_MAGS magazines per hold: a depot may hold
+ * thousands of magazines (8 MiB of 16-byte blocks), and a thread refilling from it
+ * should wait for a few bitmap batches, not for all of them. Meanwhile those rounds
+ * are still counted as held by the depot, and in use in their slabs. */
+#define NM_DECAY_MAGS 16
+
 void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
 {
-    nm_mag_t *drop = NULL;
+    nm_mag_t *drop = NULL, *full = NULL;
     nm_lock(&d->lock);
     uint32_t nf = all ? d->nfull : NM_MIN(d->nfull_min, d->nfull);
     for (uint32_t i = 0; i < nf; i++) {
         nm_mag_t *m = d->full;
         d->full = m->next;
         d->nfull--;
+        m->next = full;
+        full = m;
+    }
+    for (uint32_t i = 0; full; i++) {
+        if (i && i % NM_DECAY_MAGS == 0) {                /* let waiting threads in */
+            nm_unlock(&d->lock);
+            nm_lock(&d->lock);
+        }
+        nm_mag_t *m = full;
+        full = m->next;
         nm_slab_free_batch_locked(d, m->rounds, m->count);
         m->count = 0;
         m->next = drop;
