@@ -219,19 +219,19 @@ uint64_t nm_os_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* glibc >= 2.35 registers an rseq area per thread and exports where it is */
-extern const ptrdiff_t __rseq_offset __attribute__((weak));
+/* glibc >= 2.35 registers an rseq area per thread and exports where it is
+ * (__rseq_offset: os.h) */
 extern const unsigned int __rseq_size __attribute__((weak));
 
 struct nm_rseq_area { uint32_t cpu_id_start; int32_t cpu_id; };
 
-static int rseq_state;          /* 0 unknown, 1 usable, 2 not registered (getcpu) */
+int nm_os_rseq;
 
 int nm_os_cpu(void)
 {
-    if (NM_UNLIKELY(rseq_state == 0))
-        rseq_state = (&__rseq_size != NULL && __rseq_size >= 8) ? 1 : 2;
-    if (rseq_state == 1) {
+    if (NM_UNLIKELY(nm_os_rseq == 0))
+        nm_os_rseq = (&__rseq_size != NULL && __rseq_size >= 8) ? 1 : 2;
+    if (nm_os_rseq == 1) {
         const struct nm_rseq_area *rs =
             (const struct nm_rseq_area *)((char *)__builtin_thread_pointer() + __rseq_offset);
         int32_t c = __atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);

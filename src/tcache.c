@@ -416,7 +416,6 @@ static bool med_flush(nm_tcache_t *tc, unsigned cls)
 
 /* ---- node migration --------------------------------------------------------------------- */
 
-/* (one rseq load when the thread has not moved) */
 void nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd)
 {
     if (nd == tc->domain) return;
@@ -427,10 +426,11 @@ void nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd)
     tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
 }
 
-void nm_tcache_node_check(nm_tcache_t *tc)
+void nm_tcache_cpu_moved(nm_tcache_t *tc, int cpu)
 {
-    int node = nm_topo_cpu_node(nm_os_cpu());
-    if (NM_UNLIKELY(node != tc->cpu_node)) {
+    tc->cpu = cpu;
+    int node = nm_topo_cpu_node(cpu);
+    if (node != tc->cpu_node) {
         tc->ctr.thr[NM_C_node_moves]++;
         nm_large_settle(tc);                         /* its remote count is the old node's */
         nm_tcache_set_domain(tc, nm_policy_domain_for_thread(tc->tpol, node));
@@ -679,7 +679,8 @@ nm_tcache_t *nm_thread_start(void)
     tc->ctr.dom = nm_meta_alloc(dom_ctr_bytes());
     if (tc->ctr.dom == NULL) { nm_meta_free(tc, sizeof *tc); thread_starting = 0; errno = saved; return NULL; }
     tc->tid = (int32_t)syscall(SYS_gettid);
-    tc->cpu_node = nm_topo_cpu_node(nm_os_cpu());
+    tc->cpu = nm_os_cpu();
+    tc->cpu_node = nm_topo_cpu_node(tc->cpu);
     tc->domain = nm_policy_domain_for(tc->cpu_node);
     tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
     tc->now_ms = nm_os_now_ms();

@@ -313,8 +313,14 @@ nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e);
 void  nm_tcache_flush_all(nm_tcache_t *tc);
 /* tc allocates from domain nd from now on (its cached blocks go home first) */
 void  nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd);
-/* a thread found on another node allocates there from now on */
-void  nm_tcache_node_check(nm_tcache_t *tc);
+/* a thread found on another node allocates there from now on: one load and a compare
+ * while it stays on its CPU, which every large allocation pays */
+void  nm_tcache_cpu_moved(nm_tcache_t *tc, int cpu);
+NM_INLINE void nm_tcache_node_check(nm_tcache_t *tc)
+{
+    int cpu = nm_os_cpu_now();
+    if (NM_UNLIKELY(cpu != tc->cpu)) nm_tcache_cpu_moved(tc, cpu);
+}
 /* the thread's decay tick: bins unused since the last one go back, and half of a
  * budget it did not need */
 void  nm_tcache_trim(nm_tcache_t *tc);

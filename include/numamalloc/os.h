@@ -38,6 +38,20 @@ uint64_t nm_os_now_ms(void);
 uint64_t nm_os_now_ns(void);
 /* CPU the thread runs on: rseq area (glibc >= 2.35 registers it) or getcpu(2) */
 int   nm_os_cpu(void);
+/* the same, inlined where it is asked on every large allocation: one load from the
+ * rseq area once nm_os_cpu has found it registered (nm_os_rseq == 1) */
+extern const ptrdiff_t __rseq_offset __attribute__((weak));
+extern int nm_os_rseq;          /* 0 unknown, 1 usable, 2 not registered (getcpu) */
+NM_INLINE int nm_os_cpu_now(void)
+{
+    if (NM_LIKELY(nm_os_rseq == 1)) {
+        /* struct rseq: u32 cpu_id_start, then s32 cpu_id (-1 while unregistered) */
+        int32_t c = __atomic_load_n((const int32_t *)((char *)__builtin_thread_pointer() + __rseq_offset + 4),
+                                    __ATOMIC_RELAXED);
+        if (NM_LIKELY(c >= 0)) return c;
+    }
+    return nm_os_cpu();
+}
 /* resident set size of this process in bytes (/proc/self/statm), 0 if unknown */
 uint64_t nm_os_rss(void);
 /* pid without libc's cache (correct in a child after fork via raw clone) */

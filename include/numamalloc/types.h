@@ -189,6 +189,7 @@ typedef struct nm_tcache {
     uint8_t   tpol;          /* per-thread placement policy (src/policy.c): 0 the process's */
     uint32_t  domain;        /* domain serving this thread's small and medium blocks */
     int32_t   cpu_node;      /* node of the CPU seen at the last check */
+    int32_t   cpu;           /* that CPU: while it is the same, so is the node */
     uint32_t  slow_ticks;    /* slow-path events since the last decay check */
     uint64_t  trim_due_ms;   /* when its bins are next looked at for idleness (nm_tcache_trim) */
     uint64_t  now_ms;        /* the clock at its last decay check: when a large block it

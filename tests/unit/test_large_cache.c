@@ -262,6 +262,24 @@ Test(large, round_trips_through_the_slots_are_counted_once, .init = boot)
     cr_assert_eq(tc->ctr.bk[NM_C_bk_alloc][b], allocs + 5, "a second settle adds nothing");
 }
 
+/* the node is looked up again only when the CPU the thread runs on changes */
+Test(large, a_thread_is_placed_again_only_when_its_cpu_changes, .init = boot)
+{
+    int node = tc->cpu_node;
+    uint64_t moves = thr(NM_C_node_moves);
+    nm_tcache_node_check(tc);
+    cr_assert_eq(tc->cpu, nm_os_cpu());
+    tc->cpu_node = node + 1;                      /* stale, but its CPU is the same */
+    nm_tcache_node_check(tc);
+    cr_assert_eq(tc->cpu_node, node + 1, "same CPU: no look-up");
+    tc->cpu = -2;                                 /* as if it ran elsewhere last time */
+    nm_tcache_node_check(tc);
+    cr_assert_eq(tc->cpu, nm_os_cpu());
+    cr_assert_eq(tc->cpu_node, nm_topo_cpu_node(tc->cpu), "looked up again");
+    cr_assert_eq(thr(NM_C_node_moves), moves + 1);
+    cr_assert_eq(tc->domain, dom, "one node here: the same domain");
+}
+
 Test(large, a_freed_block_is_kept_by_its_thread_and_served_again, .init = boot)
 {
     char *p = alloc(MiB);
