@@ -109,6 +109,14 @@ static NM_NOINLINE void *malloc_slower(size_t n)
     nm_tcache_t *tc = nm_tcp;
     if (NM_UNLIKELY(tc->state != NM_T_ACTIVE) && (tc = nm_thread_ready()) == NULL) return nm_bootstrap_alloc(n, 0, false);
     bool slab = n <= NM_SMALL_MAX || (n <= NM_MEDIUM_MAX && n < nm_opt.large_threshold);
+    if (!slab && NM_LIKELY(!nm_opt.check && !nm_prof_on && tc->state == NM_T_ACTIVE)) {
+        /* a block this thread freed and kept: no mapping, lock or page-map store (a
+         * thread past its exit, or while it starts, has no slots) */
+        tick(tc);
+        nm_tcache_node_check(tc);           /* large blocks follow a migrated thread at once */
+        void *p = nm_large_take_kept(tc, n);
+        if (p) return p;
+    }
     if (NM_UNLIKELY(nm_opt.check) || !slab) return nm_alloc_any(tc, n, 0, false);
     tick(tc);
     return slab_alloc(tc, (unsigned)nm_class_of(n), n, 0, false, true);
@@ -151,6 +159,13 @@ static void free_unknown(nm_tcache_t *tc, void *p)
 static NM_NOINLINE void free_slower(void *p, nm_pme_t e)
 {
     if (p == NULL) return;
+    unsigned kind = nm_pme_kind(e);
+    nm_tcache_t *t = nm_tcp;
+    if ((kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) && t->state == NM_T_ACTIVE &&
+        nm_large_free_kept(t, nm_pme_desc(e), p)) {
+        tick(t);                         /* (keeps errno too) */
+        return;
+    }
     int saved = errno;                   /* free preserves errno (glibc manual) */
     nm_tcache_t *tc = nm_thread_ready(); /* a thread's first free starts it too */
     if (tc == NULL) tc = (nm_tcache_t *)&nm_tcache_empty;

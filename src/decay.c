@@ -111,6 +111,7 @@ static void background_start(void)
 
 void nm_decay_tick_slow(nm_tcache_t *tc)
 {
+    int saved = errno;                               /* the short free routes do not save it */
     tc->slow_ticks = 0;
     nm_large_settle_owed(tc);
     if (NM_UNLIKELY(nm_opt.background) && nm_load_relaxed(&bg_state) == BG_NONE) background_start();
@@ -122,6 +123,7 @@ void nm_decay_tick_slow(nm_tcache_t *tc)
         nm_large_settle(tc);                         /* bounds the uncounted round trips */
     }
     nm_decay(false);
+    errno = saved;
 }
 
 void nm_decay_fork_child(void)

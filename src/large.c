@@ -409,6 +409,17 @@ static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t
 
 static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed);
 
+/* L, taken from tc's slots (still registered), handed out for a request of `want` bytes */
+static void *kept_out(nm_tcache_t *tc, nm_large_t *L, size_t want)
+{
+    nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
+    L->req = want;                             /* (never in check mode: no canary to lay) */
+    L->zeroed = 0;
+    L->sampled = 0;
+    lane_count(tc, L, 0);
+    return L->user;
+}
+
 /* a block handed out from a node cache or a new mapping */
 static void register_block(nm_tcache_t *tc, nm_large_t *L)
 {
@@ -433,13 +444,8 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
 
     nm_large_t *L = tc->state == NM_T_ACTIVE ? lcache_take(tc, dom, len, align) : NULL;
     if (L) {                                   /* kept by this thread: still registered */
-        nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
         if (zero) nm_zero_block(L->map, n);
-        L->req = want;                         /* (never in check mode: no canary to lay) */
-        L->zeroed = 0;
-        L->sampled = 0;
-        lane_count(tc, L, 0);
-        return L->user;
+        return kept_out(tc, L, want);
     }
     L = cache_take(dom, len, align);
     if (L) {
@@ -618,9 +624,11 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
     }
     nm_large_t *old = nm_xchg_acq_rel(&tc->lcache[at], L);
     if (old) {                                           /* the oldest moves on */
+        int saved = errno;                               /* (free's errno: a failed munmap) */
         lcache_drop(old);
         nm_pagemap_set((uintptr_t)old->user, 0);
         node_cache_put(old);
+        errno = saved;
     }
     return true;
 }
@@ -672,6 +680,21 @@ const char *nm_large_check(const nm_large_t *L, const void *p)
     if (p != L->user) return "interior pointer into a large block";
     if (L->tcached) return "large block already freed";
     return NULL;
+}
+
+void *nm_large_take_kept(nm_tcache_t *tc, size_t n)
+{
+    if (n > PTRDIFF_MAX) return NULL;
+    size_t len = nm_align_up(n, nm_os_page);
+    if (len < NM_GRANULE) len = NM_GRANULE;
+    nm_large_t *L = lcache_take(tc, tc->domain, len, nm_os_page);
+    return L ? kept_out(tc, L, n) : NULL;
+}
+
+bool nm_large_free_kept(nm_tcache_t *tc, nm_large_t *L, void *p)
+{
+    /* a bad pointer, and a sampled block, take nm_large_free */
+    return p == L->user && !L->tcached && !L->sampled && lcache_put(tc, L);
 }
 
 void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)

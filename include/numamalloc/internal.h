@@ -166,6 +166,11 @@ void  *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, boo
 /* NULL if p is a live large block of L, else why not (interior, already freed) */
 const char *nm_large_check(const nm_large_t *L, const void *p);
 void   nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p);
+/* the short routes of a thread's kept blocks (malloc without alignment, zeroing or
+ * sampling; free of a valid, unsampled block), for an active tc outside check mode:
+ * NULL / false sends the caller down the whole path. Both keep errno. */
+void  *nm_large_take_kept(nm_tcache_t *tc, size_t n);
+bool   nm_large_free_kept(nm_tcache_t *tc, nm_large_t *L, void *p);
 /* resize in place or by mremap; NULL if neither works (the caller moves the block) */
 void  *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n);
 /* NUMAMALLOC_CHECK=1: the bytes requested and the canary after them */

@@ -262,6 +262,46 @@ Test(large, round_trips_through_the_slots_are_counted_once, .init = boot)
     cr_assert_eq(tc->ctr.bk[NM_C_bk_alloc][b], allocs + 5, "a second settle adds nothing");
 }
 
+/* malloc's and free's short routes (src/alloc.c) do what the whole path does with a
+ * kept block, and turn away everything they do not handle */
+Test(large, the_short_routes_keep_and_serve_like_the_whole_path, .init = boot)
+{
+    char *p = alloc(MiB);
+    nm_large_t *L = desc(p);
+    uint64_t maps = mappings(), hit = thr(NM_C_large_cache_hit), live = live_blocks();
+
+    cr_assert_not(nm_large_free_kept(tc, L, p + 4096), "an interior pointer takes the whole path");
+    cr_assert_eq(L->tcached, 0);
+    L->sampled = 1;
+    cr_assert_not(nm_large_free_kept(tc, L, p), "a sampled block takes the whole path (its profile forgets it)");
+    cr_assert_eq(L->tcached, 0);
+    L->sampled = 0;
+    cr_assert(nm_large_free_kept(tc, L, p));
+    cr_assert_eq(L->tcached, 1);
+    cr_assert_eq(tc->lcache[0], L);
+    cr_assert_eq(live_blocks(), live - 1);
+    cr_assert_not(nm_large_free_kept(tc, L, p), "a double free takes the whole path, which refuses it");
+    cr_assert_eq(kept(), MiB);
+
+    cr_assert_null(nm_large_take_kept(tc, 2 * MiB), "does not fit");
+    cr_assert_null(nm_large_take_kept(tc, 512 * KiB), "wastes half");
+    cr_assert_null(nm_large_take_kept(tc, SIZE_MAX - 100), "rounds past the end of memory");
+    cr_assert_eq(L->tcached, 1, "still kept");
+    cr_assert_eq(nm_large_take_kept(tc, MiB - 1000), p);
+    cr_assert_eq(L->tcached, 0);
+    cr_assert_eq(L->req, MiB - 1000);
+    cr_assert_eq(thr(NM_C_large_cache_hit), hit + 1);
+    cr_assert_eq(live_blocks(), live);
+    cr_assert_eq(mappings(), maps);
+    cr_assert_eq(kept(), 0);
+    check_live(p, MiB - 1000);
+
+    nm_opt.check = true;                          /* every free validates: nothing is kept */
+    cr_assert_not(nm_large_free_kept(tc, L, p));
+    nm_opt.check = false;
+    nm_large_free(tc, L, p);
+}
+
 /* the node is looked up again only when the CPU the thread runs on changes */
 Test(large, a_thread_is_placed_again_only_when_its_cpu_changes, .init = boot)
 {
