@@ -11,17 +11,17 @@
  *
  * Bound: unlike Bonwick's, our depot does not grow without limit: every cached block
  * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
- * frees everything at once would otherwise keep it all cached. A small class's depot
- * keeps full magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live
- * thread, at most NM_DEPOT_BYTES, and at least 2 magazines. Not fewer: a program
- * that tears a big structure down and builds it again (C++ containers) would send
- * every magazine beyond the bound through the slab bitmaps and back; at 256 KiB a
- * thread that was 5 % of cxx-containers' instructions, at 1 MiB it is gone, and the
- * blocks kept are resident either way (their slabs stay partly used). A medium
- * class (one to six blocks of 40 KiB to 1 MiB a magazine) gets a sixteenth of that
- * room and no floor: twenty classes with 1 MiB or two magazines each would keep
- * 5-20 MiB of touched memory for one thread, whose own bins already hold what it
- * reuses. A full magazine beyond the bound is
+ * frees everything at once would otherwise keep it all cached. A depot keeps full
+ * magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live thread, at most
+ * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. Not fewer: a single
+ * thread whose working set swings by more than a few magazines would otherwise send
+ * every magazine to the slabs and take it back. A medium class (one to six blocks
+ * of 40 KiB to 1 MiB a magazine) gets a quarter of that room and no floor: twenty
+ * classes with 256 KiB or two magazines each would keep 5-10 MiB of touched memory
+ * for one thread, whose own bins already hold what it reuses. Not more for few
+ * threads: there is little to exchange, and blocks that go through the slabs come
+ * back in address order, where the depot
+ * hands them out in the order they were freed. A full magazine beyond the bound is
  * emptied into the slabs on the spot (the slabs then return whole pages to the OS
  * after decay), and decay returns what stays unused for an interval. Empty
  * magazines: at most 64.
@@ -45,8 +45,8 @@ void nm_mag_delete(nm_mag_t *m)
     if (m) nm_meta_free(m, mag_bytes(m->cap));
 }
 
-#define NM_DEPOT_BYTES ((size_t)8 << 20)
-#define NM_DEPOT_THREAD_BYTES ((size_t)1 << 20)
+#define NM_DEPOT_BYTES ((size_t)2 << 20)
+#define NM_DEPOT_THREAD_BYTES ((size_t)256 << 10)
 #define NM_DEPOT_EMPTY 64
 
 static uint32_t depot_cap(const nm_depot_t *d)
@@ -55,7 +55,7 @@ static uint32_t depot_cap(const nm_depot_t *d)
     size_t bytes = (size_t)nm_class_mag_cap[cls] * nm_class_size[cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
-    if (nm_class_is_medium(cls)) return (uint32_t)(room / 16 / bytes);
+    if (nm_class_is_medium(cls)) return (uint32_t)(room / 4 / bytes);
     return (uint32_t)NM_MAX(room / bytes, 2u);
 }
 
@@ -126,7 +126,7 @@ void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
 
 /* Decay takes the unused full magazines off the list in one lock hold, then gives
  * their rounds back to the slabs NM_DECAY_MAGS magazines per hold: a depot may hold
- * thousands of magazines (8 MiB of 16-byte blocks), and a thread refilling from it
+ * hundreds of magazines (2 MiB of 16-byte blocks), and a thread refilling from it
  * should wait for a few bitmap batches, not for all of them. Meanwhile those rounds
  * are still counted as held by the depot, and in use in their slabs. */
 #define NM_DECAY_MAGS 16

@@ -319,17 +319,17 @@ Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
 }
 
 /* the bound on full magazines, observed: hand over full magazines until one comes back
- * emptied into the slabs. 1 MiB of cached blocks per live thread, at most 8 MiB, and
- * at least 2 magazines of a small class; a medium class gets a sixteenth of that room
+ * emptied into the slabs. 256 KiB of cached blocks per live thread, at most 2 MiB, and
+ * at least 2 magazines of a small class; a medium class gets a quarter of that room
  * and no floor */
 static void depot_bound_is(unsigned cls)
 {
     nm_depot_t *d = fresh_depot(cls);
     unsigned cap = nm_class_mag_cap[cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
-    size_t room = NM_MIN((size_t)8 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)1 << 20));
+    size_t room = NM_MIN((size_t)2 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)256 << 10));
     size_t mag = (size_t)cap * nm_class_size[cls];
-    unsigned bound = nm_class_is_medium(cls) ? (unsigned)(room / 16 / mag) : (unsigned)NM_MAX(room / mag, 2u);
+    unsigned bound = nm_class_is_medium(cls) ? (unsigned)(room / 4 / mag) : (unsigned)NM_MAX(room / mag, 2u);
     unsigned kept = 0;
     for (unsigned i = 0; i < bound + 10; i++) {
         nm_mag_t *m = full_mag(d);
@@ -370,7 +370,7 @@ Test(magazine, depot_bounds_cached_magazines, .init = boot)
     cr_assert_eq(nm_gstat_get(NM_C_threads_live), 1, "one thread started");
     static const unsigned one[] = { 0, 11, 23, 39, 40, 59 };
     for (unsigned k = 0; k < NM_ARRAY_LEN(one); k++) depot_bound_is(one[k]);
-    /* 3 threads: 3 MiB; 20: the 8 MiB ceiling */
+    /* 3 threads: 768 KiB; 20: the 2 MiB ceiling */
     nm_gstat_add(NM_C_threads_live, 2);
     depot_bound_is(1);
     depot_bound_is(12);
