@@ -202,6 +202,8 @@ typedef struct nm_tcache {
     uint32_t  clock;         /* slow events of the bins, for used[] */
     uint32_t  trimmed_at;    /* clock at the last trim (the thread's decay tick) */
     uint32_t  evictions;     /* bins emptied to make room since the last trim */
+    uint64_t  mag_bins;      /* bit c: bin c may hold a magazine (set when admitted,
+                                cleared when found empty): what admit looks at */
     uint32_t  used[NM_NUM_CLASSES];  /* clock at each bin's last slow event */
     uint8_t   fill[NM_NUM_CLASSES];  /* rounds a bin's next fill from the slabs takes
                                         (0: NM_FILL_START): doubles per fill up to the

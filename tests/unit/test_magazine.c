@@ -5,8 +5,10 @@
  * (blocks unique, inside a slab registered in the page map as SLAB of the right class
  * and domain; held, held_peak, nslabs, the spare slab), nm_depot_put_full /
  * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, the
- * depot's bound on cached magazines), the order a bin hands new blocks out in, and nm_depot_decay (Bonwick's working set:
- * magazines unused for a whole interval go back, the idle spare slab is released).
+ * depot's bound on cached magazines), the order a bin hands new blocks out in, a
+ * thread's budget (the least recently used bins go back when it is spent), and
+ * nm_depot_decay (Bonwick's working set: magazines unused for a whole interval go
+ * back, the idle spare slab is released).
  *
  * Each Criterion test is its own process, so every test starts from a fresh
  * allocator: booted here with nm_process_init() and nm_thread_cache(), and
@@ -454,4 +456,51 @@ Test(magazine, decay_all_drains_the_depot, .init = boot)
     cr_assert_null(d->spare);
     cr_assert_null(d->partial);
     cr_assert_eq(d->nslabs, 0, "every slab went back to its segment");
+}
+
+/* A thread's bins share its budget: a bin that needs a magazine when the budget is
+ * spent (and the shared pool too) gives back the bins used least recently, never
+ * one used more recently than one kept, and the bins never hold more than the
+ * budget. Every bin holding a magazine is one admit looks at (tc->mag_bins). */
+static unsigned bin_mags_of(const nm_tcache_t *tc, unsigned c)
+{
+    return (tc->bins[c].loaded != NULL) + (tc->bins[c].prev != NULL);
+}
+
+Test(magazine, a_spent_budget_gives_back_the_bins_used_least_recently, .init = boot)
+{
+    nm_tcache_t *tc = nm_tcp;
+    /* the pool is spent: the thread keeps its minimum budget */
+    __atomic_store_n(&nm_gctr[NM_C_cache_pool_used], (uint64_t)NM_TC_POOL_BYTES, __ATOMIC_RELAXED);
+    cr_assert_eq(tc->budget, NM_TC_MIN_BYTES);
+    static const size_t sizes[] = { 512, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384, 24, 200 };
+    unsigned evictions_seen = 0;
+    for (unsigned round = 0; round < 6; round++) {
+        for (unsigned i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            unsigned cls = nm_class_of(sizes[i]);
+            uint32_t used[NM_NUM_CLASSES];
+            unsigned had[NM_NUM_CLASSES];
+            for (unsigned c = 0; c < NM_NUM_CLASSES; c++) { used[c] = tc->used[c]; had[c] = bin_mags_of(tc, c); }
+            uint64_t ev = tc->ctr.thr[NM_C_cache_evictions];
+            void *p = nm_malloc(sizes[i]);
+            cr_assert_not_null(p);
+            memset(p, 1, sizes[i]);
+            nm_free(p);
+            cr_assert_leq(tc->held, tc->budget, "the bins hold more than the budget");
+            for (unsigned c = 0; c < NM_NUM_CLASSES; c++)
+                if (bin_mags_of(tc, c)) cr_assert(tc->mag_bins >> c & 1, "bin %u holds a magazine admit does not see", c);
+            if (tc->ctr.thr[NM_C_cache_evictions] == ev) continue;
+            evictions_seen++;
+            /* every bin given back was used no later than every other bin that kept its magazines */
+            uint32_t newest_gone = 0, oldest_kept = UINT32_MAX;
+            for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
+                if (c == cls || had[c] == 0) continue;
+                if (bin_mags_of(tc, c) == 0) newest_gone = NM_MAX(newest_gone, used[c]);
+                else oldest_kept = NM_MIN(oldest_kept, used[c]);
+            }
+            cr_assert_leq(newest_gone, oldest_kept, "a bin used at %u went back, one used at %u stayed",
+                          newest_gone, oldest_kept);
+        }
+    }
+    cr_assert_gt(evictions_seen, 0, "the sizes never filled the budget: the case tests nothing");
 }
