@@ -12,20 +12,31 @@
 #include "numamalloc/internal.h"
 #include "numamalloc/fastpath.h"
 
-static void *aligned_any(size_t align, size_t n)
+/* a block from the loaded magazine of the first class whose blocks are align-aligned
+ * (a medium class when no small one is: its blocks are handed out marked held), or
+ * NULL with nothing touched, errno included */
+NM_INLINE void *aligned_hot(size_t align, size_t n)
+{
+    if (n > NM_SMALL_MAX || align > NM_SMALL_MAX) return NULL;
+    size_t cls = align <= 16 ? nm_size_class(n) : nm_size_class_aligned(n, align);
+    if (cls < NM_SMALL_CLASSES) NM_BIN_POP_RETURN(cls);
+    else if (cls < NM_NUM_CLASSES) NM_MEDIUM_POP_RETURN(nm_tcp, cls);
+    return NULL;
+}
+
+static NM_NOINLINE void *aligned_slow(size_t align, size_t n)
 {
     if (align <= 16) return nm_malloc(n);
-    if (n <= NM_SMALL_MAX && align <= NM_SMALL_MAX) {
-        /* the fast path, with the first class whose blocks are align-aligned (a medium
-         * class when no small one is: its blocks are handed out marked held) */
-        size_t cls = nm_size_class_aligned(n, align);
-        if (cls < NM_SMALL_CLASSES) NM_BIN_POP_RETURN(cls);
-        else if (cls < NM_NUM_CLASSES) NM_MEDIUM_POP_RETURN(nm_tcp, cls);
-    }
     if (NM_UNLIKELY(n > PTRDIFF_MAX || align > ((size_t)1 << 40))) { errno = ENOMEM; return NULL; }
     nm_tcache_t *tc = nm_thread_ready();
     if (tc == NULL) return nm_bootstrap_alloc(n, align, false);
     return nm_alloc_any(tc, n, align, false);
+}
+
+NM_INLINE void *aligned_any(size_t align, size_t n)
+{
+    void *p = aligned_hot(align, n);
+    return NM_LIKELY(p != NULL) ? p : aligned_slow(align, n);
 }
 
 /* glibc: memalign rounds a non-power-of-two alignment up to the next power of two;
@@ -42,15 +53,24 @@ void *nm_memalign(size_t align, size_t n)
     return aligned_any(align, n);
 }
 
+/* (out of line: the hot path above then saves no registers) */
+static NM_NOINLINE int posix_memalign_slow(void **out, size_t align, size_t n)
+{
+    int saved = errno;
+    void *p = aligned_slow(align, n);
+    errno = saved;                       /* posix_memalign reports through its result only */
+    if (p == NULL) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
 int nm_posix_memalign(void **out, size_t align, size_t n)
 {
     if (!nm_is_pow2(align) || align % sizeof(void *) != 0) return EINVAL;
-    int saved = errno;
-    void *p = aligned_any(align, n);
-    int rc = p ? 0 : ENOMEM;
-    errno = saved;                       /* posix_memalign reports through its result only */
-    if (p) *out = p;
-    return rc;
+    void *p = aligned_hot(align, n);
+    if (NM_UNLIKELY(p == NULL)) return posix_memalign_slow(out, align, n);
+    *out = p;
+    return 0;
 }
 
 /* C11/C17 (DR 460): a non-power-of-two alignment is an error (as glibc >= 2.38, musl) */
