@@ -10,7 +10,10 @@
  * and, for a pointer, by the page map's kind: slab (small and medium), large or
  * huge; anything else is a block the fallback arena served (while booting, or when
  * our own memory was refused), or not ours, in which case it is counted and left
- * alone (NUMAMALLOC_CHECK=1 aborts with a message instead).
+ * alone (NUMAMALLOC_CHECK=1 aborts with a message instead). A plain large malloc,
+ * and the free of a valid large block, first try the thread's kept blocks
+ * (nm_large_take_kept / nm_large_free_kept): a scratch buffer taken per request
+ * then costs about what glibc's heap top does.
  * Every slow path gives decay its turn (nm_decay_tick). When memory cannot be had,
  * nm_reclaim gives back everything idle and the request is tried once more; only
  * then does a small or medium request go to the fallback arena, and a NULL (ENOMEM)
