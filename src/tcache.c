@@ -158,12 +158,15 @@ static nm_mag_t *empty_mag(nm_depot_t *d, unsigned cls)
     return m;
 }
 
-/* fill magazine m from d's slabs; the blocks it got. A medium magazine takes one
- * block: a medium block is worth the depot lock, and blocks taken ahead would sit
- * untouched in the thread's cache, counted as held. A small one takes the bin's fill
- * (slow start): a bin evicted after a few allocations gave most of a full magazine
- * straight back to the slabs, both ways under the depot lock. */
-static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
+/* fill the empty magazine m from d's slabs, d's lock held on entry and released
+ * here (a refill that found no full magazine takes one lock hold, not two: with 64
+ * threads on 2 CPUs the second hold was a second queue); the blocks it got. A
+ * medium magazine takes one block: a medium block is worth the depot lock, and
+ * blocks taken ahead would sit untouched in the thread's cache, counted as held. A
+ * small one takes the bin's fill (slow start): a bin evicted after a few
+ * allocations gave most of a full magazine straight back to the slabs, both ways
+ * under the depot lock. */
+static unsigned fill_from_slabs_unlock(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
 {
     unsigned cls = nm_depot_cls(d), want = 1;
     if (!nm_class_is_medium(cls)) {
@@ -171,7 +174,6 @@ static unsigned fill_from_slabs(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t *m)
         if (want > m->cap) want = m->cap;
         tc->fill[cls] = (uint8_t)NM_MIN(2 * want, m->cap);
     }
-    nm_lock(&d->lock);
     unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, want);
     nm_unlock(&d->lock);
     /* the slabs give a batch in ascending address order within each slab, and the
@@ -318,9 +320,12 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
     }
     if (keep_prev) tc->held -= mag_bytes(cls);                      /* not used after all */
     if (b->loaded == NULL) b->loaded = nm_depot_take_empty_locked(d);
-    nm_unlock(&d->lock);
-    if (b->loaded == NULL && (b->loaded = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
-    unsigned got = fill_from_slabs(tc, d, b->loaded);
+    if (b->loaded == NULL) {                       /* a new magazine: metadata, not under d's lock */
+        nm_unlock(&d->lock);
+        if ((b->loaded = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
+        nm_lock(&d->lock);
+    }
+    unsigned got = fill_from_slabs_unlock(tc, d, b->loaded);
     bin_load(b, b->loaded);
     return got > 0 ? 1 : -1;
 }
@@ -388,9 +393,12 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
         return 1;
     }
     nm_mag_t *m = b->loaded ? b->loaded : nm_depot_take_empty_locked(d);
-    nm_unlock(&d->lock);
-    if (m == NULL && (m = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
-    unsigned got = fill_from_slabs(tc, d, m);
+    if (m == NULL) {                               /* a new magazine: metadata, not under d's lock */
+        nm_unlock(&d->lock);
+        if ((m = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
+        nm_lock(&d->lock);
+    }
+    unsigned got = fill_from_slabs_unlock(tc, d, m);
     bin_load(b, m);
     return got > 0 ? 1 : -1;
 }
