@@ -312,10 +312,10 @@ static void emit_held(nm_emit_t *em, const totals_t *t, uint64_t live)
     em_bytes(em, "total_bytes", "total held", total);
     if (rss) {
         em_bytes(em, "rss_bytes", "process RSS", rss);
-        em_i64(em, "not_ours_bytes", "RSS not held by numamalloc", (int64_t)rss - (int64_t)total);
+        em_i64(em, "not_ours_bytes", "RSS not held by numamalloc (< 0: held, never touched)", (int64_t)rss - (int64_t)total);
     } else {
         em_na(em, "rss_bytes", "process RSS", "/proc unreadable");
-        em_na(em, "not_ours_bytes", "RSS not held by numamalloc", "/proc unreadable");
+        em_na(em, "not_ours_bytes", "RSS not held by numamalloc (< 0: held, never touched)", "/proc unreadable");
     }
     em_obj_end(em);
 }
