@@ -114,11 +114,12 @@ static NM_NOINLINE void *malloc_slower(size_t n)
     bool slab = n <= NM_SMALL_MAX || (n <= NM_MEDIUM_MAX && n < nm_opt.large_threshold);
     if (!slab && NM_LIKELY(!nm_opt.check && !nm_prof_on && tc->state == NM_T_ACTIVE)) {
         /* a block this thread freed and kept: no mapping, lock or page-map store (a
-         * thread past its exit, or while it starts, has no slots) */
-        tick(tc);
+         * thread past its exit, or while it starts, has no slots). Cheaper than
+         * going through nm_alloc_any (43 instructions a 2 MiB pair under callgrind);
+         * a miss goes there, which ticks (once) and checks the node (one compare) */
         nm_tcache_node_check(tc);           /* large blocks follow a migrated thread at once */
         void *p = nm_large_take_kept(tc, n);
-        if (p) return p;
+        if (p) { tick(tc); return p; }
     }
     if (NM_UNLIKELY(nm_opt.check) || !slab) return nm_alloc_any(tc, n, 0, false);
     tick(tc);
