@@ -567,10 +567,10 @@ void nm_large_pending_add(const nm_tcache_t *tc, nm_counters_t *c)
     uint32_t dom = __atomic_load_n(&tc->domain, __ATOMIC_RELAXED);
     int node = __atomic_load_n(&tc->cpu_node, __ATOMIC_RELAXED);
     for (int b = 0; b < NM_BACK_COUNT; b++) {
-        uint64_t v[NM_LP_N];
-        for (int k = 0; k < NM_LP_N; k++) v[k] = __atomic_load_n(&tc->lc_pend[b][k], __ATOMIC_RELAXED);
-        if (v[NM_LP_ALLOCS]) count_blocks(c, dom, b, node, v[NM_LP_ALLOCS], v[NM_LP_ABYTES], 0);
-        if (v[NM_LP_FREES]) count_blocks(c, dom, b, node, v[NM_LP_FREES], v[NM_LP_FBYTES], 1);
+        uint64_t v[NM_BACKING_CTR_N];
+        for (int k = 0; k < NM_BACKING_CTR_N; k++) v[k] = __atomic_load_n(&tc->lc_pend[k][b], __ATOMIC_RELAXED);
+        if (v[NM_C_bk_alloc]) count_blocks(c, dom, b, node, v[NM_C_bk_alloc], v[NM_C_bk_abytes], 0);
+        if (v[NM_C_bk_free]) count_blocks(c, dom, b, node, v[NM_C_bk_free], v[NM_C_bk_fbytes], 1);
     }
 }
 
@@ -584,7 +584,7 @@ void nm_large_settle(nm_tcache_t *tc)
 {
     nm_large_settle_owed(tc);
     uint64_t any = 0;
-    for (int b = 0; b < NM_BACK_COUNT; b++) any |= tc->lc_pend[b][NM_LP_ALLOCS] | tc->lc_pend[b][NM_LP_FREES];
+    for (int b = 0; b < NM_BACK_COUNT; b++) any |= tc->lc_pend[NM_C_bk_alloc][b] | tc->lc_pend[NM_C_bk_free][b];
     if (any == 0) return;
     nm_large_pending_add(tc, nm_tc_ctr(tc));
     memset(tc->lc_pend, 0, sizeof tc->lc_pend);
@@ -594,9 +594,8 @@ void nm_large_settle(nm_tcache_t *tc)
  * counted at the next settle */
 static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed)
 {
-    uint64_t *v = tc->lc_pend[L->backing];
-    v[freed ? NM_LP_FREES : NM_LP_ALLOCS]++;
-    v[freed ? NM_LP_FBYTES : NM_LP_ABYTES] += L->map_len;
+    tc->lc_pend[freed ? NM_C_bk_free : NM_C_bk_alloc][L->backing]++;
+    tc->lc_pend[freed ? NM_C_bk_fbytes : NM_C_bk_abytes][L->backing] += L->map_len;
 }
 
 static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
@@ -693,8 +692,8 @@ void *nm_large_take_kept(nm_tcache_t *tc, size_t n)
 
 bool nm_large_free_kept(nm_tcache_t *tc, nm_large_t *L, void *p)
 {
-    /* a bad pointer, and a sampled block, take nm_large_free */
-    return p == L->user && !L->tcached && !L->sampled && lcache_put(tc, L);
+    /* a bad pointer (reported there), and a sampled block, take nm_large_free */
+    return nm_large_check(L, p) == NULL && !L->sampled && lcache_put(tc, L);
 }
 
 void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)

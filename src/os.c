@@ -223,8 +223,6 @@ uint64_t nm_os_now_ms(void)
  * (__rseq_offset: os.h) */
 extern const unsigned int __rseq_size __attribute__((weak));
 
-struct nm_rseq_area { uint32_t cpu_id_start; int32_t cpu_id; };
-
 int nm_os_rseq;
 
 int nm_os_cpu(void)
@@ -232,9 +230,7 @@ int nm_os_cpu(void)
     if (NM_UNLIKELY(nm_os_rseq == 0))
         nm_os_rseq = (&__rseq_size != NULL && __rseq_size >= 8) ? 1 : 2;
     if (nm_os_rseq == 1) {
-        const struct nm_rseq_area *rs =
-            (const struct nm_rseq_area *)((char *)__builtin_thread_pointer() + __rseq_offset);
-        int32_t c = __atomic_load_n(&rs->cpu_id, __ATOMIC_RELAXED);
+        int32_t c = nm_os_rseq_cpu();
         if (c >= 0) return c;
     }
     unsigned cpu = 0, node = 0;

@@ -194,10 +194,12 @@ static uint64_t held_free_of(const totals_t *t)
     return sub0(sub0(t->slab_bytes, t->fresh_bytes), t->small_held_bytes) + t->dirty_bytes;
 }
 
-static void add_backing(uint64_t bk[NM_BACKING_CTR_N], const nm_counters_t *c)
+/* the per-backing counters src (a counter set's bk, or a thread's unsettled slot
+ * round trips, which have its shape), summed over the backings into bk */
+static void add_backing(uint64_t bk[NM_BACKING_CTR_N], const uint64_t src[NM_BACKING_CTR_N][NM_BACK_COUNT])
 {
     for (int k = 0; k < NM_BACKING_CTR_N; k++)
-        for (int b = 0; b < NM_BACK_COUNT; b++) bk[k] += LD(c->bk[k][b]);
+        for (int b = 0; b < NM_BACK_COUNT; b++) bk[k] += LD(src[k][b]);
 }
 
 void nm_stats_heap_numbers(nm_heap_numbers_t *h)
@@ -207,15 +209,10 @@ void nm_stats_heap_numbers(nm_heap_numbers_t *h)
     /* the large-block counters of the exited threads and of the live ones */
     uint64_t bk[NM_BACKING_CTR_N] = { 0 }, owed = 0;
     nm_lock(&nm_threads_lock);
-    add_backing(bk, &nm_global_ctr);
+    add_backing(bk, nm_global_ctr.bk);
     for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) {
-        add_backing(bk, &tc->ctr);
-        for (int b = 0; b < NM_BACK_COUNT; b++) {    /* its slots' round trips, not settled */
-            bk[NM_C_bk_alloc] += LD(tc->lc_pend[b][NM_LP_ALLOCS]);
-            bk[NM_C_bk_abytes] += LD(tc->lc_pend[b][NM_LP_ABYTES]);
-            bk[NM_C_bk_free] += LD(tc->lc_pend[b][NM_LP_FREES]);
-            bk[NM_C_bk_fbytes] += LD(tc->lc_pend[b][NM_LP_FBYTES]);
-        }
+        add_backing(bk, tc->ctr.bk);
+        add_backing(bk, tc->lc_pend);                 /* its slots' round trips, not settled */
         owed += LD(tc->lc_owed);
     }
     nm_unlock(&nm_threads_lock);

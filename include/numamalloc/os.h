@@ -42,12 +42,17 @@ int   nm_os_cpu(void);
  * rseq area once nm_os_cpu has found it registered (nm_os_rseq == 1) */
 extern const ptrdiff_t __rseq_offset __attribute__((weak));
 extern int nm_os_rseq;          /* 0 unknown, 1 usable, 2 not registered (getcpu) */
+/* the thread's rseq cpu_id (struct rseq: u32 cpu_id_start, then s32 cpu_id; -1 while
+ * unregistered); only when nm_os_rseq == 1 */
+NM_INLINE int32_t nm_os_rseq_cpu(void)
+{
+    return __atomic_load_n((const int32_t *)((char *)__builtin_thread_pointer() + __rseq_offset + 4),
+                           __ATOMIC_RELAXED);
+}
 NM_INLINE int nm_os_cpu_now(void)
 {
     if (NM_LIKELY(nm_os_rseq == 1)) {
-        /* struct rseq: u32 cpu_id_start, then s32 cpu_id (-1 while unregistered) */
-        int32_t c = __atomic_load_n((const int32_t *)((char *)__builtin_thread_pointer() + __rseq_offset + 4),
-                                    __ATOMIC_RELAXED);
+        int32_t c = nm_os_rseq_cpu();
         if (NM_LIKELY(c >= 0)) return c;
     }
     return nm_os_cpu();

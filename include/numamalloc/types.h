@@ -179,8 +179,6 @@ typedef struct nm_domain {
 /* ---- thread cache ----------------------------------------------------------------- */
 enum nm_tstate { NM_T_NEW = 0, NM_T_ACTIVE = 1, NM_T_DEAD = 2 };
 
-enum { NM_LP_ALLOCS, NM_LP_ABYTES, NM_LP_FREES, NM_LP_FBYTES, NM_LP_N };
-
 typedef struct nm_tcache {
     nm_bin_t  bins[NM_NUM_CLASSES];  /* first: the fast path indexes these */
     uint64_t  free_tag_hi;   /* page-map tag (domain << 4 | SLAB) << 48: blocks this thread may cache */
@@ -216,13 +214,13 @@ typedef struct nm_tcache {
      * large_tcache_bytes: its next keep uses them up instead of two atomic updates
      * per round trip; settled at its decay tick and when its caches are flushed */
     uint64_t  lc_owed;
-    /* round trips through those slots not yet in ctr, per backing (NM_LP_*; counting
+    /* round trips through those slots not yet in ctr, shaped as ctr.bk (counting
      * each block cost a tenth of a 2 MiB pair). All are of the thread's domain: the
      * slots hold no other, and a domain change settles them first. Added to ctr by
      * nm_large_settle: once per decay interval, at a node move or policy change, at
      * exit (under the thread-list lock) and when a dead thread is retired; dumps and
      * mallinfo add them as they read the live thread. */
-    uint64_t  lc_pend[NM_BACK_COUNT][NM_LP_N];
+    uint64_t  lc_pend[NM_BACKING_CTR_N][NM_BACK_COUNT];
     nm_mag_t **remote;       /* [ndomains * NM_NUM_CLASSES] blocks going back to their domain */
     struct nm_tcache *next;  /* thread list */
     struct nm_tcache *prev;
