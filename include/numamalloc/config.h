@@ -69,11 +69,12 @@
  * (src/tcache.c): every thread may hold NM_TC_MIN_BYTES; a thread that needs more
  * grows its budget (doubling, to NM_TC_MAX_BYTES) out of one pool of NM_TC_POOL_BYTES
  * shared by all threads, and gives it back as it idles or exits. One thread alone
- * caches as much as it uses; 256 threads at once hold tens of megabytes, not
- * hundreds. */
+ * caches as much as it uses; many threads busy at once hold at most 512 KiB each
+ * plus the pool. The pool lets 256 busy threads about 1.5 MiB each: at the minimum
+ * their bins evict one another and a third of their requests go to the slabs. */
 #define NM_TC_MIN_BYTES    ((size_t)512 << 10)
 #define NM_TC_MAX_BYTES    ((size_t)4 << 20)
-#define NM_TC_POOL_BYTES   ((size_t)64 << 20)
+#define NM_TC_POOL_BYTES   ((size_t)256 << 20)
 /* large blocks a thread keeps after freeing them (large.c), without a lock; each at
  * most half of NUMAMALLOC_LARGE_CACHE (0 turns this off with the cache) */
 #define NM_LCACHE_SLOTS    2
