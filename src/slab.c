@@ -50,7 +50,8 @@ static size_t req_bytes(const nm_slab_t *s) { return (size_t)s->nblocks * sizeof
 static nm_slab_t *slab_new(nm_depot_t *d)
 {
     unsigned cls = nm_depot_cls(d);
-    nm_slab_t *s = nm_segment_alloc_slab(nm_depot_domain(d), nm_class_pages[cls]);
+    unsigned lane = (unsigned)nm_os_cpu_now() % NM_SEG_LANES;
+    nm_slab_t *s = nm_segment_alloc_slab(nm_depot_domain(d), nm_class_pages[cls], lane);
     if (s == NULL) return NULL;
     s->cls = (uint8_t)cls;
     s->nblocks = nm_class_blocks[cls];

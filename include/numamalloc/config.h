@@ -31,6 +31,10 @@
 #define NM_SEGMENT_SHIFT   22
 #define NM_SEGMENT_SIZE    ((uintptr_t)1 << NM_SEGMENT_SHIFT)
 #define NM_SEG_PAGES       (NM_SEGMENT_SIZE >> NM_GRANULE_SHIFT)   /* 64 */
+/* Never-touched pages for new slabs come from segments of the carving CPU's lane
+ * (CPU mod this): threads running at once then fault in different 2 MiB page-table
+ * pages, whose kernel lock they would otherwise queue on (src/segment.c). */
+#define NM_SEG_LANES       8
 #define NM_SLAB_MAX_PAGES  16
 
 /* ---- size classes -----------------------------------------------------------

@@ -59,8 +59,10 @@ bool nm_pagemap_live_ready(uintptr_t a);
 /* ---- topology.c: topology.h; policy.c: policy.h ----------------------------------------- */
 
 /* ---- segment.c ------------------------------------------------------------------------- */
-/* a slab of npages pages in domain d (seg_lock taken inside); NULL when out of memory */
-nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages);
+/* a slab of npages pages in domain d (seg_lock taken inside); untouched pages it
+ * needs come from lane's segments first (0 .. NM_SEG_LANES-1: slab.c passes the
+ * CPU's); NULL when out of memory */
+nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages, unsigned lane);
 /* give slab s's pages back to its segment; the last `untouched` of them were never
  * written (they stay clean: nothing to purge) */
 void nm_segment_free_slab(uint32_t d, nm_slab_t *s, unsigned untouched);

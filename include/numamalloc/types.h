@@ -105,6 +105,7 @@ typedef struct nm_segment {
     uint64_t  empty_since_ms;        /* when the last slab left (0: not empty) */
     uint64_t  freed_ms[NM_SEG_PAGES];/* when each free page was released by its slab */
     uint32_t  domain;
+    uint32_t  lane;                  /* where never-touched pages go first (segment.c) */
 } NM_ALIGNED(64) nm_segment_t;
 
 /* ---- depot (one per domain and class) -------------------------------------------- */

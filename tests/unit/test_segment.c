@@ -18,7 +18,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "numamalloc/internal.h"
@@ -92,10 +94,10 @@ static void check_domain(void)
 
 static nm_segment_t *seg_of(nm_slab_t *s) { return nm_slab_segment(s); }
 
-/* a slab of n pages; its descriptor and pages checked against its segment */
-static nm_slab_t *take(unsigned n)
+/* a slab of n pages carved on lane; its descriptor and pages checked against its segment */
+static nm_slab_t *take_in(unsigned n, unsigned lane)
 {
-    nm_slab_t *s = nm_segment_alloc_slab(dom, n);
+    nm_slab_t *s = nm_segment_alloc_slab(dom, n, lane);
     cr_assert_not_null(s, "slab of %u pages", n);
     nm_segment_t *g = seg_of(s);
     cr_assert_eq(&g->slabs[s->page], s);
@@ -106,6 +108,8 @@ static nm_slab_t *take(unsigned n)
     check_domain();
     return s;
 }
+
+static nm_slab_t *take(unsigned n) { return take_in(n, 0); }
 
 static void give(nm_slab_t *s, unsigned untouched)
 {
@@ -604,6 +608,41 @@ static int ref_most_dirty(uint64_t free, uint64_t dirty, unsigned n)
         if (score > best) { best = score; at = (int)i; }
     }
     return at;
+}
+
+Test(segment, untouched_pages_come_from_the_segments_of_the_carving_lane, .init = boot)
+{
+    nm_slab_t *a = take_in(1, 0), *b = take_in(1, 1);
+    nm_segment_t *g = seg_of(a), *h = seg_of(b);
+    cr_assert_neq(g, h, "another lane's clean pages are not taken while a segment can be mapped");
+    cr_assert_eq(g->lane, 0);
+    cr_assert_eq(h->lane, 1);
+    cr_assert_eq(dm->nsegments, 2);
+    nm_slab_t *c = take_in(2, 0), *d = take_in(1, 1), *e = take_in(1, 7);
+    cr_assert(seg_of(c) == g && c->page == 1, "lane 0 carries on in its segment");
+    cr_assert(seg_of(d) == h && d->page == 1, "lane 1 carries on in its segment");
+    cr_assert(seg_of(e) != g && seg_of(e) != h && seg_of(e)->lane == 7);
+    /* resident free pages are no lane's: the next slab of any lane takes them */
+    give(a, 0);
+    nm_slab_t *f = take_in(1, 1);
+    cr_assert(seg_of(f) == g && f->page == 0, "a dirty free run serves another lane");
+    /* and when no segment can be mapped, another lane's clean pages do */
+    struct rlimit old;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    long pages = 0;
+    FILE *st = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(st);
+    cr_assert_eq(fscanf(st, "%ld", &pages), 1);
+    fclose(st);
+    struct rlimit low = { .rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1 << 20), .rlim_max = old.rlim_max };
+    cr_assert_eq(setrlimit(RLIMIT_AS, &low), 0);
+    unsigned before = (unsigned)dm->nsegments;
+    nm_slab_t *x = nm_segment_alloc_slab(dom, 1, 3);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+    cr_assert_not_null(x, "a free run of another lane serves when mmap fails");
+    cr_assert_eq(dm->nsegments, before, "no segment could be mapped");
+    cr_assert_neq(seg_of(x)->lane, 3);
+    check_domain();
 }
 
 Test(segment, random_free_patterns_match_the_three_pass_model, .init = boot)
