@@ -9,12 +9,11 @@
  * pages keep their dirty bits, so a slab that never touches some of them hands them
  * back as resident as it found them. Clean pages come first from segments of the
  * carving CPU's lane (NM_SEG_LANES): two threads faulting in fresh slabs at once
- * would otherwise share 2 MiB page-table pages and queue on their kernel lock (16
- * threads writing 1 GiB of 256 KiB blocks spent 4 % of their time spinning there);
- * a lane with no room maps a segment, and only when that fails takes another's. Free dirty pages go back to the OS
- * (MADV_DONTNEED; the binding survives it) after NUMAMALLOC_DECAY_MS idle, or at
- * once when a domain has more of them than NM_DIRTY_MIN and an eighth of the heap
- * (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
+ * would otherwise share 2 MiB page-table pages and queue on their kernel lock; a
+ * lane with no room maps a segment, and only when that fails takes another's.
+ * Free dirty pages go back to the OS (MADV_DONTNEED; the binding survives it) after
+ * NUMAMALLOC_DECAY_MS idle, or at once when a domain has more of them than
+ * NM_DIRTY_MIN and an eighth of the heap (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
  * would otherwise keep every page it ever touched until the decay pass. When a
  * thread exits, they go back over the same bound however new: what it freed is
  * likely not wanted again soon, and no later free may come to look at the bound.
