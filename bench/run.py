@@ -369,6 +369,57 @@ MEMRETURN_STEP = 0.05            # the program's sampling period, s
 MEMRETURN_BEFORE = 0.5           # the plot starts this long before the free
 
 
+def also_variants(specs, taken):
+    """--also LABEL=LIB: (label, lib, {}) for each; exits on a bad spec"""
+    out = []
+    for spec in specs:
+        label, sep, lib = spec.partition("=")
+        if not sep or not re.fullmatch(r"[a-z0-9][a-z0-9_.-]*", label) or not lib:
+            sys.exit(f"run.py: --also {spec!r}: expected LABEL=PATH, LABEL of a-z 0-9 _ . - "
+                     "(e.g. exp=/tmp/x/libnumamalloc.so)")
+        if label in taken or label.startswith("numamalloc"):
+            sys.exit(f"run.py: --also {spec!r}: label {label!r} is taken (allocators and numamalloc* are reserved)")
+        if not os.path.isfile(lib):
+            sys.exit(f"run.py: --also {spec!r}: {lib} not found")
+        taken = taken + [label]
+        out.append((label, os.path.realpath(lib), {}))
+    return out
+
+
+def variant_lines(results, variants, md):
+    """each --also build against numamalloc: ratios of the median and the fastest wall time and of the
+    median peak RSS (on a noisy host the fastest run is often the steadier estimate)"""
+    nm = "numamalloc"
+    keys = (("wall", "time"), ("best", "fastest run"), ("rss_kb", "RSS"))
+    head = ["workload"] + [f"{v} {label}" for v in variants for _, label in keys]
+    rows, logs = [], {v: {k: [] for k, _ in keys} for v in variants}
+
+    def value(r, n, k):
+        if k != "best":
+            return (r["median"].get(n) or {}).get(k)
+        walls = [x["wall"] for x in r["runs"].get(n, []) if x["status"] == "exit 0"]
+        return min(walls) if walls else None
+
+    for r in results:
+        cells = [r["name"]]
+        for v in variants:
+            for k, _ in keys:
+                base, m = value(r, nm, k), value(r, v, k)
+                if base and m:
+                    logs[v][k].append(m / base)
+                    cells.append(f"{m / base:.3f}x")
+                else:
+                    cells.append("-")
+        rows.append(cells)
+    rows.append(["geomean"] + [f"{geomean(logs[v][k]):.3f}x" if logs[v][k] else "-"
+                               for v in variants for k, _ in keys])
+    if md:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    return ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
+            for row in [head] + rows]
+
+
 def memreturn_variants(allocs):
     v = list(allocs)
     for name, pre, extra in allocs:
@@ -829,6 +880,12 @@ def write_reports(outdir, data, names, log):
     log("== peak RSS, median (ratio to the leanest)")
     for line in table_lines(results, names, "rss", False):
         log(line)
+    variants = data.get("variants") or []
+    if variants and "numamalloc" in names:
+        log("")
+        log("== --also builds against numamalloc: median and fastest wall time, median peak RSS, variant / numamalloc")
+        for line in variant_lines(results, variants, False):
+            log(line)
     focus = rss_focus_lines(results, names, False)
     if focus:
         log("")
@@ -893,6 +950,10 @@ def write_reports(outdir, data, names, log):
           "## Targets", ""]
     for name, ok, detail in T:
         md.append(f"- **{'met' if ok else 'MISSED'}** — {name}: {detail}")
+    if variants and "numamalloc" in names:
+        md += ["", "## --also builds against numamalloc (median and fastest wall time, median peak RSS; "
+               "variant / numamalloc)", ""]
+        md += variant_lines(results, variants, True)
     md += ["", "## Geometric means", ""] + geo_lines(geo, names, ncomp, len(results), True)
     md += ["", "## Wall time (median; ratio to the fastest; bold = fastest; ! = numamalloc over 1.25x)", ""]
     md += table_lines(results, names, "wall", True)
@@ -983,7 +1044,12 @@ def main():
     ap.add_argument("--allocators", default=None, help="comma-separated subset, e.g. glibc,numamalloc")
     ap.add_argument("--bin", required=True, help="directory with the built benchmark programs")
     ap.add_argument("--lib", required=True, help="libnumamalloc.so to measure")
-    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="where latest.{md,json,svg} go")
+    ap.add_argument("--out", default=None,
+                    help="where latest.{md,json,svg} go (default bench/results; with --also /tmp/nm-bench-ab)")
+    ap.add_argument("--also", action="append", default=[], metavar="LABEL=LIB",
+                    help="measure another numamalloc build too, alternated with the others in the same run "
+                         "(repeatable), e.g. --also exp=/tmp/x/libnumamalloc.so; the report adds its ratios "
+                         "to numamalloc's")
     ap.add_argument("--source", default=None,
                     help="what the library was built from, for the report (default: this tree's git state)")
     ap.add_argument("--no-extras", action="store_true", help="workloads only: no callgrind, ns/pair, start-up")
@@ -1001,6 +1067,10 @@ def main():
     if a.allocators:
         want = a.allocators.split(",")
         allocs = [x for x in allocs if x[0] in want]
+    also = also_variants(a.also, [x[0] for x in hotpath.allocators(a.lib)])
+    allocs += also
+    if a.out is None:
+        a.out = "/tmp/nm-bench-ab" if a.also else os.path.join(HERE, "results")
     for name, pre, _ in allocs:
         if pre and not os.path.exists(pre):
             sys.exit(f"run.py: {name}: {pre} not found (scripts/deps.sh bench installs the allocators)")
@@ -1027,7 +1097,7 @@ def main():
     try:
         if any(w["group"] == "real" for w in wls):
             make_inputs(work, a.quick)
-        data = {"meta": {}, "allocators": names}
+        data = {"meta": {}, "allocators": names, "variants": [x[0] for x in also]}
         hot = micro = startup = onoff = None
         if not a.no_extras:
             # callgrind counts instructions, unaffected by load: it runs first, on every CPU

@@ -8,6 +8,9 @@
 #   bench/run.sh --only 'pairs|larson' --allocators glibc,numamalloc --repeats 3
 #   bench/run.sh --only 'memreturn' --no-extras       memory return over time only (memreturn-SCENARIO)
 #   NM_LIB=/tmp/nm-x/libnumamalloc.so bench/run.sh --quick
+#   bench/run.sh --only 'batch|cxx' --allocators tcmalloc,mimalloc,numamalloc --no-extras \
+#       --also exp=/tmp/nm-x/libnumamalloc.so      another build in the same run, with its ratios
+#                                                   to numamalloc's (report in /tmp/nm-bench-ab)
 #
 # NM_LIB defaults to $B/libnumamalloc.so (B=build; `make B=... bench` passes B);
 # the benchmark programs are built into $BENCH_BIN (default $B/bench).
