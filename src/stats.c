@@ -68,9 +68,14 @@ static void add_thread(snapshot_t *s, nm_tcache_t *tc)
     for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
         nm_bin_t *b = &tc->bins[c];
         int64_t period = LD(b->period), budget = LD(b->budget);
-        uint64_t frees = LD(b->nfree);
         uint64_t fast = (period > 0 && budget <= period) ? (uint64_t)(period - budget) - (budget <= 0) : 0;
         if (period > 0 && budget <= 0) fast = (uint64_t)period - 1;
+        /* frees as bin_reconcile derives them; read while the owner runs, cur and mark
+         * may come from different magazines: a distance no magazine has is dropped */
+        int64_t moved = ((intptr_t)LD(b->cur) - LD(b->mark)) / (intptr_t)sizeof(void *), cap = nm_class_mag_cap[c];
+        if (moved < -cap || moved > cap) moved = 0;
+        moved += (int64_t)fast;
+        uint64_t frees = moved > 0 ? (uint64_t)moved : 0;
         s->c.cls[c][NM_C_alloc_fast] += fast;
         s->c.cls[c][NM_C_free_fast] += frees;
         if (dom < nm_ndomains) {

@@ -27,8 +27,8 @@
  * pseudo-domain (sampled) skip every cache: their free forgets the sample.
  *
  * Counters: fast-path operations are counted by the bins (budget/period for
- * allocations, nfree for frees) and reconciled into the thread's counters here, at
- * every slow event for that bin.
+ * allocations, the distance cur moved from mark for frees) and reconciled into the
+ * thread's counters here, at every slow event for that bin.
  *
  * Lifecycle. Process: UNINIT -> BOOTING -> READY (src/init.c drives it; the state
  * lives here so that everything above may read it). Thread (nm_tcache_t.state): NEW
@@ -93,6 +93,12 @@ static int64_t budget_new(nm_tcache_t *tc, unsigned cls)
     return nm_prof_on ? nm_prof_next_blocks(tc, cls) : NM_TICK_ALLOCS;
 }
 
+/* rounds cur moved past mark: fast-path frees minus fast-path allocations */
+static int64_t bin_moved(const nm_bin_t *b)
+{
+    return ((intptr_t)b->cur - b->mark) / (intptr_t)sizeof(void *);
+}
+
 /* Account the bin's fast-path operations since the last call. Returns true if the
  * profiler's budget ran out: the allocation that brought us here is its sample. */
 static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
@@ -101,8 +107,8 @@ static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
     if (b->period == 0) return false;             /* not set up (dead) */
     bool expired = b->budget <= 0;
     uint64_t fast = (uint64_t)(b->period - b->budget) - (expired ? 1 : 0);
-    uint64_t frees = b->nfree;
-    b->nfree = 0;
+    uint64_t frees = (uint64_t)(bin_moved(b) + (int64_t)fast);
+    b->mark = (intptr_t)b->cur;
     if (expired) b->budget = budget_new(tc, cls);
     b->period = b->budget;
     if (fast | frees) {
@@ -122,8 +128,14 @@ static void bin_reconcile_all(nm_tcache_t *tc)
 
 /* ---- magazines in bins ------------------------------------------------------------------ */
 
-static void bin_load(nm_bin_t *b, nm_mag_t *m)
+/* Every change of a bin's cur outside the fast path goes through here or through
+ * bin_pop/bin_push, which keep the fast-path free count (nm_bin_t.mark) true. The
+ * slow paths reconcile a bin before they change its magazines; if one did not, the
+ * reconciliation here keeps the count (a budget cannot have run out here: that
+ * diverts a malloc, whose slow path reconciles first). */
+static void bin_load(nm_tcache_t *tc, nm_bin_t *b, nm_mag_t *m)
 {
+    if (NM_UNLIKELY(bin_moved(b) != 0)) bin_reconcile(tc, (unsigned)(b - tc->bins));
     b->loaded = m;
     if (m) {
         b->base = m->rounds;
@@ -132,6 +144,20 @@ static void bin_load(nm_bin_t *b, nm_mag_t *m)
     } else {
         b->base = b->cur = b->end = NULL;
     }
+    b->mark = (intptr_t)b->cur;
+}
+
+/* a slow-path pop or push: counted by the caller, not as a fast-path free */
+static void *bin_pop(nm_bin_t *b)
+{
+    b->mark -= (intptr_t)sizeof(void *);
+    return *--b->cur;
+}
+
+static void bin_push(nm_bin_t *b, void *p)
+{
+    b->mark += (intptr_t)sizeof(void *);
+    *b->cur++ = p;
 }
 
 static void bin_sync(nm_bin_t *b)
@@ -140,11 +166,11 @@ static void bin_sync(nm_bin_t *b)
 }
 
 /* Bonwick: exchange the loaded and the previous magazine */
-static void bin_swap(nm_bin_t *b)
+static void bin_swap(nm_tcache_t *tc, nm_bin_t *b)
 {
     nm_mag_t *m = b->prev;
     b->prev = b->loaded;
-    bin_load(b, m);
+    bin_load(tc, b, m);
 }
 
 /* an empty magazine of class cls: the depot's, or a new one; NULL when metadata is out */
@@ -213,7 +239,7 @@ static void bin_evict(nm_tcache_t *tc, unsigned cls)
     nm_depot_return(d, b->loaded);
     nm_depot_return(d, b->prev);
     b->prev = NULL;
-    bin_load(b, NULL);
+    bin_load(tc, b, NULL);
     tc->held -= k * mag_bytes(cls);
 }
 
@@ -299,7 +325,7 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
     nm_bin_t *b = &tc->bins[cls];
     touch(tc, cls);
     bin_sync(b);
-    if (b->prev && b->prev->count > 0) { bin_swap(b); return 1; }
+    if (b->prev && b->prev->count > 0) { bin_swap(tc, b); return 1; }
     /* a full magazine from the depot, kept with the one we have as previous if the
      * budget allows; without any magazine yet, one is needed first */
     bool keep_prev = b->loaded != NULL && b->prev == NULL && admit(tc, cls);
@@ -314,7 +340,7 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
             if (b->loaded) b->prev = b->loaded;
         }
         nm_unlock(&d->lock);
-        bin_load(b, full);
+        bin_load(tc, b, full);
         tc->ctr.cls[cls][NM_C_depot_get]++;
         return 1;
     }
@@ -326,7 +352,7 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
         nm_lock(&d->lock);
     }
     unsigned got = fill_from_slabs_unlock(tc, d, b->loaded);
-    bin_load(b, b->loaded);
+    bin_load(tc, b, b->loaded);
     return got > 0 ? 1 : -1;
 }
 
@@ -338,7 +364,7 @@ static bool small_flush(nm_tcache_t *tc, unsigned cls)
     nm_bin_t *b = &tc->bins[cls];
     touch(tc, cls);
     bin_sync(b);
-    if (b->prev && b->prev->count == 0) { bin_swap(b); return true; }
+    if (b->prev && b->prev->count == 0) { bin_swap(tc, b); return true; }
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_mag_t *empty = NULL;
     if (b->prev) {                                   /* previous is full: it goes to the depot */
@@ -357,7 +383,7 @@ static bool small_flush(nm_tcache_t *tc, unsigned cls)
         if (empty) nm_depot_return(d, empty);
         empty = nm_depot_put_full(d, b->loaded);
         tc->ctr.cls[cls][NM_C_depot_put]++;
-        bin_load(b, NULL);
+        bin_load(tc, b, NULL);
         tc->held -= mag_bytes(cls);
         if (!admit(tc, cls)) { if (empty) nm_depot_return(d, empty); return false; }
     } else if (b->loaded == NULL && !admit(tc, cls)) {
@@ -370,7 +396,7 @@ static bool small_flush(nm_tcache_t *tc, unsigned cls)
     }
     empty->count = 0;
     b->prev = b->loaded;
-    bin_load(b, empty);
+    bin_load(tc, b, empty);
     return true;
 }
 
@@ -388,7 +414,7 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
     if (full) {
         if (b->loaded) nm_depot_push_empty_locked(d, b->loaded);
         nm_unlock(&d->lock);
-        bin_load(b, full);
+        bin_load(tc, b, full);
         tc->ctr.cls[cls][NM_C_depot_get]++;
         return 1;
     }
@@ -399,7 +425,7 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
         nm_lock(&d->lock);
     }
     unsigned got = fill_from_slabs_unlock(tc, d, m);
-    bin_load(b, m);
+    bin_load(tc, b, m);
     return got > 0 ? 1 : -1;
 }
 
@@ -420,12 +446,12 @@ static bool med_flush(nm_tcache_t *tc, unsigned cls)
         if (empty == NULL) empty = nm_mag_new(cls);
     }
     if (empty == NULL) {
-        bin_load(b, NULL);
+        bin_load(tc, b, NULL);
         tc->held -= mag_bytes(cls);
         return false;
     }
     empty->count = 0;
-    bin_load(b, empty);
+    bin_load(tc, b, empty);
     return true;
 }
 
@@ -463,7 +489,7 @@ void nm_tcache_flush_all(nm_tcache_t *tc)
         nm_depot_return(d, b->loaded);
         nm_depot_return(d, b->prev);
         b->prev = NULL;
-        bin_load(b, NULL);
+        bin_load(tc, b, NULL);
     }
     tc->held = 0;
     tc->mag_bins = 0;
@@ -543,7 +569,7 @@ void *nm_small_alloc(nm_tcache_t *tc, unsigned cls, size_t n, bool may_sample)
     }
     tc->ctr.cls[cls][NM_C_alloc_slow]++;
     count_alloc(tc, tc->domain, 1, size);
-    void *p = *--b->cur;
+    void *p = bin_pop(b);
     return nm_class_is_medium(cls) ? nm_medium_out(p) : p;
 }
 
@@ -624,7 +650,7 @@ void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
          * Handed out first (a magazine is LIFO), it would put this thread's writes on
          * that line (passive false sharing). So the magazine is filled as for a
          * malloc miss and the block goes to its bottom, to be handed out last. */
-        *b->cur++ = *b->base;
+        bin_push(b, *b->base);
         *b->base = p;
         tc->ctr.cls[cls][NM_C_free_slow]++;
         count_free(tc, dom, 1, nm_class_size[cls]);
@@ -635,7 +661,7 @@ void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
         bin_reconcile(tc, cls);
         if (!(nm_class_is_medium(cls) ? med_flush(tc, cls) : small_flush(tc, cls))) { free_direct(tc, p, e); return; }
     }
-    *b->cur++ = p;
+    bin_push(b, p);
     tc->ctr.cls[cls][NM_C_free_slow]++;
     count_free(tc, dom, 1, nm_class_size[cls]);
 }

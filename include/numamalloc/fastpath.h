@@ -11,7 +11,8 @@
  * to the slow path, which starts the thread; nothing here writes before that test.
  * The budget counts allocations down; it reaching zero diverts one allocation to
  * the slow path, which accounts the batch (stats) or samples it (profiler): the
- * decrement is the only cost either feature adds here. */
+ * decrement is the only cost either feature adds here. Frees are not counted here:
+ * the slow path derives them from how far cur moved (nm_bin_t.mark). */
 #ifndef NM_FASTPATH_H
 #define NM_FASTPATH_H
 
@@ -49,7 +50,6 @@ NM_INLINE void nm_free_fast(void *p)
         if (NM_LIKELY(c != b->end)) {
             *c = p;
             b->cur = c + 1;
-            b->nfree++;
             return;
         }
     }
@@ -83,7 +83,6 @@ NM_INLINE bool nm_medium_free_fast(nm_tcache_t *tc, void *p, nm_pme_t e)
     if (c == b->end || ((uintptr_t)p & (((uintptr_t)1 << NM_LIVE_SHIFT) - 1)) || !nm_live_clear(p)) return false;
     *c = p;
     b->cur = c + 1;
-    b->nfree++;
     return true;
 }
 

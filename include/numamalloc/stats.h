@@ -12,7 +12,7 @@
  *  - global counters (NM_GLOBAL_COUNTERS, fallback reasons): relaxed atomics, for
  *    process-wide facts (segments mapped, system calls, large bytes out).
  * Fast-path allocations and frees are not counted one by one: the bins count them
- * (budget, nfree) and src/tcache.c adds them here at every slow event of the bin. */
+ * (budget, mark) and src/tcache.c adds them here at every slow event of the bin. */
 #ifndef NM_STATS_H
 #define NM_STATS_H
 

@@ -64,7 +64,10 @@ typedef struct nm_bin {
     int64_t  budget;         /* allocations left before the slow path accounts them
                                 (stats) or samples one (profiler) */
     int64_t  period;         /* budget at the last reconciliation */
-    uint64_t nfree;          /* fast-path frees since the last reconciliation */
+    intptr_t mark;           /* cur's address at the last reconciliation, moved along
+                                with cur by every slow-path change: fast-path frees
+                                since then are the rounds cur moved past it plus the
+                                fast allocations */
     nm_mag_t *loaded;        /* magazine behind base (NULL: none) */
     nm_mag_t *prev;          /* Bonwick's previous magazine (full, empty or NULL) */
 } nm_bin_t;

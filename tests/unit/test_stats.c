@@ -4,10 +4,13 @@
  * and nm_buf_pct, the emitter (include/numamalloc/out.h) in JSON mode (judged by
  * python3's json module) and text mode (aligned tables), and nm_stats_print after a
  * boot: small buffers report the length needed, the JSON dump parses with
- * schema_version 2, and per-thread counters merged at thread exit keep their totals. */
+ * schema_version 2, per-thread counters merged at thread exit keep their totals, and
+ * fast-path frees (derived from how far a bin's cursor moved) stay exact across
+ * magazine exchanges, slow-path pushes and pops, and another thread's frees. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -379,4 +382,55 @@ Test(stats, counters_survive_the_merge_at_thread_exit, .init = boot)
     for (int i = K; i < N; i++) nm_free(p[i]);
     class_counts(cls, res, sizeof res);
     cr_assert_str_eq(res, "[[1000,1000,0]]");
+}
+
+/* frees whose block another thread allocated: that thread's bins count them */
+static void *free_half(void *arg)
+{
+    void **q = arg;
+    for (int i = 0; i < 200; i += 2) nm_free(q[i]);
+    return NULL;
+}
+
+Test(stats, fast_frees_stay_exact_across_magazine_changes, .init = boot)
+{
+    enum { N = 3000 };
+    static void *p[N];
+    unsigned cls = nm_size_class(48);
+    char res[256], want[64];
+    /* more blocks than two magazines and the depot's floor: loads, swaps, depot
+     * exchanges and slab fills and drains on the way up and down */
+    for (int i = 0; i < N; i++) cr_assert_not_null(p[i] = nm_malloc(48));
+    for (int i = 0; i < N; i += 3) nm_free(p[i]);                /* every third, then */
+    for (int i = N - 1; i >= 0; i--) if (i % 3) nm_free(p[i]);   /* the rest, LIFO */
+    class_counts(cls, res, sizeof res);
+    snprintf(want, sizeof want, "[[%d,%d,0]]", N, N);
+    cr_assert_str_eq(res, want);
+    /* interleaved: every refill and flush in the middle of fast-path runs */
+    for (int r = 0; r < 5; r++) {
+        for (int i = 0; i < N; i++) cr_assert_not_null(p[i] = nm_malloc(48));
+        for (int i = 0; i < N; i += 2) { nm_free(p[i]); cr_assert_not_null(p[i] = nm_malloc(48)); }
+        for (int i = 0; i < N; i++) nm_free(p[i]);
+    }
+    class_counts(cls, res, sizeof res);
+    snprintf(want, sizeof want, "[[%d,%d,0]]", 6 * N + 5 * (N / 2), 6 * N + 5 * (N / 2));
+    cr_assert_str_eq(res, want);
+    /* another thread frees 100 of ours: read while it is gone and before we reconcile */
+    for (int i = 0; i < 200; i++) cr_assert_not_null(p[i] = nm_malloc(48));
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, free_half, p), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    class_counts(cls, res, sizeof res);
+    snprintf(want, sizeof want, "[[%d,%d,100]]", 6 * N + 5 * (N / 2) + 200, 6 * N + 5 * (N / 2) + 100);
+    cr_assert_str_eq(res, want);
+    /* a medium class: its own fast paths (live-map bit) and refills, same counting */
+    unsigned mcls = (unsigned)nm_class_of(100 << 10);
+    cr_assert(nm_class_is_medium(mcls));
+    for (int r = 0; r < 3; r++) {
+        for (int i = 0; i < 40; i++) cr_assert_not_null(p[i] = nm_malloc(100 << 10));
+        for (int i = 0; i < 40; i += 2) nm_free(p[i]);
+        for (int i = 39; i > 0; i -= 2) nm_free(p[i]);
+    }
+    class_counts(mcls, res, sizeof res);
+    cr_assert_str_eq(res, "[[120,120,0]]");
 }
