@@ -369,6 +369,15 @@ MEMRETURN_STEP = 0.05            # the program's sampling period, s
 MEMRETURN_BEFORE = 0.5           # the plot starts this long before the free
 
 
+def grid(head, rows, md):
+    """a table: markdown, or plain text with the first column left-aligned and the rest right"""
+    if md:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
+    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
+    return ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
+            for row in [head] + rows]
+
+
 def also_variants(specs, taken):
     """--also LABEL=LIB: (label, lib, {}) for each; exits on a bad spec"""
     out = []
@@ -413,11 +422,7 @@ def variant_lines(results, variants, md):
         rows.append(cells)
     rows.append(["geomean"] + [f"{geomean(logs[v][k]):.3f}x" if logs[v][k] else "-"
                                for v in variants for k, _ in keys])
-    if md:
-        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    return ["  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row))
-            for row in [head] + rows]
+    return grid(head, rows, md)
 
 
 def memreturn_variants(allocs):
@@ -648,15 +653,7 @@ def table_lines(results, names, key, md):
                 c = f"**{c}**"
             cells.append(c)
         rows.append(cells)
-    if md:
-        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        out += ["| " + " | ".join(c) + " |" for c in rows]
-        return out
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    out = ["  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))]
-    for c in rows:
-        out.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
-    return out
+    return grid(head, rows, md)
 
 
 def geo_lines(geo, names, ncomplete, nall, md):
@@ -745,16 +742,12 @@ def memreturn_lines(mr, md):
                 cells.append(f"{d['ops']:.0f}" if d["ops"] is not None else "-")
             rows.append(cells)
         if md:
-            lines += [f"### {scen}", "", f"{sd['desc'][0].upper()}{sd['desc'][1:]}. Other load {sd['foreign_load']:.0%}.", "",
-                      "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-            lines += ["| " + " | ".join(c) + " |" for c in rows]
+            lines += [f"### {scen}", "", f"{sd['desc'][0].upper()}{sd['desc'][1:]}. Other load {sd['foreign_load']:.0%}.", ""]
+            lines += grid(head, rows, True)
             lines.append("")
         else:
             lines.append(f"-- {scen}: {sd['desc']}")
-            widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-            lines.append("  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head)))
-            for c in rows:
-                lines.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
+            lines += grid(head, rows, False)
     return lines
 
 
@@ -854,13 +847,7 @@ def rss_focus_lines(results, names, md):
     if not rows:
         return []
     head = ["workload: measure (ratio to glibc)"] + names
-    if md:
-        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(c) + " |" for c in rows]
-    widths = [max(len(x[i]) for x in [head] + rows) for i in range(len(head))]
-    out = ["  ".join(h.ljust(widths[i]) if i == 0 else h.rjust(widths[i]) for i, h in enumerate(head))]
-    for c in rows:
-        out.append("  ".join(x.ljust(widths[i]) if i == 0 else x.rjust(widths[i]) for i, x in enumerate(c)))
-    return out
+    return grid(head, rows, md)
 
 
 def write_reports(outdir, data, names, log):
