@@ -72,7 +72,7 @@ static void add_thread(snapshot_t *s, nm_tcache_t *tc)
         if (period > 0 && budget <= 0) fast = (uint64_t)period - 1;
         /* frees as bin_reconcile derives them; read while the owner runs, cur and mark
          * may come from different magazines: a distance no magazine has is dropped */
-        int64_t moved = ((intptr_t)LD(b->cur) - LD(b->mark)) / (intptr_t)sizeof(void *), cap = nm_class_mag_cap[c];
+        int64_t moved = nm_bin_moved(LD(b->cur), LD(b->mark)), cap = nm_class_mag_cap[c];
         if (moved < -cap || moved > cap) moved = 0;
         moved += (int64_t)fast;
         uint64_t frees = moved > 0 ? (uint64_t)moved : 0;

@@ -93,12 +93,6 @@ static int64_t budget_new(nm_tcache_t *tc, unsigned cls)
     return nm_prof_on ? nm_prof_next_blocks(tc, cls) : NM_TICK_ALLOCS;
 }
 
-/* rounds cur moved past mark: fast-path frees minus fast-path allocations */
-static int64_t bin_moved(const nm_bin_t *b)
-{
-    return ((intptr_t)b->cur - b->mark) / (intptr_t)sizeof(void *);
-}
-
 /* Account the bin's fast-path operations since the last call. Returns true if the
  * profiler's budget ran out: the allocation that brought us here is its sample. */
 static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
@@ -107,7 +101,7 @@ static bool bin_reconcile(nm_tcache_t *tc, unsigned cls)
     if (b->period == 0) return false;             /* not set up (dead) */
     bool expired = b->budget <= 0;
     uint64_t fast = (uint64_t)(b->period - b->budget) - (expired ? 1 : 0);
-    uint64_t frees = (uint64_t)(bin_moved(b) + (int64_t)fast);
+    uint64_t frees = (uint64_t)(nm_bin_moved(b->cur, b->mark) + (int64_t)fast);
     b->mark = (intptr_t)b->cur;
     if (expired) b->budget = budget_new(tc, cls);
     b->period = b->budget;
@@ -135,7 +129,7 @@ static void bin_reconcile_all(nm_tcache_t *tc)
  * diverts a malloc, whose slow path reconciles first). */
 static void bin_load(nm_tcache_t *tc, nm_bin_t *b, nm_mag_t *m)
 {
-    if (NM_UNLIKELY(bin_moved(b) != 0)) bin_reconcile(tc, (unsigned)(b - tc->bins));
+    if (NM_UNLIKELY(nm_bin_moved(b->cur, b->mark) != 0)) bin_reconcile(tc, (unsigned)(b - tc->bins));
     b->loaded = m;
     if (m) {
         b->base = m->rounds;

@@ -293,6 +293,12 @@ NM_INLINE nm_counters_t *nm_tc_ctr(nm_tcache_t *tc)
 {
     return NM_LIKELY(tc && tc->state == NM_T_ACTIVE) ? &tc->ctr : NULL;
 }
+/* rounds a bin's cur moved past its mark (nm_bin_t): fast-path frees minus fast-path
+ * allocations since the last reconciliation */
+NM_INLINE int64_t nm_bin_moved(void **cur, intptr_t mark)
+{
+    return ((intptr_t)cur - mark) / (intptr_t)sizeof(void *);
+}
 /* a thread's exit, run by the pthread key destructor (also used by tests) */
 void nm_thread_exit(nm_tcache_t *tc);
 /* retire caches whose threads are gone without running nm_thread_exit; exact: also
