@@ -23,6 +23,7 @@
  *
  * Lock: every function here runs with the depot's lock held (the depot owns its
  * slabs); segment calls take the domain's seg_lock inside it. */
+#include <string.h>
 #include <sys/mman.h>
 
 #include "numamalloc/internal.h"
@@ -127,6 +128,9 @@ static void footprint(nm_depot_t *d, int64_t v)
     nm_store_relaxed(&d->fp_pending, p);                /* read by the dump without the lock */
 }
 
+/* Up to n blocks into out[0..got), highest address first within each slab: a
+ * magazine pops from its top, so the program gets them in ascending order, as from
+ * a free list, and its first touches of new memory run forward for the prefetchers. */
 unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
 {
     const size_t size = nm_class_size[nm_depot_cls(d)];
@@ -146,7 +150,7 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
                 while (m && got < n) {
                     unsigned bit = (unsigned)__builtin_ctzll(m);
                     m &= m - 1;
-                    out[got++] = s->start + ((size_t)w * 64 + bit) * size;
+                    out[n - ++got] = s->start + ((size_t)w * 64 + bit) * size;
                     if (NM_UNLIKELY(s->clean | s->aged) && w == 0 && bit < 8) {   /* medium */
                         if (s->clean & (1u << bit)) d->clean--;
                         s->clean &= (uint8_t)~(1u << bit);
@@ -162,29 +166,27 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
         if (got < n && s->fresh) {
             unsigned k = NM_MIN(n - got, (unsigned)s->fresh);
             char *b = s->start + (size_t)(s->nblocks - s->fresh) * size;
-            for (unsigned i = 0; i < k; i++, b += size) out[got++] = b;
+            for (unsigned i = 0; i < k; i++, b += size) out[n - ++got] = b;
             s->fresh = (uint16_t)(s->fresh - k);
             d->fresh -= k;
         }
         s->inuse += got - start;
         if (s->nfree == 0 && s->fresh == 0) partial_remove(d, s);
     }
+    if (got < n) memmove(out, out + (n - got), got * sizeof *out);
     d->held += got;
     if (d->held > d->held_peak) d->held_peak = d->held;
     if (got) footprint(d, (int64_t)got * (int64_t)size);
     return got;
 }
 
-static void free_one(nm_depot_t *d, nm_slab_t *s, void *p)
+/* k blocks came back to s (their bits are set): settle its counts and lists */
+static void settle(nm_depot_t *d, nm_slab_t *s, unsigned k)
 {
-    size_t idx = block_index(s, p);
-    s->freemap[idx / 64] |= (uint64_t)1 << (idx % 64);
-    s->nfree++;
-    if (idx / 64 < s->hint) s->hint = (uint16_t)(idx / 64);
-    s->inuse--;
-    if (!s->on_partial) partial_push(d, s);
+    s->nfree += k;
+    s->inuse -= k;
     if (s->inuse == 0) {
-        partial_remove(d, s);
+        if (s->on_partial) partial_remove(d, s);
         if (d->spare == NULL && spare_room(d, s)) {
             d->spare = s;
             d->spare_since_ms = nm_os_now_ms();
@@ -192,24 +194,34 @@ static void free_one(nm_depot_t *d, nm_slab_t *s, void *p)
         } else {
             slab_release(d, s);
         }
+    } else if (!s->on_partial) {
+        partial_push(d, s);
     }
 }
 
+/* set p's bit; returns the bitmap word it is in */
+static unsigned mark_free(nm_slab_t *s, const void *p)
+{
+    size_t idx = block_index(s, p);
+    s->freemap[idx / 64] |= (uint64_t)1 << (idx % 64);
+    return (unsigned)(idx / 64);
+}
+
+/* A magazine's blocks mostly come in runs from one slab: the page map is looked up
+ * and the slab's counts and lists are settled once a run, not once a block. */
 void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
 {
-    nm_slab_t *s = NULL;
-    char *lo = NULL, *hi = NULL;
-    for (unsigned i = 0; i < n; i++) {
-        char *p = blocks[i];
-        /* a magazine's blocks mostly share a slab: look the page map up only on change */
-        if (p < lo || p >= hi) {
-            s = nm_pme_desc(nm_pagemap_get((uintptr_t)p));
-            lo = s->start;
-            hi = lo + ((size_t)s->npages << NM_GRANULE_SHIFT);
-        }
-        nm_slab_t *t = s;
-        free_one(d, t, p);
-        if (t->freemap == NULL) lo = hi = NULL;           /* released: look it up afresh */
+    unsigned i = 0;
+    while (i < n) {
+        nm_slab_t *s = nm_pme_desc(nm_pagemap_get_ours((uintptr_t)blocks[i]));
+        const char *lo = s->start, *hi = lo + slab_bytes(s);
+        unsigned first = i, hint = s->hint;
+        do {
+            unsigned w = mark_free(s, blocks[i]);
+            if (w < hint) hint = w;
+        } while (++i < n && (const char *)blocks[i] >= lo && (const char *)blocks[i] < hi);
+        s->hint = (uint16_t)hint;
+        settle(d, s, i - first);
     }
     d->held -= n;
     footprint(d, -(int64_t)n * (int64_t)nm_class_size[nm_depot_cls(d)]);
@@ -276,7 +288,9 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
     size_t size = nm_class_size[s->cls];
     /* poison freed memory so a use after free reads garbage, not stale data */
     for (size_t i = 0; i < size; i++) ((unsigned char *)p)[i] = 0x5a;
-    free_one(d, s, p);
+    unsigned w = mark_free(s, p);
+    if (w < s->hint) s->hint = (uint16_t)w;
+    settle(d, s, 1);
     d->held--;
     footprint(d, -(int64_t)size);
     return v;

@@ -196,15 +196,6 @@ static unsigned fill_from_slabs_unlock(nm_tcache_t *tc, nm_depot_t *d, nm_mag_t 
     }
     unsigned got = nm_slab_alloc_batch_locked(d, m->rounds, want);
     nm_unlock(&d->lock);
-    /* the slabs give a batch in ascending address order within each slab, and the
-     * bin pops from the top: reversed, the program gets them ascending, as it would
-     * from a free list, and its first touches of new memory run forward for the
-     * prefetchers */
-    for (unsigned i = 0, j = got; i + 1 < j; i++) {
-        void *t = m->rounds[i];
-        m->rounds[i] = m->rounds[--j];
-        m->rounds[j] = t;
-    }
     m->count = got;
     tc->ctr.cls[cls][NM_C_slab_fill]++;
     return got;
