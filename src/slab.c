@@ -146,18 +146,19 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
         if (s->nfree) {
             unsigned words = ((unsigned)s->nblocks + 63) / 64, w = s->hint;
             for (; w < words; w++) {
-                uint64_t m = s->freemap[w];
+                uint64_t m = s->freemap[w], was = m;
+                char *base = s->start + (size_t)w * 64 * size;
                 while (m && got < n) {
-                    unsigned bit = (unsigned)__builtin_ctzll(m);
+                    out[n - ++got] = base + (size_t)__builtin_ctzll(m) * size;
                     m &= m - 1;
-                    out[n - ++got] = s->start + ((size_t)w * 64 + bit) * size;
-                    if (NM_UNLIKELY(s->clean | s->aged) && w == 0 && bit < 8) {   /* medium */
-                        if (s->clean & (1u << bit)) d->clean--;
-                        s->clean &= (uint8_t)~(1u << bit);
-                        s->aged &= (uint8_t)~(1u << bit);
-                    }
                 }
                 s->freemap[w] = m;
+                if (NM_UNLIKELY(s->clean | s->aged) && w == 0) {    /* medium: bits 0-7 */
+                    uint8_t taken = (uint8_t)(was & ~m);
+                    d->clean -= (uint64_t)__builtin_popcount(s->clean & taken);
+                    s->clean &= (uint8_t)~taken;
+                    s->aged &= (uint8_t)~taken;
+                }
                 if (got == n) break;
             }
             s->hint = (uint16_t)w;

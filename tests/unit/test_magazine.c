@@ -504,3 +504,55 @@ Test(magazine, a_spent_budget_gives_back_the_bins_used_least_recently, .init = b
     }
     cr_assert_gt(evictions_seen, 0, "the sizes never filled the budget: the case tests nothing");
 }
+
+/* Medium slabs: decay returns the pages of blocks free for a whole pass (aged at the
+ * first, clean at the next, or clean at once when forced); handing such a block out
+ * again forgets both marks and the depot's count of clean blocks */
+Test(magazine, medium_blocks_handed_out_again_forget_their_decay_marks, .init = boot)
+{
+    unsigned cls = NM_SMALL_CLASSES;                  /* the first medium class */
+    unsigned per_slab = nm_class_blocks[cls];
+    cr_assert_geq(per_slab, 4, "class %u: need a few blocks a slab", cls);
+    nm_depot_t *d = fresh_depot(cls);
+    void *b[8];
+    cr_assert_eq(alloc_locked(d, b, per_slab), per_slab);
+    nm_slab_t *s = nm_pme_desc(nm_pagemap_get((uintptr_t)b[0]));
+    void *by_index[8];
+    for (unsigned i = 0; i < per_slab; i++) {
+        memset(b[i], 0x7e, nm_class_size[cls]);
+        by_index[(size_t)((char *)b[i] - s->start) / nm_class_size[cls]] = b[i];
+    }
+    uint64_t purged = nm_gstat_get(NM_C_medium_bytes_purged);
+
+    free_locked(d, &by_index[1], 1);
+    free_locked(d, &by_index[3], 1);
+    nm_lock(&d->lock);
+    nm_slab_decay_locked(d, 0, false);               /* first pass: free, not yet for a whole pass */
+    nm_unlock(&d->lock);
+    cr_assert_eq(s->aged, (1u << 1) | (1u << 3));
+    cr_assert_eq(s->clean, 0);
+    cr_assert_eq(d->clean, 0);
+    free_locked(d, &by_index[2], 1);
+    nm_lock(&d->lock);
+    nm_slab_decay_locked(d, 0, false);               /* second pass: 1 and 3 go, 2 ages */
+    nm_unlock(&d->lock);
+    cr_assert_eq(s->clean, (1u << 1) | (1u << 3));
+    cr_assert_eq(s->aged, 1u << 2);
+    cr_assert_eq(d->clean, 2);
+    cr_assert_gt(nm_gstat_get(NM_C_medium_bytes_purged), purged, "pages went back");
+
+    /* handed out again, lowest first: block 1 (clean), then 2 (aged) and 3 (clean) */
+    void *p;
+    cr_assert_eq(alloc_locked(d, &p, 1), 1);
+    cr_assert_eq(p, by_index[1]);
+    cr_assert_eq(s->clean, 1u << 3);
+    cr_assert_eq(s->aged, 1u << 2);
+    cr_assert_eq(d->clean, 1);
+    void *q[2];
+    cr_assert_eq(alloc_locked(d, q, 2), 2);
+    cr_assert_eq(s->clean, 0);
+    cr_assert_eq(s->aged, 0);
+    cr_assert_eq(d->clean, 0);
+    for (unsigned i = 0; i < 2; i++) memset(q[i], 0x7e, nm_class_size[cls]);   /* usable */
+    memset(p, 0x7e, nm_class_size[cls]);
+}
