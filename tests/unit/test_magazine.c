@@ -556,3 +556,47 @@ Test(magazine, medium_blocks_handed_out_again_forget_their_decay_marks, .init = 
     for (unsigned i = 0; i < 2; i++) memset(q[i], 0x7e, nm_class_size[cls]);   /* usable */
     memset(p, 0x7e, nm_class_size[cls]);
 }
+
+/* a batch of blocks from several slabs, interleaved (runs of one and of several):
+ * every slab ends with the right counts, on the partial list while partly free;
+ * a slab emptied by the batch becomes the spare, a second one goes back */
+Test(magazine, an_interleaved_batch_settles_every_slab, .init = boot)
+{
+    unsigned cls = 5;
+    unsigned per = nm_class_blocks[cls];
+    nm_depot_t *d = fresh_depot(cls);
+    void **all = malloc(3 * per * sizeof *all);
+    cr_assert_eq(alloc_locked(d, all, 3 * per), 3 * per);
+    cr_assert_eq(d->nslabs, 3);
+    nm_slab_t *sl[3];
+    for (unsigned k = 0; k < 3; k++) {
+        sl[k] = nm_pme_desc(nm_pagemap_get((uintptr_t)all[k * per]));
+        for (unsigned i = 0; i < per; i++)
+            cr_assert_eq(nm_pme_desc(nm_pagemap_get((uintptr_t)all[k * per + i])), sl[k], "batches fill one slab at a time");
+    }
+    /* slabs 0 and 1 wholly, slab 2 ten blocks: A B A B ... then a run of ten of C */
+    void **batch = malloc((2 * per + 10) * sizeof *batch);
+    unsigned n = 0;
+    for (unsigned i = 0; i < per; i++) { batch[n++] = all[i]; batch[n++] = all[per + i]; }
+    for (unsigned i = 0; i < 10; i++) batch[n++] = all[2 * per + i];
+    free_locked(d, batch, n);
+    cr_assert_eq(d->held, per - 10);
+    cr_assert_eq(d->nslabs, 2, "one emptied slab is the spare, the other went back");
+    cr_assert_not_null(d->spare);
+    cr_assert(d->spare == sl[0] || d->spare == sl[1]);
+    cr_assert_eq(sl[2]->inuse, per - 10);
+    cr_assert_eq(sl[2]->nfree, 10);
+    cr_assert(sl[2]->on_partial);
+    cr_assert_eq(d->partial, sl[2]);
+    cr_assert_null(sl[2]->next, "only the partly free slab is on the partial list");
+    /* the ten come back before anything else */
+    void *again[10];
+    cr_assert_eq(alloc_locked(d, again, 10), 10);
+    for (unsigned i = 0; i < 10; i++)
+        cr_assert_eq(nm_pme_desc(nm_pagemap_get((uintptr_t)again[i])), sl[2]);
+    cr_assert_eq(sl[2]->nfree, 0);
+    free_locked(d, all + 2 * per, per);
+    cr_assert_eq(d->held, 0);
+    free(batch);
+    free(all);
+}
