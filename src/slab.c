@@ -181,9 +181,11 @@ unsigned nm_slab_alloc_batch_locked(nm_depot_t *d, void **out, unsigned n)
     return got;
 }
 
-/* k blocks came back to s (their bits are set): settle its counts and lists */
-static void settle(nm_depot_t *d, nm_slab_t *s, unsigned k)
+/* k blocks came back to s (their bits are set, the lowest in bitmap word w): settle
+ * its hint, counts and lists */
+static void settle(nm_depot_t *d, nm_slab_t *s, unsigned k, unsigned w)
 {
+    if (w < s->hint) s->hint = (uint16_t)w;
     s->nfree += k;
     s->inuse -= k;
     if (s->inuse == 0) {
@@ -216,13 +218,12 @@ void nm_slab_free_batch_locked(nm_depot_t *d, void **blocks, unsigned n)
     while (i < n) {
         nm_slab_t *s = nm_pme_desc(nm_pagemap_get_ours((uintptr_t)blocks[i]));
         const char *lo = s->start, *hi = lo + slab_bytes(s);
-        unsigned first = i, hint = s->hint;
-        do {
+        unsigned first = i, low = mark_free(s, blocks[i]);
+        while (++i < n && (const char *)blocks[i] >= lo && (const char *)blocks[i] < hi) {
             unsigned w = mark_free(s, blocks[i]);
-            if (w < hint) hint = w;
-        } while (++i < n && (const char *)blocks[i] >= lo && (const char *)blocks[i] < hi);
-        s->hint = (uint16_t)hint;
-        settle(d, s, i - first);
+            if (w < low) low = w;
+        }
+        settle(d, s, i - first, low);
     }
     d->held -= n;
     footprint(d, -(int64_t)n * (int64_t)nm_class_size[nm_depot_cls(d)]);
@@ -289,9 +290,7 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
     size_t size = nm_class_size[s->cls];
     /* poison freed memory so a use after free reads garbage, not stale data */
     for (size_t i = 0; i < size; i++) ((unsigned char *)p)[i] = 0x5a;
-    unsigned w = mark_free(s, p);
-    if (w < s->hint) s->hint = (uint16_t)w;
-    settle(d, s, 1);
+    settle(d, s, 1, mark_free(s, p));
     d->held--;
     footprint(d, -(int64_t)size);
     return v;
