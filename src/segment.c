@@ -13,8 +13,9 @@
  * lane with no room maps a segment, and only when that fails takes another's.
  * Free dirty pages go back to the OS (MADV_DONTNEED; the binding survives it) after
  * NUMAMALLOC_DECAY_MS idle, or at once when a domain has more of them than
- * NM_DIRTY_MIN and an eighth of the heap (jemalloc's old active:dirty rule): a program whose slabs churn through many sizes
- * would otherwise keep every page it ever touched until the decay pass. When a
+ * NM_DIRTY_MIN and an eighth of the heap (jemalloc's old active:dirty rule): a
+ * program whose slabs churn through many sizes would otherwise keep every page it
+ * ever touched until the decay pass. When a
  * thread exits, they go back over the same bound however new: what it freed is
  * likely not wanted again soon, and no later free may come to look at the bound.
  * A segment that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
