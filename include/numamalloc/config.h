@@ -67,6 +67,8 @@
 #define NM_FILL_START      4         /* a bin's first fill from the slabs: slow start, so a
                                         thread that touches a class a few times between
                                         evictions does not carve and return a magazine */
+#define NM_SETTLE_BATCH    32        /* slabs a batch free marks before settling their counts
+                                        and lists (src/slab.c): one settle per slab, not per run */
 /* A medium magazine holds about NM_MED_MAG_BYTES (at least one block). */
 #define NM_MED_MAG_BYTES   ((size_t)256 << 10)
 /* What a thread's bins may hold, counted as the capacity of the magazines they have

@@ -200,9 +200,10 @@ extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 
 /* index of the block of slab s that starts at p (no division); for a p inside a
  * block it may read one high in the block's last bytes (from 20 KiB classes up):
  * callers pass block starts, or only ask whether p is one */
+NM_INLINE size_t nm_block_at(uint64_t off, uint64_t recip) { return (size_t)((off * recip) >> 32); }
 NM_INLINE size_t nm_slab_index(const nm_slab_t *s, const void *p)
 {
-    return (size_t)(((uint64_t)((const char *)p - s->start) * nm_class_recip[s->cls]) >> 32);
+    return nm_block_at((uint64_t)((const char *)p - s->start), nm_class_recip[s->cls]);
 }
 /* medium blocks: p goes to the program; the live map says so */
 /* zero a block for calloc: from NM_ZERO_PROBE_MIN up, only the pages that may hold

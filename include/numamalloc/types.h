@@ -92,6 +92,7 @@ typedef struct nm_slab {
     uint8_t   on_partial;    /* 1 while on the depot's partial list */
     uint8_t   aged;          /* medium slabs: free blocks already free at the last decay pass */
     uint8_t   clean;         /* medium slabs: free blocks whose pages were returned (MADV_DONTNEED) */
+    uint16_t  pend;          /* blocks of a batch free marked but not yet settled (0 outside one) */
     uint32_t *req;           /* NUMAMALLOC_CHECK=1: bytes requested per block (canary
                                 start), beside the slab; NULL otherwise */
 } NM_ALIGNED(64) nm_slab_t;

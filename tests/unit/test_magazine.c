@@ -557,6 +557,51 @@ Test(magazine, medium_blocks_handed_out_again_forget_their_decay_marks, .init = 
     memset(p, 0x7e, nm_class_size[cls]);
 }
 
+/* a batch that visits more slabs than one settle round holds, each of them twice
+ * and never twice in a row: every slab is settled exactly once per block, ends
+ * with nothing pending, and hands the two blocks back first */
+Test(magazine, a_batch_over_many_slabs_settles_each_once, .init = boot)
+{
+    unsigned cls = nm_class_of(4096);
+    unsigned per = nm_class_blocks[cls], nsl = NM_SETTLE_BATCH + 8;
+    cr_assert_geq(per, 4);
+    nm_depot_t *d = fresh_depot(cls);
+    void **all = malloc(nsl * per * sizeof *all);
+    cr_assert_eq(alloc_locked(d, all, nsl * per), nsl * per);
+    cr_assert_eq(d->nslabs, nsl);
+    /* block 1 of every slab, then block per-1 of every slab, the slabs in turn */
+    void *batch[2 * (NM_SETTLE_BATCH + 8)];
+    unsigned n = 0;
+    for (unsigned j = 0; j < 2; j++)
+        for (unsigned k = 0; k < nsl; k++) batch[n++] = all[k * per + (j ? per - 1 : 1)];
+    free_locked(d, batch, n);
+    cr_assert_eq(d->held, nsl * per - n);
+    cr_assert_eq(d->nslabs, nsl);
+    cr_assert_null(d->spare);
+    unsigned on_list = 0;
+    for (nm_slab_t *s = d->partial; s; s = s->next) on_list++;
+    cr_assert_eq(on_list, nsl, "every slab is partly free");
+    for (unsigned k = 0; k < nsl; k++) {
+        nm_slab_t *s = nm_pme_desc(nm_pagemap_get((uintptr_t)all[k * per]));
+        cr_assert_eq(s->nfree, 2, "slab %u", k);
+        cr_assert_eq(s->inuse, per - 2, "slab %u", k);
+        cr_assert_eq(s->pend, 0, "slab %u", k);
+        cr_assert(s->on_partial);
+    }
+    /* the freed blocks come back before any fresh one: exactly the batch's */
+    void *again[2 * (NM_SETTLE_BATCH + 8)];
+    cr_assert_eq(alloc_locked(d, again, n), n);
+    for (unsigned i = 0; i < n; i++) {
+        bool found = false;
+        for (unsigned j = 0; j < n && !found; j++) found = again[i] == batch[j];
+        cr_assert(found, "block %u was not one of the freed ones", i);
+    }
+    cr_assert_null(d->partial, "no slab has a free block left");
+    free_locked(d, all, nsl * per);
+    cr_assert_eq(d->held, 0);
+    free(all);
+}
+
 /* a batch of blocks from several slabs, interleaved (runs of one and of several):
  * every slab ends with the right counts, on the partial list while partly free;
  * a slab emptied by the batch becomes the spare, a second one goes back */
