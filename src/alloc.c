@@ -212,45 +212,49 @@ static void *realloc_refused(const char *why, void *p, size_t n)
     return NULL;
 }
 
+/* p is a slab or medium block (entry e). Kept in place needs no thread cache: a
+ * block of a slab exists only once the process is READY, and the count goes to the
+ * thread's counters if it has started, else to the global ones. */
+static void *realloc_slab(void *p, size_t n, nm_pme_t e)
+{
+    unsigned cls = nm_pme_class(e);
+    size_t size = nm_class_size[cls];
+    if (NM_UNLIKELY(nm_opt.check)) {
+        /* always move: the free of the old block validates it once more */
+        nm_verdict_t v = nm_small_verdict(p, e);
+        if (!nm_verdict_ok("realloc", p, v)) { errno = EINVAL; return NULL; }
+        return realloc_move(nm_thread_ready(), p, v.req, n);
+    }
+    if (nm_pme_kind(e) == NM_KIND_MEDIUM) {
+        const char *why = nm_medium_check(nm_pme_desc(e), p);
+        if (why) return realloc_refused(why, p, n);
+    }
+    /* keep it when it still fits, would not waste more than half and is still a size
+     * slabs serve (at or above the large threshold it moves to a mapping, as malloc
+     * would route it) */
+    if (n <= size && (n > size / 2 || size <= 16) && (cls < NM_SMALL_CLASSES || n < nm_opt.large_threshold)) {
+        nm_count(nm_tc_ctr(nm_tcp), NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
+        return p;
+    }
+    /* a block grown by realloc is likely to grow again (a buffer appended to): growing
+     * by less than a quarter takes a quarter, so that appends move it a logarithmic
+     * number of times, not once per class */
+    size_t want = n;
+    if (n > size && n - size < size / 4 && size + size / 4 < nm_opt.large_threshold) want = size + size / 4;
+    return realloc_move(nm_thread_ready(), p, size, want);
+}
+
 void *nm_realloc(void *p, size_t n)
 {
     if (p == NULL) return nm_malloc_fast(n);
     if (n == 0) { nm_free_fast(p); return NULL; } /* glibc: realloc(p, 0) frees, returns NULL */
     if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    unsigned kind = nm_pme_kind(e);
+    if (kind == NM_KIND_SLAB || kind == NM_KIND_MEDIUM) return realloc_slab(p, n, e);
     nm_tcache_t *tc = nm_thread_ready();
     if (tc == NULL) tc = (nm_tcache_t *)&nm_tcache_empty;
-    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
-    switch (nm_pme_kind(e)) {
-    case NM_KIND_SLAB:
-    case NM_KIND_MEDIUM: {
-        unsigned cls = nm_pme_class(e);
-        size_t size = nm_class_size[cls];
-        if (nm_pme_kind(e) == NM_KIND_MEDIUM && !nm_opt.check) {
-            const char *why = nm_medium_check(nm_pme_desc(e), p);
-            if (why) return realloc_refused(why, p, n);
-        }
-        if (NM_UNLIKELY(nm_opt.check)) {
-            /* always move: the free of the old block validates it once more */
-            nm_verdict_t v = nm_small_verdict(p, e);
-            if (!nm_verdict_ok("realloc", p, v)) { errno = EINVAL; return NULL; }
-            return realloc_move(tc, p, v.req, n);
-        }
-        /* keep it when it still fits, would not waste more than half and is still a
-         * size slabs serve (at or above the large threshold it moves to a mapping,
-         * as malloc would route it) */
-        if (n <= size && (n > size / 2 || size <= 16) && (cls < NM_SMALL_CLASSES || n < nm_opt.large_threshold)) {
-            nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
-            return p;
-        }
-        /* a block grown by realloc is likely to grow again (a buffer appended to):
-         * growing by less than a quarter takes a quarter, so that appends move it
-         * a logarithmic number of times, not once per class */
-        size_t want = n;
-        if (n > size && n - size < size / 4 && size + size / 4 < nm_opt.large_threshold) want = size + size / 4;
-        return realloc_move(tc, p, size, want);
-    }
-    case NM_KIND_LARGE:
-    case NM_KIND_HUGE: {
+    if (kind == NM_KIND_LARGE || kind == NM_KIND_HUGE) {
         nm_large_t *L = nm_pme_desc(e);
         const char *why = nm_large_check(L, p);
         if (why) { nm_invalid_pointer("realloc", p, why); errno = EINVAL; return NULL; }
@@ -265,10 +269,8 @@ void *nm_realloc(void *p, size_t n)
         }
         return realloc_move(tc, p, nm_large_usable(L), n);
     }
-    default:
-        if (nm_fallback_owns(p)) return realloc_move(tc, p, nm_fallback_usable(p), n);
-        return realloc_refused("not allocated by numamalloc", p, n);
-    }
+    if (nm_fallback_owns(p)) return realloc_move(tc, p, nm_fallback_usable(p), n);
+    return realloc_refused("not allocated by numamalloc", p, n);
 }
 
 void *nm_reallocarray(void *p, size_t n, size_t m)

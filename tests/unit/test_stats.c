@@ -434,3 +434,44 @@ Test(stats, fast_frees_stay_exact_across_magazine_changes, .init = boot)
     class_counts(mcls, res, sizeof res);
     cr_assert_str_eq(res, "[[120,120,0]]");
 }
+
+/* realloc by a thread that never made another allocator call: kept in place it
+ * needs no thread cache and is counted all the same; moved, it starts the cache */
+static uint64_t realloc_counts(const char *key)
+{
+    size_t n;
+    char *j = dump_json(&n), res[64], expr[96];
+    snprintf(expr, sizeof expr, "d['metadata']['%s']", key);
+    cr_assert(json_py(j, n, expr, res, sizeof res), "%s", res);
+    free(j);
+    return strtoull(res, NULL, 10);
+}
+
+static void *realloc_only(void *arg)
+{
+    void **q = arg;
+    q[1] = nm_realloc(q[0], 100);            /* the 112-byte class: still fits */
+    q[2] = (void *)(uintptr_t)nm_tcp->state;
+    q[3] = nm_realloc(q[1], 4000);           /* moves */
+    q[4] = (void *)(uintptr_t)nm_tcp->state;
+    return NULL;
+}
+
+Test(stats, reallocs_are_counted_by_threads_that_never_started, .init = boot)
+{
+    void *q[5] = { nm_malloc(110) };
+    cr_assert_not_null(q[0]);
+    memset(q[0], 0x3c, 110);
+    uint64_t inplace = realloc_counts("realloc_inplace"), moved = realloc_counts("realloc_moved");
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, realloc_only, q), 0);
+    cr_assert_eq(pthread_join(t, NULL), 0);
+    cr_assert_eq(q[1], q[0], "kept in place");
+    cr_assert_eq((uintptr_t)q[2], NM_T_NEW, "without starting the thread's cache");
+    cr_assert_neq(q[3], q[1]);
+    cr_assert_eq((uintptr_t)q[4], NM_T_ACTIVE, "a move allocates: the cache started");
+    for (int i = 0; i < 100; i++) cr_assert_eq(((unsigned char *)q[3])[i], 0x3c, "byte %d kept", i);
+    cr_assert_eq(realloc_counts("realloc_inplace"), inplace + 1);
+    cr_assert_eq(realloc_counts("realloc_moved"), moved + 1);
+    nm_free(q[3]);
+}
