@@ -212,9 +212,25 @@ static void *realloc_refused(const char *why, void *p, size_t n)
     return NULL;
 }
 
-/* p is a slab or medium block (entry e). Kept in place needs no thread cache: a
- * block of a slab exists only once the process is READY, and the count goes to the
- * thread's counters if it has started, else to the global ones. */
+/* a block of class cls stays where it is for n bytes when it still fits, would not
+ * waste more than half and is still a size slabs serve (at or above the large
+ * threshold it moves to a mapping, as malloc would route it) */
+static bool keeps(size_t n, unsigned cls)
+{
+    size_t size = nm_class_size[cls];
+    return n <= size && (n > size / 2 || size <= 16) && (cls < NM_SMALL_CLASSES || n < nm_opt.large_threshold);
+}
+
+/* Kept in place needs no thread cache: a block of a slab exists only once the
+ * process is READY, and the count goes to the thread's counters if it has started,
+ * else to the global ones. */
+static void *kept(void *p)
+{
+    nm_count(nm_tc_ctr(nm_tcp), NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
+    return p;
+}
+
+/* p is a slab or medium block (entry e) */
 static void *realloc_slab(void *p, size_t n, nm_pme_t e)
 {
     unsigned cls = nm_pme_class(e);
@@ -229,13 +245,7 @@ static void *realloc_slab(void *p, size_t n, nm_pme_t e)
         const char *why = nm_medium_check(nm_pme_desc(e), p);
         if (why) return realloc_refused(why, p, n);
     }
-    /* keep it when it still fits, would not waste more than half and is still a size
-     * slabs serve (at or above the large threshold it moves to a mapping, as malloc
-     * would route it) */
-    if (n <= size && (n > size / 2 || size <= 16) && (cls < NM_SMALL_CLASSES || n < nm_opt.large_threshold)) {
-        nm_count(nm_tc_ctr(nm_tcp), NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
-        return p;
-    }
+    if (keeps(n, cls)) return kept(p);
     /* a block grown by realloc is likely to grow again (a buffer appended to): growing
      * by less than a quarter takes a quarter, so that appends move it a logarithmic
      * number of times, not once per class */
@@ -244,12 +254,9 @@ static void *realloc_slab(void *p, size_t n, nm_pme_t e)
     return realloc_move(nm_thread_ready(), p, size, want);
 }
 
-void *nm_realloc(void *p, size_t n)
+/* p (not NULL) has entry e; 0 < n <= PTRDIFF_MAX */
+static NM_NOINLINE void *realloc_entry(void *p, size_t n, nm_pme_t e)
 {
-    if (p == NULL) return nm_malloc_fast(n);
-    if (n == 0) { nm_free_fast(p); return NULL; } /* glibc: realloc(p, 0) frees, returns NULL */
-    if (NM_UNLIKELY(n > PTRDIFF_MAX)) { errno = ENOMEM; return NULL; }
-    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
     unsigned kind = nm_pme_kind(e);
     if (kind == NM_KIND_SLAB || kind == NM_KIND_MEDIUM) return realloc_slab(p, n, e);
     nm_tcache_t *tc = nm_thread_ready();
@@ -271,6 +278,23 @@ void *nm_realloc(void *p, size_t n)
     }
     if (nm_fallback_owns(p)) return realloc_move(tc, p, nm_fallback_usable(p), n);
     return realloc_refused("not allocated by numamalloc", p, n);
+}
+
+static NM_NOINLINE void *realloc_edge(void *p, size_t n)
+{
+    if (p == NULL) return nm_malloc_fast(n);
+    if (n == 0) { nm_free_fast(p); return NULL; } /* glibc: realloc(p, 0) frees, returns NULL */
+    errno = ENOMEM;                                 /* n > PTRDIFF_MAX */
+    return NULL;
+}
+
+/* The common case up front, with nothing to save: a small block that stays. */
+void *nm_realloc(void *p, size_t n)
+{
+    if (NM_UNLIKELY(p == NULL || n - 1 >= PTRDIFF_MAX)) return realloc_edge(p, n);
+    nm_pme_t e = nm_pagemap_get((uintptr_t)p);
+    if (nm_pme_kind(e) == NM_KIND_SLAB && !nm_opt.check && keeps(n, nm_pme_class(e))) return kept(p);
+    return realloc_entry(p, n, e);
 }
 
 void *nm_reallocarray(void *p, size_t n, size_t m)
