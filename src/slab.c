@@ -227,7 +227,7 @@ static void settle_touched(nm_depot_t *d, nm_slab_t **touched, unsigned nt)
 }
 
 /* the run of k blocks of s just marked, the lowest in word low */
-static inline __attribute__((always_inline)) void run_end(nm_slab_t *s, unsigned k, unsigned low)
+NM_INLINE void run_end(nm_slab_t *s, unsigned k, unsigned low)
 {
     if (low < s->hint) s->hint = (uint16_t)low;
     s->pend = (uint16_t)(s->pend + k);
