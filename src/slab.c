@@ -202,14 +202,6 @@ static void settle(nm_depot_t *d, nm_slab_t *s, unsigned k)
     }
 }
 
-/* set p's bit and lower s's hint to its word */
-static void mark_free(nm_slab_t *s, const void *p)
-{
-    size_t idx = block_index(s, p);
-    s->freemap[idx / 64] |= (uint64_t)1 << (idx % 64);
-    if (idx / 64 < s->hint) s->hint = (uint16_t)(idx / 64);
-}
-
 /* A magazine's blocks come from a few slabs, but in the program's order, not the
  * address order: runs of one slab averaged 1.2 blocks in a C++ container teardown.
  * So a run of blocks of one slab (one page-map lookup) sets their bits, lowers the
@@ -327,13 +319,9 @@ nm_verdict_t nm_slab_free_checked_locked(nm_depot_t *d, nm_slab_t *s, void *p)
     nm_verdict_t v = nm_slab_verdict_locked(s, p);
     if (v.why || v.bad != NM_CANARY_OK) return v;
     if (nm_class_is_medium(s->cls)) nm_medium_take_back(s, p);
-    size_t size = nm_class_size[s->cls];
     /* poison freed memory so a use after free reads garbage, not stale data */
-    for (size_t i = 0; i < size; i++) ((unsigned char *)p)[i] = 0x5a;
-    mark_free(s, p);
-    settle(d, s, 1);
-    d->held--;
-    footprint(d, -(int64_t)size);
+    memset(p, 0x5a, nm_class_size[s->cls]);
+    nm_slab_free_batch_locked(d, &p, 1);
     return v;
 }
 

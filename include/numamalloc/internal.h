@@ -197,10 +197,11 @@ extern uint64_t nm_large_backing_total[NM_BACK_COUNT];   /* mappings ever made p
 extern int nm_thp_mode;                                  /* 0 never, 1 madvise, 2 always */
 
 /* ---- slab.c (depot lock held) ---------------------------------------------------------- */
+/* block index at byte offset off of a slab whose class has reciprocal recip */
+NM_INLINE size_t nm_block_at(uint64_t off, uint64_t recip) { return (size_t)((off * recip) >> 32); }
 /* index of the block of slab s that starts at p (no division); for a p inside a
  * block it may read one high in the block's last bytes (from 20 KiB classes up):
  * callers pass block starts, or only ask whether p is one */
-NM_INLINE size_t nm_block_at(uint64_t off, uint64_t recip) { return (size_t)((off * recip) >> 32); }
 NM_INLINE size_t nm_slab_index(const nm_slab_t *s, const void *p)
 {
     return nm_block_at((uint64_t)((const char *)p - s->start), nm_class_recip[s->cls]);
