@@ -5,8 +5,9 @@
  * not needed), spare slabs and the pages of free medium blocks, free segment pages
  * (MADV_DONTNEED) and whole segments (munmap), cached large mappings, and the large
  * blocks threads keep after freeing them (from every thread, idle ones included);
- * it also retires the caches of threads that died without running their exit. A
- * pass runs
+ * it also retires the caches of threads that died without running their exit
+ * (and between passes, cached large mappings over a bound go back sooner: see
+ * trim_large). A pass runs
  *   - from the slow paths of every thread (nm_decay_tick: a counter, and a clock read
  *     every 32 slow events; whichever thread finds a pass due runs it), so memory
  *     goes back whatever the program does: small, medium or large, malloc or free;
