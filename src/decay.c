@@ -5,9 +5,8 @@
  * not needed), spare slabs and the pages of free medium blocks, free segment pages
  * (MADV_DONTNEED) and whole segments (munmap), cached large mappings, and the large
  * blocks threads keep after freeing them (from every thread, idle ones included);
- * it also retires the caches of threads that died without running their exit
- * (and between passes, cached large mappings over a bound go back sooner: see
- * trim_large). A pass runs
+ * it also retires the caches of threads that died without running their exit. A
+ * pass runs
  *   - from the slow paths of every thread (nm_decay_tick: a counter, and a clock read
  *     every 32 slow events; whichever thread finds a pass due runs it), so memory
  *     goes back whatever the program does: small, medium or large, malloc or free;
@@ -38,44 +37,10 @@ static uint64_t released_so_far(void)
            nm_gstat_get(NM_C_meta_bytes);
 }
 
-/* Between passes: cached large mappings beyond the bound of free slab pages
- * (NM_DIRTY_MIN and an eighth of the footprint, src/segment.c) go back once unused
- * NM_DIRTY_AGE_MS, oldest first, the node caches' before the threads' slots (the
- * likeliest to be asked for again). A mapping is resident whole, so one not reused
- * that soon holds many pages for a phase of the program that is over. Runs at most
- * once per NM_DIRTY_AGE_MS, skipped when another pass runs. */
-static uint64_t next_trim_ms;
-
-static void trim_large(uint64_t now)
-{
-    nm_store_relaxed(&next_trim_ms, now + NM_DIRTY_AGE_MS);
-    uint64_t cap = NM_MAX((uint64_t)NM_DIRTY_MIN, nm_gstat_get(NM_C_footprint) / 8);
-    uint64_t cached = nm_large_cached_bytes();
-    if (cached <= cap || now < NM_DIRTY_AGE_MS) return;
-    if (!nm_trylock(&nm_decay_lock)) return;
-    uint64_t cutoff = now - NM_DIRTY_AGE_MS, excess = cached - cap;
-    for (uint32_t dom = 0; dom < nm_ndomains && excess; dom++) {
-        uint64_t freed = nm_large_trim_idle(dom, cutoff, excess);
-        excess -= NM_MIN(freed, excess);
-    }
-    if (excess) {
-        nm_lock(&nm_threads_lock);
-        for (nm_tcache_t *tc = nm_threads; tc && excess; tc = tc->next) {
-            uint64_t freed = nm_large_tcache_release(tc, cutoff);
-            excess -= NM_MIN(freed, excess);
-        }
-        nm_unlock(&nm_threads_lock);
-    }
-    nm_unlock(&nm_decay_lock);
-}
-
 void nm_decay(bool force)
 {
     uint64_t now = nm_os_now_ms();
-    if (!force && now < nm_load_relaxed(&next_decay_ms)) {
-        if (now >= nm_load_relaxed(&next_trim_ms) && nm_opt.decay_ms > NM_DIRTY_AGE_MS) trim_large(now);
-        return;
-    }
+    if (!force && now < nm_load_relaxed(&next_decay_ms)) return;
     if (force) nm_lock(&nm_decay_lock);
     else if (!nm_trylock(&nm_decay_lock)) return;
     uint64_t interval = nm_opt.decay_ms ? nm_opt.decay_ms : 1;

@@ -20,9 +20,7 @@
  * normal pages. Every step down is counted by reason (stats.h NM_FALLBACK_REASONS).
  *
  * Freed mappings wait in a per-domain cache (NUMAMALLOC_LARGE_CACHE bytes, newest
- * first) for reuse, and are unmapped after NUMAMALLOC_DECAY_MS idle, or after
- * NM_DIRTY_AGE_MS when the caches hold more than the bound of free slab pages
- * (src/decay.c). realloc of a
+ * first) for reuse, and are unmapped after NUMAMALLOC_DECAY_MS idle. realloc of a
  * 4 KiB or THP-backed block uses mremap (no copy; the binding moves with the VMA).
  * Descriptors (nm_large_t) are metadata; the page map holds the granule of the
  * pointer handed out.
@@ -718,32 +716,6 @@ void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)
     nm_large_t *evict = cache_trim_locked(dm, cutoff_ms);
     nm_unlock(&dm->large_lock);
     release_all(evict);
-}
-
-uint64_t nm_large_cached_bytes(void)
-{
-    uint64_t b = nm_gstat_get(NM_C_large_tcache_bytes);
-    for (uint32_t d = 0; d < nm_ndomains; d++) b += nm_load_relaxed(&nm_domains[d].cache_bytes);
-    return b;
-}
-
-uint64_t nm_large_trim_idle(uint32_t dom, uint64_t cutoff_ms, uint64_t excess)
-{
-    nm_domain_t *dm = &nm_domains[dom];
-    if (nm_load_relaxed(&dm->cache_bytes) == 0) return 0;
-    uint64_t freed = 0;
-    nm_large_t *evict = NULL;
-    nm_lock(&dm->large_lock);
-    while (dm->cache_tail && freed < excess && dm->cache_tail->freed_ms <= cutoff_ms) {
-        nm_large_t *t = dm->cache_tail;                 /* the oldest */
-        cache_unlink_locked(dm, t);
-        freed += t->map_len;
-        t->next = evict;
-        evict = t;
-    }
-    nm_unlock(&dm->large_lock);
-    release_all(evict);
-    return freed;
 }
 
 void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)

@@ -180,11 +180,6 @@ nm_verdict_t nm_large_verdict(const nm_large_t *L);
 size_t nm_large_usable(const nm_large_t *L);
 /* release cached mappings of domain dom freed at or before cutoff_ms (UINT64_MAX: all) */
 void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
-/* freed large mappings cached, in node caches and threads' slots (relaxed reads) */
-uint64_t nm_large_cached_bytes(void);
-/* release the oldest cached mappings of domain dom freed at or before cutoff_ms,
- * until about `excess` bytes went; returns the bytes released */
-uint64_t nm_large_trim_idle(uint32_t dom, uint64_t cutoff_ms, uint64_t excess);
 /* blocks tc keeps, freed at or before cutoff_ms (UINT64_MAX: all), go to their node's
  * cache; from any thread (a slot is emptied by exchange; the caller keeps tc alive);
  * returns the bytes released */

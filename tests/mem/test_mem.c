@@ -69,19 +69,6 @@ Test(decay, freed_large_blocks_return_while_only_1mib_pairs_run, .timeout = 120)
     nm_proc_free(&p);
 }
 
-/* The same program with NUMAMALLOC_DECAY_MS at 60 s, so that no decay pass comes
- * after the first: the freed 60 MiB are far over the bound of what stays cached
- * (1 MiB and an eighth of the footprint) and must go back once idle 50 ms. */
-Test(decay, cached_large_blocks_over_the_bound_return_before_the_decay_time, .timeout = 120)
-{
-    const char *env[] = { "NUMAMALLOC_DECAY_MS=60000", NULL };
-    nm_proc_t p;
-    rss3_t r = rss_case("decay-path", env, "", "the 60 MiB of 3 MiB blocks", "3 s of 1 MiB pairs", 50 * MIB, &p);
-    cr_assert_lt(r.end, r.start + 20 * MIB, "RSS still %.1f MiB after 3 s of 1 MiB pairs with NUMAMALLOC_DECAY_MS=60000 "
-                 "(%.1f MiB at start, %.1f with the blocks live)", MB(r.end), MB(r.start), MB(r.full));
-    nm_proc_free(&p);
-}
-
 /* ---- threads that exit ---------------------------------------------------------------------
  * 4 threads write and free 32 MiB of 256 KiB blocks each and exit; the decay time
  * is the default 1 s, and RSS is read right after the joins: the free slab pages over

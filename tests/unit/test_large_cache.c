@@ -845,39 +845,6 @@ Test(large, node_cache_decay_releases_what_was_freed_by_the_cutoff, .init = boot
     cr_assert(mapped(spacer[0]) && mapped(spacer[1]), "live blocks are untouched");
 }
 
-Test(large, idle_trim_releases_the_oldest_idle_mappings_until_the_excess_went, .init = boot)
-{
-    char *spacer[2];
-    char *c = three_cached(spacer);                /* cached: 5 MiB (oldest), 2 MiB, 4 MiB (newest) */
-    nm_large_t *oldest = dm->cache_tail, *mid = oldest->prev, *newest = dm->cache;
-    uint64_t evict = nm_gstat_get(NM_C_large_cache_evict), fp = nm_gstat_get(NM_C_footprint);
-    cr_assert_eq(nm_large_cached_bytes(), 11 * MiB);
-    oldest->freed_ms = 100;
-    mid->freed_ms = 200;
-    newest->freed_ms = 300;
-
-    /* nothing idle by the cutoff, or nothing in excess: nothing goes */
-    cr_assert_eq(nm_large_trim_idle(dom, 99, 64 * MiB), 0);
-    cr_assert_eq(nm_large_trim_idle(dom, 300, 0), 0);
-    cr_assert_eq(check_cache(), 3);
-
-    /* 1 byte in excess: the oldest goes, whole, and nothing more */
-    cr_assert_eq(nm_large_trim_idle(dom, 300, 1), 5 * MiB);
-    cr_assert_eq(check_cache(), 2);
-    cr_assert(!mapped(c + 8 * MiB), "the released mapping is unmapped");
-    cr_assert_eq(dm->cache_tail, mid);
-
-    /* a large excess, but the newest was freed after the cutoff: only mid goes */
-    cr_assert_eq(nm_large_trim_idle(dom, 250, 64 * MiB), 2 * MiB);
-    cr_assert_eq(check_cache(), 1);
-    cr_assert_eq(dm->cache, newest);
-    cr_assert(mapped(c + 3 * MiB));
-    cr_assert_eq(nm_large_cached_bytes(), 4 * MiB);
-    cr_assert_eq(nm_gstat_get(NM_C_large_cache_evict), evict + 2);
-    cr_assert_eq(nm_gstat_get(NM_C_footprint), fp - 7 * MiB);
-    cr_assert(mapped(spacer[0]) && mapped(spacer[1]), "live blocks are untouched");
-}
-
 Test(large, decay_with_no_cutoff_releases_everything_to_the_os, .init = boot)
 {
     char *a = alloc(2 * MiB), *b = alloc(3 * MiB), *c = alloc(MiB);
