@@ -9,8 +9,8 @@
  * What is registered (see config.h for why 64 KiB is enough):
  *   - every granule of a slab, while the slab exists (kind SLAB, class, slab desc);
  *   - the granule of the pointer handed out for a large mapping (kind LARGE/HUGE);
- * and, for medium slabs, the live map of pagemap.h (a bit per 8 KiB: blocks the
- * program holds), whose 64 KiB leaves are mapped the same way and never freed.
+ * and, for medium slabs, the live map of pagemap.h (a byte per 8 KiB: blocks the
+ * program holds), whose 512 KiB leaves are mapped the same way and never freed.
  *
  * Memory order. Writers: a leaf is created under pm_lock and published with a
  * release store of its root slot (double-checked, as jemalloc's rtree_leaf_init);
@@ -29,7 +29,7 @@
 #include "numamalloc/internal.h"
 
 nm_pme_t *nm_pm_root[NM_PM_ROOT_LEN];
-uint64_t *nm_live_root[NM_PM_ROOT_LEN];
+uint8_t *nm_live_root[NM_PM_ROOT_LEN];
 nm_lock_t nm_pm_lock = NM_LOCK_INIT;
 
 static nm_pme_t *leaf_for(uintptr_t a, bool create)
@@ -89,9 +89,9 @@ bool nm_pagemap_live_ready(uintptr_t a)
     if (i >= NM_PM_ROOT_LEN) return false;
     if (__atomic_load_n(&nm_live_root[i], __ATOMIC_ACQUIRE)) return true;
     nm_lock(&nm_pm_lock);
-    uint64_t *leaf = __atomic_load_n(&nm_live_root[i], __ATOMIC_RELAXED);
+    uint8_t *leaf = __atomic_load_n(&nm_live_root[i], __ATOMIC_RELAXED);
     if (leaf == NULL) {
-        size_t bytes = ((size_t)1 << (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS - NM_LIVE_SHIFT)) / 8;
+        size_t bytes = (size_t)1 << (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS - NM_LIVE_SHIFT);
         leaf = nm_os_map(bytes, MAP_NORESERVE);
         if (leaf != NULL) {
             nm_gstat_add(NM_C_pagemap_bytes, bytes);

@@ -59,7 +59,7 @@ NM_INLINE void nm_free_fast(void *p)
 /* ---- medium blocks (32 KiB < n < NUMAMALLOC_LARGE_THRESHOLD), from the _slow functions.
  * The same bins; the live map (pagemap.h) says which medium blocks the program
  * holds, so a double or interior free is refused instead of caching the block twice.
- * One locked bit instruction each way. */
+ * One plain byte store each way (and a load at free). */
 
 /* pop a block of medium class cls from the loaded magazine, from the enclosing function */
 #define NM_MEDIUM_POP_RETURN(tc, cls) do {                                   \

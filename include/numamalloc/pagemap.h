@@ -39,51 +39,43 @@ NM_INLINE nm_pme_t nm_pagemap_get(uintptr_t a)
 }
 
 /* ---- the live map: medium blocks the program holds ---------------------------------
- * One bit per 8 KiB of address space (every medium block starts on such a boundary,
- * and no two in the same 8 KiB), set from malloc to free, beside the page map: the
- * leaf for the 4 GiB a page-map leaf covers is 64 KiB, mapped (src/pagemap.c) before
- * the first medium slab there is registered. A bit is set and cleared by the threads
- * handing the block out and taking it back with one locked bit instruction; the
+ * One byte per 8 KiB of address space (every medium block starts on such a boundary,
+ * and no two in the same 8 KiB), 1 from malloc to free, beside the page map: the
+ * leaf for the 4 GiB a page-map leaf covers is 512 KiB of address space, mapped
+ * (src/pagemap.c) before the first medium slab there is registered; a touched page
+ * of it covers 32 MiB. A byte, not a bit: each block's flag is written with a plain
+ * store, so blocks sharing a word need no locked instruction (two locked bit
+ * operations made up half of a 256 KiB malloc/free pair's time). The thread handing
+ * the block out sets it, the thread taking it back tests and clears it; the
  * program's own synchronisation orders the two, so relaxed order is enough. A free
- * whose bit is clear is a double free or not a block start: refused, never cached. */
+ * whose byte is clear is a double free or not a block start: refused, never cached.
+ * Only two frees of one block racing in two threads at the same moment can both
+ * see it set (the program's data race; glibc's and tcmalloc's checks miss it too). */
 #define NM_LIVE_SHIFT      13
-extern uint64_t *nm_live_root[NM_PM_ROOT_LEN];
+extern uint8_t *nm_live_root[NM_PM_ROOT_LEN];
 
-NM_INLINE uint64_t *nm_live_leaf(uintptr_t a) { return __atomic_load_n(&nm_live_root[a >> (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS)], __ATOMIC_ACQUIRE); }
+NM_INLINE uint8_t *nm_live_leaf(uintptr_t a) { return __atomic_load_n(&nm_live_root[a >> (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS)], __ATOMIC_ACQUIRE); }
 NM_INLINE uint64_t nm_live_index(uintptr_t a) { return (a >> NM_LIVE_SHIFT) & (((uint64_t)1 << (NM_GRANULE_SHIFT + NM_PM_LEAF_BITS - NM_LIVE_SHIFT)) - 1); }
 
-/* set the bit of medium block p (ours, its leaf mapped) */
+/* mark medium block p held (ours, its leaf mapped) */
 NM_INLINE void nm_live_set(const void *p)
 {
-    uint64_t *leaf = nm_live_leaf((uintptr_t)p);
-    uint64_t i = nm_live_index((uintptr_t)p);
-#if defined(__x86_64__)
-    __asm__ volatile("lock btsq %1, %0" : "+m"(*leaf) : "r"(i) : "memory", "cc");
-#else
-    __atomic_fetch_or(&leaf[i >> 6], (uint64_t)1 << (i & 63), __ATOMIC_RELAXED);
-#endif
+    __atomic_store_n(&nm_live_leaf((uintptr_t)p)[nm_live_index((uintptr_t)p)], 1, __ATOMIC_RELAXED);
 }
 
-/* clear the bit of medium block p; true if it was set */
+/* mark medium block p no longer held; true if it was */
 NM_INLINE bool nm_live_clear(const void *p)
 {
-    uint64_t *leaf = nm_live_leaf((uintptr_t)p);
-    uint64_t i = nm_live_index((uintptr_t)p);
-#if defined(__x86_64__)
-    bool was;
-    __asm__ volatile("lock btrq %2, %0" : "+m"(*leaf), "=@ccc"(was) : "r"(i) : "memory");
-    return was;
-#else
-    uint64_t bit = (uint64_t)1 << (i & 63);
-    return (__atomic_fetch_and(&leaf[i >> 6], ~bit, __ATOMIC_RELAXED) & bit) != 0;
-#endif
+    uint8_t *f = &nm_live_leaf((uintptr_t)p)[nm_live_index((uintptr_t)p)];
+    if (__atomic_load_n(f, __ATOMIC_RELAXED) == 0) return false;
+    __atomic_store_n(f, 0, __ATOMIC_RELAXED);
+    return true;
 }
 
 NM_INLINE bool nm_live_test(const void *p)
 {
-    uint64_t *leaf = nm_live_leaf((uintptr_t)p);
-    uint64_t i = nm_live_index((uintptr_t)p);
-    return leaf && ((__atomic_load_n(&leaf[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1);
+    const uint8_t *leaf = nm_live_leaf((uintptr_t)p);
+    return leaf && __atomic_load_n(&leaf[nm_live_index((uintptr_t)p)], __ATOMIC_RELAXED);
 }
 
 /* The entry of an address known to be ours (a block from our own caches): no

@@ -266,3 +266,68 @@ Test(pagemap, concurrent_readers_see_none_or_the_exact_entry)
     for (unsigned r = 0; r < READERS; r++)
         for (unsigned i = 0; i < 64; i++) cr_assert_eq(nm_pagemap_get(stable_addr(r, i)), stable_entry(r, i));
 }
+
+/* ---- the live map ---------------------------------------------------------------------
+ * Medium blocks start on 8 KiB boundaries: each has its own flag, set at malloc and
+ * tested and cleared at free, by whichever thread holds the block. */
+
+#define LIVE_BASE (BASE + 8 * LEAF_SPAN)
+#define LIVE_STEP ((uintptr_t)1 << NM_LIVE_SHIFT)
+
+Test(pagemap, live_flags_set_test_and_clear_once)
+{
+    cr_assert(nm_pagemap_live_ready(LIVE_BASE));
+    const void *a = (const void *)LIVE_BASE, *b = (const void *)(LIVE_BASE + LIVE_STEP);
+    cr_assert(!nm_live_test(a) && !nm_live_test(b));
+    cr_assert(!nm_live_clear(a), "a block never handed out is not held");
+    nm_live_set(a);
+    cr_assert(nm_live_test(a));
+    cr_assert(!nm_live_test(b), "the next 8 KiB is another block");
+    cr_assert(nm_live_clear(a));
+    cr_assert(!nm_live_clear(a), "a second free of the same block is refused");
+    cr_assert(!nm_live_test((const void *)(LIVE_BASE + LEAF_SPAN)), "no leaf there: not held");
+}
+
+/* Threads each hand out and take back their own blocks, 8 KiB apart, so that all
+ * of them share words and cache lines: a flag must never be lost or set by another
+ * block's update (a plain read-modify-write of a shared word would do both). */
+enum { LIVE_THREADS = 4, LIVE_BLOCKS = 16, LIVE_ROUNDS = 200000 };
+typedef struct { unsigned id; unsigned long bad; } live_arg_t;
+
+static void *live_main(void *arg)
+{
+    live_arg_t *la = arg;
+    for (unsigned r = 0; r < LIVE_ROUNDS; r++) {
+        for (unsigned k = 0; k < LIVE_BLOCKS; k++) {
+            const void *p = (const void *)(LIVE_BASE + (k * LIVE_THREADS + la->id) * LIVE_STEP);
+            if ((r + k) % 2 == 0) {
+                nm_live_set(p);
+                if (!nm_live_test(p)) la->bad++;
+            } else if (!nm_live_clear(p) && r > 0) {
+                la->bad++;                               /* set in the round before */
+            }
+        }
+    }
+    return NULL;
+}
+
+Test(pagemap, live_flags_of_neighbouring_blocks_are_independent_across_threads)
+{
+    cr_assert(nm_pagemap_live_ready(LIVE_BASE));
+    pthread_t th[LIVE_THREADS];
+    live_arg_t la[LIVE_THREADS];
+    for (unsigned t = 0; t < LIVE_THREADS; t++) {
+        la[t] = (live_arg_t){ .id = t };
+        cr_assert_eq(pthread_create(&th[t], NULL, live_main, &la[t]), 0);
+    }
+    for (unsigned t = 0; t < LIVE_THREADS; t++) {
+        pthread_join(th[t], NULL);
+        cr_assert_eq(la[t].bad, 0, "thread %u: %lu flags lost or wrong", t, la[t].bad);
+    }
+    /* LIVE_ROUNDS is even: each block ends as its last round left it */
+    for (unsigned t = 0; t < LIVE_THREADS; t++)
+        for (unsigned k = 0; k < LIVE_BLOCKS; k++) {
+            bool held = (LIVE_ROUNDS - 1 + k) % 2 == 0;
+            cr_assert_eq(nm_live_test((const void *)(LIVE_BASE + (k * LIVE_THREADS + t) * LIVE_STEP)), held);
+        }
+}
