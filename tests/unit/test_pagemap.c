@@ -324,7 +324,7 @@ Test(pagemap, live_flags_of_neighbouring_blocks_are_independent_across_threads)
         pthread_join(th[t], NULL);
         cr_assert_eq(la[t].bad, 0, "thread %u: %lu flags lost or wrong", t, la[t].bad);
     }
-    /* LIVE_ROUNDS is even: each block ends as its last round left it */
+    /* each block ends as its last round (LIVE_ROUNDS - 1) left it: held where that set it */
     for (unsigned t = 0; t < LIVE_THREADS; t++)
         for (unsigned k = 0; k < LIVE_BLOCKS; k++) {
             bool held = (LIVE_ROUNDS - 1 + k) % 2 == 0;
