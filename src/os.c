@@ -56,28 +56,29 @@ bool nm_os_unmap(void *p, size_t size)
     return true;
 }
 
-static void *trim_to_align(char *raw, size_t size, size_t align, size_t raw_size)
+void *nm_os_map_aligned(size_t size, size_t align, int extra_flags)
 {
-    char *p = (char *)nm_align_up((uintptr_t)raw, align);
-    size_t pre = (size_t)(p - raw), post = raw_size - pre - size;
-    if (pre) nm_os_unmap(raw, pre);
-    if (post) nm_os_unmap(p + size, post);
-    return p;
+    return nm_os_map_congruent(size, align, 0, extra_flags);
 }
 
-void *nm_os_map_aligned(size_t size, size_t align, int extra_flags)
+void *nm_os_map_congruent(size_t size, size_t align, size_t offset, int extra_flags)
 {
     if (align <= nm_os_page) return nm_os_map(size, extra_flags);
     /* first try exactly size: mmap often hands out aligned addresses */
     char *p = nm_os_map(size, extra_flags);
     if (p == NULL) return NULL;
-    if (((uintptr_t)p & (align - 1)) == 0) return p;
+    if (((uintptr_t)p & (align - 1)) == offset) return p;
     nm_os_unmap(p, size);
     size_t raw_size = size + align;
     if (raw_size < size) { errno = ENOMEM; return NULL; }
     char *raw = nm_os_map(raw_size, extra_flags);
     if (raw == NULL) return NULL;
-    return trim_to_align(raw, size, align, raw_size);
+    p = (char *)(nm_align_up((uintptr_t)raw - offset, align) + offset);
+    if (p < raw) p += align;
+    size_t pre = (size_t)(p - raw), post = raw_size - pre - size;
+    if (pre) nm_os_unmap(raw, pre);
+    if (post) nm_os_unmap(p + size, post);
+    return p;
 }
 
 bool nm_os_advise(void *p, size_t size, int advice)

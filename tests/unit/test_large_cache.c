@@ -775,6 +775,23 @@ Test(large, moved_blocks_land_on_page_map_granules, .init = boot)
     }
 }
 
+Test(large, moved_blocks_keep_their_offset_from_a_2mib_boundary, .init = boot)
+{
+    /* so the kernel moves whole page tables: pages moved one by one fault again */
+    for (size_t k = 1; k <= 4; k++) {
+        void *blocker;
+        char *p = block_boxed_in(&blocker);
+        size_t before = (uintptr_t)p % (2 * MiB);
+        char *q = nm_large_resize(tc, desc(p), p, 3 * MiB + k * 4096);
+        cr_assert_not_null(q);
+        cr_assert_neq(q, p);
+        cr_assert_eq((uintptr_t)q % (2 * MiB), before, "moved from %zu KiB past a 2 MiB boundary to %zu KiB",
+                     before >> 10, (size_t)((uintptr_t)q % (2 * MiB)) >> 10);
+        check_live(q, 3 * MiB + k * 4096);
+        if (blocker) munmap(blocker, 4096);
+    }
+}
+
 Test(large, resize_shrinks_in_place_and_gives_back_below_half, .init = boot)
 {
     char *p = alloc(4 * MiB);
