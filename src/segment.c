@@ -16,8 +16,11 @@
  * NM_DIRTY_MIN and an eighth of the heap (jemalloc's old active:dirty rule): a
  * program whose slabs churn through many sizes would otherwise keep every page it
  * ever touched until the decay pass. When a
- * thread exits, they go back over the same bound however new: what it freed is
- * likely not wanted again soon, and no later free may come to look at the bound.
+ * thread exits while no other thread has been busy in the allocator lately, they go
+ * back over the same bound however new: no later free may come to look at the bound.
+ * While others are busy, only what stayed free NM_DIRTY_AGE_MS goes back, as at a
+ * free: their next slabs would fault the pages in again (64 threads that finish one
+ * by one refaulted a sixth of their pages, at 10 us a fault on a shadow-paged guest).
  * A segment that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
  * metadata memory, off the data pages. A strict domain's slab has its pages faulted
  * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
@@ -266,7 +269,7 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff
 
 /* (pages only: the segments stay mapped until decay, so that the address space a
  * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
-void nm_segment_exit_trim(uint32_t d)
+void nm_segment_exit_trim(uint32_t d, uint64_t cutoff_ms)
 {
-    if (nm_segment_over_bound(d, 0)) purge(d, UINT64_MAX, false);
+    if (nm_segment_over_bound(d, 0)) purge(d, cutoff_ms, false);
 }

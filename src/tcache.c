@@ -751,12 +751,17 @@ void nm_thread_exit(nm_tcache_t *tc)
     bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);
+    uint64_t now = nm_os_now_ms(), cutoff = UINT64_MAX;
+    for (const nm_tcache_t *t = nm_threads; t; t = t->next)
+        if (nm_load_relaxed(&t->now_ms) + NM_DIRTY_AGE_MS > now) { cutoff = now - NM_DIRTY_AGE_MS; break; }
     nm_unlock(&nm_threads_lock);
     uint32_t dom = tc->domain;
     nm_tcp = (nm_tcache_t *)&nm_tcache_dead;
     tcache_free(tc);
     nm_gstat_sub(NM_C_threads_live, 1);
-    nm_segment_exit_trim(dom);        /* what it freed is likely not wanted again soon */
+    /* what it freed goes back over the bound now, unless other threads were busy in
+     * the last NM_DIRTY_AGE_MS (their last decay check): their next slabs may reuse it */
+    nm_segment_exit_trim(dom, cutoff);
 }
 
 /* Has thread tid of this process stopped running user code for good? Gone (tgkill:

@@ -73,9 +73,10 @@ size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms);
  * and an eighth of the heap? (the bound on memory kept free for reuse) */
 bool   nm_segment_over_bound(uint32_t d, size_t extra);
 /* a thread of domain d exited: if d's free pages and spare slabs are more than
- * NM_DIRTY_MIN and an eighth of the heap, purge the free pages now, however new (the
- * segments stay mapped until decay). No locks held. */
-void   nm_segment_exit_trim(uint32_t d);
+ * NM_DIRTY_MIN and an eighth of the heap, purge the free pages freed at or before
+ * cutoff_ms (UINT64_MAX: however new) now (the segments stay mapped until decay).
+ * No locks held. */
+void   nm_segment_exit_trim(uint32_t d, uint64_t cutoff_ms);
 NM_INLINE nm_segment_t *nm_slab_segment(nm_slab_t *s)
 {
     return (nm_segment_t *)(void *)(s - s->page);

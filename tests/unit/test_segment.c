@@ -555,7 +555,7 @@ Test(segment, a_wholly_free_segment_is_unmapped_once_idle, .init = boot)
     cr_assert_eq(dm->nsegments, 1);
 }
 
-Test(segment, a_thread_exit_sends_back_free_pages_over_the_bound_however_new, .init = boot_bounded)
+Test(segment, a_thread_exit_sends_back_free_pages_over_the_bound_however_new_unless_others_are_busy, .init = boot_bounded)
 {
     /* a heap of nothing: the bound is NM_DIRTY_MIN */
     cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, (uint64_t)NM_DIRTY_MIN, "the heap must be small for this test");
@@ -567,12 +567,15 @@ Test(segment, a_thread_exit_sends_back_free_pages_over_the_bound_however_new, .i
     for (unsigned i = 0; i < n; i++) give(s[i], 0);
     cr_assert_eq((uint64_t)dm->dirty_pages * PAGE, NM_DIRTY_MIN);
     uint64_t purged = nm_gstat_get(NM_C_slab_pages_purged);
-    nm_segment_exit_trim(dom);
+    nm_segment_exit_trim(dom, UINT64_MAX);
     cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged, "at the bound: nothing goes back");
     /* one slab more: over the bound, but new, so a free keeps it; a thread's exit does not */
     give(s[n], 0);
     cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged, "pages freed just now stay at a free");
-    nm_segment_exit_trim(dom);
+    /* other threads busy: only what stayed free NM_DIRTY_AGE_MS goes back */
+    nm_segment_exit_trim(dom, nm_os_now_ms() - NM_DIRTY_AGE_MS);
+    cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged, "pages freed just now stay while others are busy");
+    nm_segment_exit_trim(dom, UINT64_MAX);
     cr_assert_eq(dm->dirty_pages, 0);
     cr_assert_eq(nm_gstat_get(NM_C_slab_pages_purged), purged + (uint64_t)(n + 1) * per);
     free(s);
