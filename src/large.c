@@ -276,10 +276,9 @@ static char *remap_block(nm_large_t *L, size_t new_len, size_t align)
         return NULL;
     }
     /* The destination sits at the same offset from a 2 MiB boundary as the source,
-     * so the kernel moves the whole 2 MiB page tables between them and only the
-     * ragged ends page by page. Pages moved one by one cost a fault each at their
-     * next touch on a shadow-paged guest (5 us a page measured here, against 65 ns
-     * moved by whole page table): bench/ large-blocks spent most of its time there. */
+     * so the kernel moves whole 2 MiB page tables between them and only the ragged
+     * ends entry by entry: on a shadow-paged guest, every page whose entry was moved
+     * on its own faults again at its next touch. */
     size_t span = NM_MAX(align, NM_PAGE_2M);
     size_t offset = (uintptr_t)L->map & (span - 1);
     if (L->backing == NM_BACK_THP || (offset & (NM_MAX(align, NM_GRANULE) - 1)) != 0)

@@ -19,8 +19,8 @@
  * thread exits while no other thread has been busy in the allocator lately, they go
  * back over the same bound however new: no later free may come to look at the bound.
  * While others are busy, only what stayed free NM_DIRTY_AGE_MS goes back, as at a
- * free: their next slabs would fault the pages in again (64 threads that finish one
- * by one refaulted a sixth of their pages, at 10 us a fault on a shadow-paged guest).
+ * free, and their frees look at the bound again: threads that finish one by one
+ * would otherwise make those still running fault the pages in again.
  * A segment that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
  * metadata memory, off the data pages. A strict domain's slab has its pages faulted
  * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
