@@ -116,7 +116,8 @@ void nm_decay_tick_slow(nm_tcache_t *tc)
     nm_large_settle_owed(tc);
     if (NM_UNLIKELY(nm_opt.background) && nm_load_relaxed(&bg_state) == BG_NONE) background_start();
     uint64_t now = nm_os_now_ms();
-    nm_store_relaxed(&tc->now_ms, now);             /* (read by exiting threads) */
+    tc->now_ms = now;
+    nm_store_relaxed(&tc->busy_ms, now);
     if (now >= tc->trim_due_ms) {                    /* the thread's own bins, once per interval */
         tc->trim_due_ms = now + (nm_opt.decay_ms ? nm_opt.decay_ms : 1);
         nm_tcache_trim(tc);

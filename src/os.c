@@ -63,18 +63,21 @@ void *nm_os_map_aligned(size_t size, size_t align, int extra_flags)
 
 void *nm_os_map_congruent(size_t size, size_t align, size_t offset, int extra_flags)
 {
+    if (offset >= NM_MAX(align, nm_os_page) || (offset & (nm_os_page - 1)) != 0) { errno = EINVAL; return NULL; }
     if (align <= nm_os_page) return nm_os_map(size, extra_flags);
-    /* first try exactly size: mmap often hands out aligned addresses */
-    char *p = nm_os_map(size, extra_flags);
-    if (p == NULL) return NULL;
-    if (((uintptr_t)p & (align - 1)) == offset) return p;
-    nm_os_unmap(p, size);
+    if (offset == 0) {
+        /* first try exactly size: mmap often hands out aligned addresses */
+        char *p = nm_os_map(size, extra_flags);
+        if (p == NULL) return NULL;
+        if (((uintptr_t)p & (align - 1)) == 0) return p;
+        nm_os_unmap(p, size);
+    }
     size_t raw_size = size + align;
     if (raw_size < size) { errno = ENOMEM; return NULL; }
     char *raw = nm_os_map(raw_size, extra_flags);
     if (raw == NULL) return NULL;
-    p = (char *)(nm_align_up((uintptr_t)raw - offset, align) + offset);
-    if (p < raw) p += align;
+    /* raw plus (offset - raw) mod align: the first such address at or after raw */
+    char *p = (char *)(nm_align_up((uintptr_t)raw - offset, align) + offset);
     size_t pre = (size_t)(p - raw), post = raw_size - pre - size;
     if (pre) nm_os_unmap(raw, pre);
     if (post) nm_os_unmap(p + size, post);

@@ -448,7 +448,7 @@ void nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd)
     /* everything cached belongs to the old domain: send it home first */
     nm_tcache_flush_all(tc);
     nm_large_settle(tc);                             /* counted under the old domain */
-    tc->domain = nd;
+    nm_store_relaxed(&tc->domain, nd);               /* (read by exiting threads) */
     tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
 }
 
@@ -739,6 +739,14 @@ nm_tcache_t *nm_thread_start(void)
     return tc;
 }
 
+uint64_t nm_thread_exit_cutoff_locked(uint32_t dom, uint64_t now)
+{
+    for (const nm_tcache_t *t = nm_threads; t; t = t->next)
+        if (nm_load_relaxed(&t->domain) == dom && nm_load_relaxed(&t->busy_ms) + NM_DIRTY_AGE_MS > now)
+            return now - NM_DIRTY_AGE_MS;
+    return UINT64_MAX;
+}
+
 void nm_thread_exit(nm_tcache_t *tc)
 {
     if (tc != nm_tcp || tc->state != NM_T_ACTIVE) return;
@@ -751,11 +759,9 @@ void nm_thread_exit(nm_tcache_t *tc)
     bin_reconcile_all(tc);
     nm_counters_merge(&tc->ctr, nm_ndomains);
     unlink_locked(tc);
-    uint64_t now = nm_os_now_ms(), cutoff = UINT64_MAX;
-    for (const nm_tcache_t *t = nm_threads; t; t = t->next)
-        if (nm_load_relaxed(&t->now_ms) + NM_DIRTY_AGE_MS > now) { cutoff = now - NM_DIRTY_AGE_MS; break; }
-    nm_unlock(&nm_threads_lock);
     uint32_t dom = tc->domain;
+    uint64_t cutoff = nm_thread_exit_cutoff_locked(dom, nm_os_now_ms());
+    nm_unlock(&nm_threads_lock);
     nm_tcp = (nm_tcache_t *)&nm_tcache_dead;
     tcache_free(tc);
     nm_gstat_sub(NM_C_threads_live, 1);

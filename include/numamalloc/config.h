@@ -59,7 +59,7 @@
 #define NM_DIRTY_MIN       (1 << 20) /* free slab pages and spare slabs a domain keeps for reuse:
                                         beyond this and an eighth of the heap they go back once idle */
 #define NM_DIRTY_AGE_MS    50        /* ... this long, not after the decay time (at once when a
-                                        thread exits) */
+                                        thread exits and no other thread of its node is busy) */
 #define NM_SPARE_ALWAYS    (256 << 10) /* a wholly free slab this small is always kept as its
                                         class's spare; bigger ones within the bound above */
 #define NM_FP_BATCH        (32 << 10) /* a depot adds its footprint change to the global

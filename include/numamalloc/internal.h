@@ -304,6 +304,10 @@ NM_INLINE int64_t nm_bin_moved(void **cur, intptr_t mark)
 }
 /* a thread's exit, run by the pthread key destructor (also used by tests) */
 void nm_thread_exit(nm_tcache_t *tc);
+/* what an exiting thread of domain dom purges (nm_segment_exit_trim's cutoff): pages
+ * free NM_DIRTY_AGE_MS if a listed thread of dom made a decay check that recently
+ * (busy: its next slabs may reuse them), else all (UINT64_MAX). Threads lock held. */
+uint64_t nm_thread_exit_cutoff_locked(uint32_t dom, uint64_t now);
 /* retire caches whose threads are gone without running nm_thread_exit; exact: also
  * threads already exiting (reads /proc; dumps) (threads lock held) */
 void nm_threads_reap_locked(bool exact);

@@ -16,7 +16,7 @@ void *nm_os_map(size_t size, int extra_flags);
 /* like nm_os_map, aligned to align (a power of two >= page); trims the excess */
 void *nm_os_map_aligned(size_t size, size_t align, int extra_flags);
 /* like nm_os_map, at an address that is offset past a multiple of align (offset a
- * multiple of the page, below align) */
+ * multiple of the page, below align: else NULL with EINVAL) */
 void *nm_os_map_congruent(size_t size, size_t align, size_t offset, int extra_flags);
 bool  nm_os_unmap(void *p, size_t size);
 bool  nm_os_advise(void *p, size_t size, int advice);

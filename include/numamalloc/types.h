@@ -197,6 +197,8 @@ typedef struct nm_tcache {
     uint64_t  trim_due_ms;   /* when its bins are next looked at for idleness (nm_tcache_trim) */
     uint64_t  now_ms;        /* the clock at its last decay check: when a large block it
                                 keeps was freed, give or take 32 slow events */
+    uint64_t  busy_ms;       /* the same, 0 before its first decay check: exiting threads
+                                read it (relaxed, under the threads lock) to see who is busy */
     int64_t   prof_left;     /* profiler: bytes until the next large sample */
     uint64_t  rng;           /* profiler: xorshift state */
     int32_t   tid;           /* kernel thread id of the owner (to find caches of dead threads) */

@@ -645,3 +645,22 @@ Test(magazine, an_interleaved_batch_settles_every_slab, .init = boot)
     free(batch);
     free(all);
 }
+
+Test(magazine, an_exiting_thread_spares_fresh_pages_only_while_a_thread_of_its_node_is_busy, .init = boot)
+{
+    /* this thread's cache is in the list: it stands for the other threads of an exiting one */
+    nm_tcache_t *tc = nm_tcp;
+    uint64_t now = nm_os_now_ms() + 1000;
+    nm_lock(&nm_threads_lock);
+    for (const nm_tcache_t *t = nm_threads; t; t = t->next)
+        cr_assert(t == tc || t->domain != dom, "another cache of this node is listed: the case is not controlled");
+    tc->busy_ms = 0;
+    cr_assert_eq(nm_thread_exit_cutoff_locked(dom, now), UINT64_MAX, "no decay check yet: not busy, all go back");
+    tc->busy_ms = now - 10;
+    cr_assert_eq(nm_thread_exit_cutoff_locked(dom, now), now - NM_DIRTY_AGE_MS,
+                 "a decay check 10 ms ago: busy, only pages free NM_DIRTY_AGE_MS go back");
+    cr_assert_eq(nm_thread_exit_cutoff_locked(dom + 1, now), UINT64_MAX, "busy on another node: not this node's");
+    tc->busy_ms = now - NM_DIRTY_AGE_MS;
+    cr_assert_eq(nm_thread_exit_cutoff_locked(dom, now), UINT64_MAX, "a decay check NM_DIRTY_AGE_MS ago: idle");
+    nm_unlock(&nm_threads_lock);
+}
