@@ -50,7 +50,13 @@ void nm_decay(bool force)
     /* threads: dead ones retired, kept large blocks that aged out (all when forced) */
     nm_lock(&nm_threads_lock);
     nm_threads_reap_locked(false);
-    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) nm_large_tcache_release(tc, cutoff);
+    bool marked = false;
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) if (tc != nm_tcp) marked |= nm_large_kept_mark(tc);
+    bool fenced = marked && nm_large_kept_fence();
+    for (nm_tcache_t *tc = nm_threads; tc; tc = tc->next) {
+        if (tc == nm_tcp) nm_large_tcache_release(tc, cutoff);
+        else nm_large_kept_release(tc, cutoff, fenced);
+    }
     nm_unlock(&nm_threads_lock);
 
     for (uint32_t dom = 0; dom < nm_ndomains; dom++) {

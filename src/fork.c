@@ -79,6 +79,7 @@ static void child(void)
     other_locks(nm_lock_reinit);
     nm_fallback_fork_open(true);
     nm_tcache_fork_child();
+    nm_large_fork_child(nm_tcp->state == NM_T_ACTIVE ? nm_tcp : NULL);
     nm_decay_fork_child();
     nm_stats_fork_child();
 }

@@ -55,6 +55,7 @@
 
 uint64_t nm_large_backing_total[NM_BACK_COUNT];
 int nm_thp_mode = 1;
+static int lc_fence;                    /* 1: kept-block owners use plain accesses (below) */
 
 static long pool_2m = -1, pool_1g = -1;         /* global hugetlb pool sizes, refreshed */
 static uint64_t pool_checked_ms;
@@ -62,6 +63,7 @@ static uint64_t pool_checked_ms;
 void nm_large_init(void)
 {
     char buf[128];
+    lc_fence = nm_os_membarrier_register();
     nm_thp_mode = 1;
     if (nm_os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
         if (nm_strstr(buf, "[never]")) nm_thp_mode = 0;
@@ -548,11 +550,20 @@ static void node_cache_put(nm_large_t *L)
  * the blocks it freed, still registered in the page map (flagged tcached, so a second
  * free is refused as a double free), and serves its next large request one of them
  * fits from there: no domain lock, no best-fit scan, no page-map stores.
- * The slots are atomic: the owner and any other thread (a decay pass, malloc_trim, a
- * forked child retiring the copy of a thread that is not there) take a block only by
- * exchanging its slot for NULL, so nobody needs the owner's cooperation and an idle
- * thread's blocks still age out. A slot holding a block means the block is wholly
+ * Any thread (a decay pass, malloc_trim, a forked child retiring the copy of a thread
+ * that is not there) may take a block out of a slot, so nobody needs the owner's
+ * cooperation and an idle thread's blocks still age out; it does so only by
+ * exchanging the slot for NULL. A slot holding a block means the block is wholly
  * kept: tcached and the bytes counted are set before it is stored.
+ * The owner's puts and takes would need two locked instructions a round trip for
+ * that (a quarter of a 2 MiB pair); with membarrier(2) they use plain loads and
+ * stores instead, inside a section (lc_enter/lc_leave), and the rare reclaimer pays
+ * with a system call: it marks the thread (lc_reclaim), runs one membarrier (a full
+ * barrier on every thread of the process), and takes the slots only if the owner is
+ * not inside a section (lc_busy); an owner that sees the mark exchanges as above
+ * (an asymmetric Dekker: either the owner's section and lc_busy are visible to the
+ * reclaimer after the barrier, or the owner reads the mark). A reclaimer never waits
+ * for an owner: one inside a section keeps its blocks until the next pass.
  * Bounds: only blocks of the thread's own domain, each at most half of
  * NUMAMALLOC_LARGE_CACHE, all threads' together at most half of it (counted apart
  * from the node caches, so that blocks an idle thread keeps never turn caching off
@@ -604,6 +615,54 @@ static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed)
     tc->lc_pend[freed ? NM_C_bk_fbytes : NM_C_bk_abytes][L->backing] += L->map_len;
 }
 
+/* enter a section with plain slot accesses; false: exchange instead (no membarrier,
+ * or a reclaimer marked the thread) */
+NM_INLINE bool lc_enter(nm_tcache_t *tc)
+{
+    if (!lc_fence) return false;
+    nm_store_relaxed(&tc->lc_busy, tc->lc_busy + 1);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);             /* the barrier is the reclaimer's */
+    if (NM_LIKELY(nm_load_acquire(&tc->lc_reclaim) == 0)) return true;
+    nm_store_release(&tc->lc_busy, tc->lc_busy - 1);
+    return false;
+}
+
+NM_INLINE void lc_leave(nm_tcache_t *tc)
+{
+    nm_store_release(&tc->lc_busy, tc->lc_busy - 1);
+}
+
+bool nm_large_kept_mark(nm_tcache_t *tc)
+{
+    if (!lc_fence) return false;
+    for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) {
+        if (nm_load_relaxed(&tc->lcache[i]) != NULL) {
+            nm_store_relaxed(&tc->lc_reclaim, 1);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool nm_large_kept_fence(void) { return nm_os_membarrier(); }
+
+size_t nm_large_kept_release(nm_tcache_t *tc, uint64_t cutoff_ms, bool fenced)
+{
+    if (!lc_fence) return nm_large_tcache_release(tc, cutoff_ms);
+    if (nm_load_relaxed(&tc->lc_reclaim) == 0) return 0;   /* nothing kept when marking */
+    size_t bytes = 0;
+    if (fenced && nm_load_acquire(&tc->lc_busy) == 0) bytes = nm_large_tcache_release(tc, cutoff_ms);
+    nm_store_release(&tc->lc_reclaim, 0);
+    return bytes;
+}
+
+void nm_large_fork_child(nm_tcache_t *self)
+{
+    /* the child has one thread and a new mm, whose registration may be gone */
+    if (lc_fence && !nm_os_membarrier_register()) lc_fence = 0;
+    if (self) { self->lc_busy = 0; self->lc_reclaim = 0; }
+}
+
 static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
 {
     if (tc->state != NM_T_ACTIVE || nm_opt.check || nm_opt.decay_ms == 0 ||
@@ -620,6 +679,7 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
     tc->lc_owed -= credit;
     if (credit < L->map_len) nm_gstat_add(NM_C_large_tcache_bytes, L->map_len - credit);
     /* an empty slot, else the one holding the oldest block */
+    bool plain = lc_enter(tc);
     unsigned at = 0;
     uint64_t oldest = UINT64_MAX;
     for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) {
@@ -627,7 +687,14 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
         if (K == NULL) { at = i; break; }
         if (K->freed_ms < oldest) { oldest = K->freed_ms; at = i; }
     }
-    nm_large_t *old = nm_xchg_acq_rel(&tc->lcache[at], L);
+    nm_large_t *old;
+    if (plain) {
+        old = nm_load_relaxed(&tc->lcache[at]);
+        nm_store_release(&tc->lcache[at], L);
+        lc_leave(tc);
+    } else {
+        old = nm_xchg_acq_rel(&tc->lcache[at], L);
+    }
     if (old) {                                           /* the oldest moves on */
         int saved = errno;                               /* (free's errno: a failed munmap) */
         lcache_drop(old);
@@ -642,17 +709,24 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
  * wastes at most a quarter of it, or NULL */
 static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t align)
 {
+    bool plain = lc_enter(tc);
+    nm_large_t *got = NULL;
     for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) {
         nm_large_t *L = nm_load_acquire(&tc->lcache[i]);
         if (L == NULL || L->domain != dom || L->map_len < len || L->map_len - len > len / 4 ||
             ((uintptr_t)L->map & (align - 1)) != 0)
             continue;
-        if (!nm_cas_acq_rel(&tc->lcache[i], &L, NULL)) continue;   /* taken by a decay pass */
-        L->tcached = 0;
-        tc->lc_owed += L->map_len;                       /* still counted as kept */
-        return L;
+        if (plain) nm_store_relaxed(&tc->lcache[i], NULL);
+        else if (!nm_cas_acq_rel(&tc->lcache[i], &L, NULL)) continue;   /* taken by a decay pass */
+        got = L;
+        break;
     }
-    return NULL;
+    if (plain) lc_leave(tc);
+    if (got) {
+        got->tcached = 0;
+        tc->lc_owed += got->map_len;                     /* still counted as kept */
+    }
+    return got;
 }
 
 size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms)

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/membarrier.h>
 #include <linux/mempolicy.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -82,6 +83,16 @@ void *nm_os_map_congruent(size_t size, size_t align, size_t offset, int extra_fl
     if (pre) nm_os_unmap(raw, pre);
     if (post) nm_os_unmap(p + size, post);
     return p;
+}
+
+bool nm_os_membarrier_register(void)
+{
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+bool nm_os_membarrier(void)
+{
+    return syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
 bool nm_os_advise(void *p, size_t size, int advice)

@@ -185,6 +185,17 @@ void   nm_large_decay(uint32_t dom, uint64_t cutoff_ms);
  * cache; from any thread (a slot is emptied by exchange; the caller keeps tc alive);
  * returns the bytes released */
 size_t nm_large_tcache_release(nm_tcache_t *tc, uint64_t cutoff_ms);
+/* kept blocks of a live thread other than the caller (large.c: the owner may be using
+ * its slots with plain accesses): mark every such thread (true: marked, it keeps
+ * something), run the fence once if any was marked, then release each (fenced: the
+ * fence ran and succeeded; a thread inside its section keeps its blocks this time).
+ * Threads lock held. */
+bool   nm_large_kept_mark(nm_tcache_t *tc);
+bool   nm_large_kept_fence(void);
+size_t nm_large_kept_release(nm_tcache_t *tc, uint64_t cutoff_ms, bool fenced);
+/* in a forked child (self: the forking thread's cache, or NULL): membarrier
+ * registered again, or the owners' plain slot accesses are turned off */
+void   nm_large_fork_child(nm_tcache_t *self);
 /* give back tc->lc_owed (every decay tick, every flush); nm_large_settle also counts
  * the slots' round trips (tc->lc_pend: once per decay interval, not per tick, where
  * it cost 6 % of a 2 MiB pair loop); by the owner, or for a thread that no longer

@@ -19,6 +19,10 @@ void *nm_os_map_aligned(size_t size, size_t align, int extra_flags);
  * multiple of the page, below align: else NULL with EINVAL) */
 void *nm_os_map_congruent(size_t size, size_t align, size_t offset, int extra_flags);
 bool  nm_os_unmap(void *p, size_t size);
+/* membarrier(2), private expedited: register the process (false if the kernel cannot),
+ * and make every thread of the process run a full memory barrier (false on failure) */
+bool  nm_os_membarrier_register(void);
+bool  nm_os_membarrier(void);
 bool  nm_os_advise(void *p, size_t size, int advice);
 void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr);
 /* mbind(2) with a node mask of nbits bits; counts failures, keeps errno */

@@ -213,10 +213,15 @@ typedef struct nm_tcache {
     uint8_t   fill[NM_NUM_CLASSES];  /* rounds a bin's next fill from the slabs takes
                                         (0: NM_FILL_START): doubles per fill up to the
                                         magazine, halves when the bin is evicted */
-    /* large blocks this thread freed, kept for its next request (large.c). Atomic
-     * slots: the owner and any thread reclaiming them (decay, malloc_trim) take a
-     * block only by exchanging its slot for NULL. */
+    /* large blocks this thread freed, kept for its next request (large.c): the owner
+     * and any thread reclaiming them (decay, malloc_trim) take a block only by
+     * exchanging its slot for NULL, except inside the owner's own sections (lc_busy,
+     * lc_reclaim: see large.c), where it uses plain loads and stores */
     nm_large_t *lcache[NM_LCACHE_SLOTS];
+    uint32_t  lc_busy;       /* >0 while the owner is in such a section (written by the
+                                owner, read by reclaimers: relaxed) */
+    uint32_t  lc_reclaim;    /* set by a reclaimer that will exchange slots: the owner then
+                                exchanges too */
     /* bytes of blocks the owner took back from its slots still counted in the global
      * large_tcache_bytes: its next keep uses them up instead of two atomic updates
      * per round trip; settled at its decay tick and when its caches are flushed */

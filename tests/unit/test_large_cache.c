@@ -916,6 +916,60 @@ Test(large, kept_blocks_age_out_of_the_thread_by_the_cutoff, .init = boot)
     for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) cr_assert_null(tc->lcache[i]);
 }
 
+/* Another thread's reclaim of these slots (src/large.c: mark, one membarrier, then
+ * take them unless the owner is inside its section). This thread plays the owner;
+ * its section is simulated with lc_busy. */
+Test(large, a_reclaimer_takes_kept_blocks_only_outside_the_owners_section, .init = boot)
+{
+    if (!nm_os_membarrier_register()) cr_skip_test("no membarrier(2) here: owners always exchange");
+    char *a = alloc(MiB);
+    free_kept(a);
+
+    /* inside a section: marked, but the blocks stay; the mark is cleared */
+    tc->lc_busy = 1;
+    cr_assert(nm_large_kept_mark(tc), "a thread keeping a block is marked");
+    cr_assert_eq(tc->lc_reclaim, 1);
+    cr_assert(nm_large_kept_fence());
+    cr_assert_eq(nm_large_kept_release(tc, UINT64_MAX, true), 0, "the owner is inside its section");
+    cr_assert_eq(desc(a)->tcached, 1, "still kept");
+    cr_assert_eq(tc->lc_reclaim, 0, "the mark goes when the reclaimer is done");
+    tc->lc_busy = 0;
+
+    /* a failed fence takes nothing either */
+    cr_assert(nm_large_kept_mark(tc));
+    cr_assert_eq(nm_large_kept_release(tc, UINT64_MAX, false), 0, "no fence, no taking");
+    cr_assert_eq(desc(a)->tcached, 1);
+
+    /* outside a section: taken, to the node cache */
+    cr_assert(nm_large_kept_mark(tc));
+    cr_assert(nm_large_kept_fence());
+    cr_assert_eq(nm_large_kept_release(tc, UINT64_MAX, true), MiB);
+    cr_assert_not_null(cached_at(a));
+    for (unsigned i = 0; i < NM_LCACHE_SLOTS; i++) cr_assert_null(tc->lcache[i]);
+    cr_assert_eq(tc->lc_reclaim, 0);
+
+    /* nothing kept: nothing marked, and a release of an unmarked thread takes nothing */
+    cr_assert_not(nm_large_kept_mark(tc));
+    cr_assert_eq(nm_large_kept_release(tc, UINT64_MAX, true), 0);
+}
+
+Test(large, a_marked_owner_keeps_and_takes_by_exchange, .init = boot)
+{
+    /* a reclaimer's mark is up: the owner's puts and takes still work (exchanging) and
+     * leave no section open behind them */
+    char *a = alloc(MiB);
+    tc->lc_reclaim = 1;
+    free_kept(a);
+    cr_assert_eq(tc->lc_busy, 0);
+    cr_assert_eq(alloc(MiB), a, "the kept block is served again");
+    cr_assert_eq(tc->lc_busy, 0);
+    tc->lc_reclaim = 0;
+    free_kept(a);
+    cr_assert_eq(tc->lc_busy, 0);
+    cr_assert_eq(alloc(MiB), a);
+    cr_assert_eq(tc->lc_busy, 0);
+}
+
 /* ---- other backings --------------------------------------------------------------------- */
 
 Test(large, a_thp_split_keeps_whole_2mib_pages, .init = boot)
