@@ -10,7 +10,8 @@
  * Medium classes: the smallest count (1..NM_SLAB_MAX_PAGES) that wastes at most
  * 1/32; every medium size divides some such count exactly (40 KiB: 5 pages).
  * Magazine capacity: small NM_MAG_BYTES / size clamped to [NM_MAG_MIN_CAP,
- * NM_MAG_MAX_CAP]; medium NM_MED_MAG_BYTES / size, at least 1. */
+ * NM_MAG_MAX_CAP], or NM_MAG_TINY_BYTES / size up to NM_MAG_TINY_CAP where that
+ * is more (classes below 128 bytes); medium NM_MED_MAG_BYTES / size, at least 1. */
 #include <stdbool.h>
 #include <stdio.h>
 #include "numamalloc/config.h"
@@ -79,6 +80,9 @@ int main(void)
         } else {
             m = NM_MAG_BYTES / size[i];
             if (m > NM_MAG_MAX_CAP) m = NM_MAG_MAX_CAP;
+            unsigned long tiny = NM_MAG_TINY_BYTES / size[i];
+            if (tiny > NM_MAG_TINY_CAP) tiny = NM_MAG_TINY_CAP;
+            if (tiny > m) m = tiny;
             if (m < NM_MAG_MIN_CAP) m = NM_MAG_MIN_CAP;
         }
         cap[i] = (unsigned)m;

@@ -123,11 +123,20 @@ Test(sizeclass, magazine_capacity)
 {
     for (unsigned c = 0; c < NM_SMALL_CLASSES; c++) {
         unsigned cap = nm_class_mag_cap[c];
-        cr_assert(cap >= NM_MAG_MIN_CAP && cap <= NM_MAG_MAX_CAP, "class %u: capacity %u", c, cap);
-        cr_assert(cap >= 8 && cap <= 64, "class %u: capacity %u", c, cap);
-        /* about NM_MAG_BYTES per magazine unless clamped */
-        if (cap > NM_MAG_MIN_CAP && cap < NM_MAG_MAX_CAP)
-            cr_assert_eq(cap, NM_MAG_BYTES / nm_class_size[c], "class %u", c);
+        size_t size = nm_class_size[c];
+        cr_assert(cap >= NM_MAG_MIN_CAP && cap <= NM_MAX(NM_MAG_MAX_CAP, NM_MAG_TINY_CAP), "class %u: capacity %u", c, cap);
+        cr_assert(cap >= 8 && cap <= 128, "class %u: capacity %u", c, cap);
+        if (size < 128) {
+            /* tiny: up to 128 rounds within 8 KiB, never fewer than the general rule gives */
+            cr_assert_eq(cap, NM_MIN(NM_MAG_TINY_CAP, NM_MAG_TINY_BYTES / size), "class %u", c);
+            cr_assert_leq(cap * size, NM_MAG_TINY_BYTES, "class %u", c);
+            cr_assert_gt(cap, 64, "class %u", c);
+        } else if (cap > NM_MAG_MIN_CAP && cap < NM_MAG_MAX_CAP) {
+            /* about NM_MAG_BYTES per magazine unless clamped */
+            cr_assert_eq(cap, NM_MAG_BYTES / size, "class %u", c);
+        } else {
+            cr_assert_eq(cap, size <= NM_MAG_BYTES / NM_MAG_MAX_CAP ? NM_MAG_MAX_CAP : NM_MAG_MIN_CAP, "class %u", c);
+        }
     }
 }
 
