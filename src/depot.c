@@ -36,7 +36,7 @@ nm_mag_t *nm_mag_new(unsigned cls)
 {
     unsigned cap = nm_class_mag_cap[cls];
     nm_mag_t *m = nm_meta_alloc(mag_bytes(cap));
-    if (m) { m->cap = cap; m->holder = 0; }
+    if (m) m->cap = cap;                             /* (metadata comes zeroed: holder 0) */
     return m;
 }
 

@@ -623,6 +623,7 @@ static void remote_free(nm_tcache_t *tc, uint32_t dom, unsigned cls, void *p, nm
     count_free(tc, dom, 1, nm_class_size[cls]);
     nm_count(&tc->ctr, NM_CT_DOMAIN, dom, NM_C_remote_free, 1);
     if (m->count == m->cap) {
+        m->holder = tc->tid;                         /* its rounds are this thread's frees */
         *slot = nm_depot_put_full(nm_depot(dom, cls), m);
         if (*slot) (*slot)->count = 0;
     }

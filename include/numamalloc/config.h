@@ -51,8 +51,8 @@
 #define NM_MEDIUM_MAX      ((size_t)1 << 20)
 #define NM_NUM_CLASSES     60
 #define NM_QUANTUM_SHIFT   4
-#define NM_MAG_MAX_CAP     64        /* rounds in a magazine of 128 bytes or more */
-#define NM_MAG_BYTES       32768     /* a small magazine caches about this many bytes ... */
+#define NM_MAG_MAX_CAP     64        /* rounds in a magazine of a class of 128 bytes or more */
+#define NM_MAG_BYTES       32768     /* such a magazine caches about this many bytes ... */
 #define NM_MAG_MIN_CAP     8         /* ... but never fewer rounds than this */
 /* Tiny classes (16-112 bytes): up to 128 rounds within 8 KiB. A magazine exchange
  * costs the same lock round trip and cache-line transfers whatever the block size,

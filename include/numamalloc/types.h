@@ -53,8 +53,9 @@ typedef struct nm_mag {
     struct nm_mag *next;     /* link in a depot list or a free pool */
     uint32_t count;          /* rounds held, when not loaded */
     uint32_t cap;            /* capacity in rounds */
-    int32_t  holder;         /* tid of the thread that last loaded it in a bin (0: none):
-                                a hint, whose frees its rounds most likely are */
+    int32_t  holder;         /* tid of the thread that last loaded it in a bin or filled
+                                it with remote frees (0: none): a hint, whose frees its
+                                rounds most likely are */
     void *rounds[];
 } nm_mag_t;
 

@@ -6,7 +6,8 @@
  * and domain; held, held_peak, nslabs, the spare slab), nm_depot_put_full /
  * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, the
  * depot's bound on cached magazines), the order a bin hands new blocks out in, a
- * thread's budget (the least recently used bins go back when it is spent), and
+ * thread's budget (the least recently used bins go back when it is spent), the
+ * holder a loaded magazine names, and
  * nm_depot_decay (Bonwick's working set: magazines unused for a whole interval go
  * back, the idle spare slab is released).
  *
@@ -126,6 +127,7 @@ Test(magazine, new_magazines_have_the_class_capacity, .init = boot)
         cr_assert_eq(m->cap, nm_class_mag_cap[c], "class %u", c);
         cr_assert_eq(m->count, 0);
         cr_assert_null(m->next);
+        cr_assert_eq(m->holder, 0, "class %u: a new magazine has no holder", c);
         for (unsigned i = 0; i < m->cap; i++) m->rounds[i] = &m->rounds[i];   /* all rounds writable */
         nm_mag_delete(m);
     }
@@ -503,6 +505,35 @@ Test(magazine, a_spent_budget_gives_back_the_bins_used_least_recently, .init = b
         }
     }
     cr_assert_gt(evictions_seen, 0, "the sizes never filled the budget: the case tests nothing");
+}
+
+/* A magazine loaded in a bin names the thread (holder: the hint by which a refill
+ * tells another thread's frees, whose blocks it prefetches, from its own). The
+ * prefetch itself has no effect a test can see; this checks the hint it rests on. */
+Test(magazine, a_loaded_magazine_names_its_holder, .init = boot)
+{
+    nm_tcache_t *tc = nm_tcp;
+    unsigned cls = nm_class_of(64);
+    nm_depot_t *d = fresh_depot(cls);
+    nm_bin_t *b = &tc->bins[cls];
+    cr_assert_null(b->loaded, "the bin was never used");
+    nm_mag_t *m = full_mag(d);
+    m->holder = tc->tid + 1;                         /* filled by another thread */
+    cr_assert_null(nm_depot_put_full(d, m));
+    void *top = m->rounds[m->count - 1];
+    void *p = nm_malloc(64);
+    cr_assert_eq(p, top, "the refill hands out the depot magazine's top round");
+    cr_assert_eq(b->loaded, m, "and loads that magazine");
+    cr_assert_eq(m->holder, tc->tid, "which now names this thread");
+    nm_free(p);
+
+    /* a magazine the thread fills from the slabs names it too */
+    unsigned other = nm_class_of(96);
+    void *q = nm_malloc(96);
+    cr_assert_not_null(q);
+    cr_assert_not_null(tc->bins[other].loaded);
+    cr_assert_eq(tc->bins[other].loaded->holder, tc->tid);
+    nm_free(q);
 }
 
 /* Medium slabs: decay returns the pages of blocks free for a whole pass (aged at the
