@@ -556,7 +556,7 @@ static void node_cache_put(nm_large_t *L)
  * exchanging the slot for NULL. A slot holding a block means the block is wholly
  * kept: tcached and the bytes counted are set before it is stored.
  * The owner's puts and takes would need two locked instructions a round trip for
- * that (a quarter of a 2 MiB pair); with membarrier(2) they use plain loads and
+ * that, a large part of a 2 MiB pair's cost; with membarrier(2) they use plain loads and
  * stores instead, inside a section (lc_enter/lc_leave), and the rare reclaimer pays
  * with a system call: it marks the thread (lc_reclaim), runs one membarrier (a full
  * barrier on every thread of the process), and takes the slots only if the owner is
