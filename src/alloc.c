@@ -14,7 +14,8 @@
  * and the free of a valid large block, first try the thread's kept blocks
  * (nm_large_take_kept / nm_large_free_kept): a scratch buffer taken per request
  * then costs about what glibc's heap top does.
- * Every slow path gives decay its turn (nm_decay_tick). When memory cannot be had,
+ * Every slow path gives decay its turn (nm_decay_tick; a kept large block's round
+ * trip once, at its free). When memory cannot be had,
  * nm_reclaim gives back everything idle and the request is tried once more; only
  * then does a small or medium request go to the fallback arena, and a NULL (ENOMEM)
  * reach the program. The process boots on the first call of any thread; allocations
@@ -119,7 +120,7 @@ static NM_NOINLINE void *malloc_slower(size_t n)
          * a miss goes there, which ticks (once) and checks the node (one compare) */
         nm_tcache_node_check(tc);           /* large blocks follow a migrated thread at once */
         void *p = nm_large_take_kept(tc, n);
-        if (p) { tick(tc); return p; }
+        if (p) return p;                    /* its free ticked: one tick a round trip */
     }
     if (NM_UNLIKELY(nm_opt.check) || !slab) return nm_alloc_any(tc, n, 0, false);
     tick(tc);

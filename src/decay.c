@@ -37,9 +37,9 @@ static uint64_t released_so_far(void)
            nm_gstat_get(NM_C_meta_bytes);
 }
 
-void nm_decay(bool force)
+/* a pass at time now (ms), if one is due or forced */
+static void decay_at(uint64_t now, bool force)
 {
-    uint64_t now = nm_os_now_ms();
     if (!force && now < nm_load_relaxed(&next_decay_ms)) return;
     if (force) nm_lock(&nm_decay_lock);
     else if (!nm_trylock(&nm_decay_lock)) return;
@@ -69,6 +69,8 @@ void nm_decay(bool force)
     nm_gstat_add(NM_C_decay_runs, 1);
     nm_unlock(&nm_decay_lock);
 }
+
+void nm_decay(bool force) { decay_at(nm_os_now_ms(), force); }
 
 bool nm_reclaim(nm_tcache_t *tc)
 {
@@ -129,7 +131,7 @@ void nm_decay_tick_slow(nm_tcache_t *tc)
         nm_tcache_trim(tc);
         nm_large_settle(tc);                         /* bounds the uncounted round trips */
     }
-    nm_decay(false);
+    decay_at(now, false);                            /* the clock read once a tick */
     errno = saved;
 }
 

@@ -420,11 +420,8 @@ static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed);
 /* L, taken from tc's slots (still registered), handed out for a request of `want` bytes */
 static void *kept_out(nm_tcache_t *tc, nm_large_t *L, size_t want)
 {
-    nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_hit, 1);
     L->req = want;                             /* (never in check mode: no canary to lay) */
-    L->zeroed = 0;
-    L->sampled = 0;
-    lane_count(tc, L, 0);
+    lane_count(tc, L, 0);                      /* (counts the cache hit too, at the settle) */
     return L->user;
 }
 
@@ -586,7 +583,10 @@ void nm_large_pending_add(const nm_tcache_t *tc, nm_counters_t *c)
     for (int b = 0; b < NM_BACK_COUNT; b++) {
         uint64_t v[NM_BACKING_CTR_N];
         for (int k = 0; k < NM_BACKING_CTR_N; k++) v[k] = __atomic_load_n(&tc->lc_pend[k][b], __ATOMIC_RELAXED);
-        if (v[NM_C_bk_alloc]) count_blocks(c, dom, b, node, v[NM_C_bk_alloc], v[NM_C_bk_abytes], 0);
+        if (v[NM_C_bk_alloc]) {                  /* every kept block taken is a cache hit */
+            count_blocks(c, dom, b, node, v[NM_C_bk_alloc], v[NM_C_bk_abytes], 0);
+            nm_count(c, NM_CT_THREAD, 0, NM_C_large_cache_hit, v[NM_C_bk_alloc]);
+        }
         if (v[NM_C_bk_free]) count_blocks(c, dom, b, node, v[NM_C_bk_free], v[NM_C_bk_fbytes], 1);
     }
 }
@@ -674,7 +674,9 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
      * lags by at most the thread's last 32 slow events, so a block can only look
      * older than it is and go back early, never late */
     L->freed_ms = tc->now_ms;
-    L->tcached = 1;
+    L->tcached = 1;                                      /* (one byte with the two below) */
+    L->zeroed = 0;                                       /* what its taker will find */
+    L->sampled = 0;                                      /* (its free forgot it) */
     lane_count(tc, L, 1);                                /* before another thread may take it */
     tc->lc_owed -= credit;
     if (credit < L->map_len) nm_gstat_add(NM_C_large_tcache_bytes, L->map_len - credit);
