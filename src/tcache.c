@@ -16,8 +16,10 @@
  * against the thread's budget (NM_TC_MIN_BYTES, grown by doubling out of a pool
  * shared by all threads, to NM_TC_MAX_BYTES; config.h). A bin that needs one more
  * magazine beyond it first grows the budget if the pool allows, else gives back the
- * magazines of the bin used least recently; a small bin may then work without its
- * previous magazine, a bin without any sends its blocks straight to the slabs. At
+ * magazines of the bin used least recently (a medium bin first makes room among the
+ * medium bins: together they hold at most NM_TC_MED_BYTES of it); a small bin may
+ * then work without its previous magazine, a bin without any sends its blocks
+ * straight to the slabs. At
  * its decay tick a thread gives back the bins it did not use since the last one and
  * half of a budget it does not need. So one thread caches what it uses, and many
  * threads at once hold a bounded total.
@@ -252,41 +254,69 @@ static void budget_shrink(nm_tcache_t *tc, uint64_t keep)
     tc->budget = keep;
 }
 
+/* the bins of the medium classes (one bit per class in tc->mag_bins) */
+#define MEDIUM_BINS (~(uint64_t)0 << NM_SMALL_CLASSES)
+
+/* bytes of the magazines the bins in mask hold */
+static size_t held_by(const nm_tcache_t *tc, uint64_t mask)
+{
+    size_t bytes = 0;
+    for (uint64_t m = tc->mag_bins & mask; m; m &= m - 1) {
+        unsigned c = (unsigned)__builtin_ctzll(m);
+        bytes += bin_mags(&tc->bins[c]) * mag_bytes(c);
+    }
+    return bytes;
+}
+
+/* give back the bins in mask used least recently until `over` bytes went back or
+ * none is left: one pass over the bins that may hold magazines (a cache line each;
+ * with 256 threads on a 512 KiB budget, looking at all 60 was a quarter of the
+ * allocator's instructions), then the oldest first */
+static void evict_lru(nm_tcache_t *tc, uint64_t mask, size_t over)
+{
+    uint8_t cand[NM_NUM_CLASSES];
+    uint32_t age[NM_NUM_CLASSES];
+    unsigned k = 0;
+    for (uint64_t m = tc->mag_bins & mask; m; m &= m - 1) {
+        unsigned c = (unsigned)__builtin_ctzll(m);
+        if (bin_mags(&tc->bins[c]) == 0) { tc->mag_bins &= ~((uint64_t)1 << c); continue; }
+        cand[k] = (uint8_t)c;
+        age[k++] = tc->clock - tc->used[c];
+    }
+    size_t goal = tc->held > over ? tc->held - over : 0;
+    while (k > 0 && tc->held > goal) {
+        unsigned o = 0;
+        for (unsigned i = 1; i < k; i++) if (age[i] > age[o]) o = i;
+        bin_evict(tc, cand[o]);
+        tc->evictions++;
+        tc->ctr.thr[NM_C_cache_evictions]++;
+        cand[o] = cand[--k];
+        age[o] = age[k];
+    }
+}
+
 /* may bin cls take one more magazine? Grows the budget, else gives back the bins used
  * least recently; false if neither makes room */
 static bool admit(nm_tcache_t *tc, unsigned cls)
 {
     size_t need = mag_bytes(cls);
+    uint64_t others = ~((uint64_t)1 << cls);
+    if (nm_class_is_medium(cls)) {
+        /* the medium magazines together hold at most NM_TC_MED_BYTES (config.h): the
+         * least recently used of them make room, not the small bins */
+        size_t med = held_by(tc, MEDIUM_BINS & others);
+        if (med + need > NM_TC_MED_BYTES) evict_lru(tc, MEDIUM_BINS & others, med + need - NM_TC_MED_BYTES);
+        if (held_by(tc, MEDIUM_BINS & others) + need > NM_TC_MED_BYTES) return false;
+    }
     while (tc->held + need > tc->budget && budget_grow(tc)) {}
     /* a magazine worth more than a quarter of the budget does not push others out:
      * one 320 KiB block's magazine evicted every small bin of a thread at its
      * 512 KiB minimum, again and again (many threads, mixed sizes) */
     if (tc->held + need > tc->budget && need > tc->budget / 4) return false;
     if (tc->held + need > tc->budget) {
-        /* give back the least recently used bins down to three quarters of the
-         * budget, so that the next admissions find room without a pass: one pass
-         * over the bins that may hold magazines (a cache line each; with 256
-         * threads on a 512 KiB budget, looking at all 60 was a quarter of the
-         * allocator's instructions), then the oldest first */
-        size_t room = need + tc->budget / 4;
-        uint8_t cand[NM_NUM_CLASSES];
-        uint32_t age[NM_NUM_CLASSES];
-        unsigned k = 0;
-        for (uint64_t m = tc->mag_bins & ~((uint64_t)1 << cls); m; m &= m - 1) {
-            unsigned c = (unsigned)__builtin_ctzll(m);
-            if (bin_mags(&tc->bins[c]) == 0) { tc->mag_bins &= ~((uint64_t)1 << c); continue; }
-            cand[k] = (uint8_t)c;
-            age[k++] = tc->clock - tc->used[c];
-        }
-        while (k > 0 && tc->held + room > tc->budget) {
-            unsigned o = 0;
-            for (unsigned i = 1; i < k; i++) if (age[i] > age[o]) o = i;
-            bin_evict(tc, cand[o]);
-            tc->evictions++;
-            tc->ctr.thr[NM_C_cache_evictions]++;
-            cand[o] = cand[--k];
-            age[o] = age[k];
-        }
+        /* down to three quarters of the budget, so that the next admissions find
+         * room without a pass */
+        evict_lru(tc, others, tc->held + need + tc->budget / 4 - tc->budget);
         if (tc->held + need > tc->budget) return false;
     }
     tc->held += need;

@@ -83,11 +83,17 @@
  * grows its budget (doubling, to NM_TC_MAX_BYTES) out of one pool of NM_TC_POOL_BYTES
  * shared by all threads, and gives it back as it idles or exits. One thread alone
  * caches as much as it uses; many threads busy at once hold at most 512 KiB each
- * plus the pool. The pool lets 256 busy threads about 1.5 MiB each: at the minimum
- * their bins evict one another and a third of their requests go to the slabs. */
+ * plus the pool, which lets 16 threads use their maximum at once and 256 threads
+ * 768 KiB each on average: cached blocks are resident pages, which every thread
+ * that caches them keeps from the others. */
 #define NM_TC_MIN_BYTES    ((size_t)512 << 10)
 #define NM_TC_MAX_BYTES    ((size_t)4 << 20)
-#define NM_TC_POOL_BYTES   ((size_t)256 << 20)
+#define NM_TC_POOL_BYTES   ((size_t)64 << 20)
+/* Of a thread's budget, its medium magazines (blocks of 40 KiB to 1 MiB) hold at most
+ * this much together: each is one to six blocks that cost their pages while cached,
+ * and without a bound of their own they pushed the small bins out and grew every
+ * budget to its maximum (64 threads of mixed sizes: 120 MiB cached at their peak). */
+#define NM_TC_MED_BYTES    ((size_t)512 << 10)
 /* large blocks a thread keeps after freeing them (large.c), without a lock; each at
  * most half of NUMAMALLOC_LARGE_CACHE (0 turns this off with the cache) */
 #define NM_LCACHE_SLOTS    2

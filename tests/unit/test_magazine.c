@@ -6,7 +6,8 @@
  * and domain; held, held_peak, nslabs, the spare slab), nm_depot_put_full /
  * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, the
  * depot's bound on cached magazines), the order a bin hands new blocks out in, a
- * thread's budget (the least recently used bins go back when it is spent), the
+ * thread's budget (the least recently used bins go back when it is spent; the medium
+ * bins' own bound), the
  * holder a loaded magazine names, and
  * nm_depot_decay (Bonwick's working set: magazines unused for a whole interval go
  * back, the idle spare slab is released).
@@ -505,6 +506,59 @@ Test(magazine, a_spent_budget_gives_back_the_bins_used_least_recently, .init = b
         }
     }
     cr_assert_gt(evictions_seen, 0, "the sizes never filled the budget: the case tests nothing");
+}
+
+/* A thread's medium magazines (a block or a few of 40 KiB to 1 MiB each) hold at
+ * most NM_TC_MED_BYTES together: a medium bin that needs room gives back the medium
+ * bins used least recently, and the small bins keep their magazines (the budget,
+ * free to grow here, has room for them). */
+static size_t medium_held(const nm_tcache_t *tc)
+{
+    size_t bytes = 0;
+    for (unsigned c = NM_SMALL_CLASSES; c < NM_NUM_CLASSES; c++)
+        bytes += bin_mags_of(tc, c) * (size_t)nm_class_mag_cap[c] * nm_class_size[c];
+    return bytes;
+}
+
+Test(magazine, medium_bins_make_room_among_themselves_not_from_the_small_ones, .init = boot)
+{
+    nm_tcache_t *tc = nm_tcp;
+    static const size_t small[] = { 64, 512, 4096 };
+    static const size_t medium[] = { 40 << 10, 64 << 10, 96 << 10, 160 << 10, 256 << 10, 320 << 10, 512 << 10 };
+    for (unsigned i = 0; i < 3; i++) {
+        void *p = nm_malloc(small[i]);
+        cr_assert_not_null(p);
+        memset(p, 1, small[i]);
+        nm_free(p);
+        cr_assert_gt(bin_mags_of(tc, nm_class_of(small[i])), 0, "a small bin without a magazine");
+    }
+    unsigned gone_seen = 0, kept_seen = 0;
+    for (unsigned round = 0; round < 4; round++) {
+        for (unsigned i = 0; i < sizeof medium / sizeof medium[0]; i++) {
+            unsigned cls = nm_class_of(medium[i]);
+            cr_assert(nm_class_is_medium(cls));
+            uint32_t used[NM_NUM_CLASSES];
+            unsigned had[NM_NUM_CLASSES];
+            for (unsigned c = 0; c < NM_NUM_CLASSES; c++) { used[c] = tc->used[c]; had[c] = bin_mags_of(tc, c); }
+            void *p = nm_malloc(medium[i]);
+            cr_assert_not_null(p);
+            memset(p, 1, medium[i]);
+            nm_free(p);
+            cr_assert_leq(medium_held(tc), NM_TC_MED_BYTES, "medium magazines hold %zu bytes", medium_held(tc));
+            for (unsigned k = 0; k < 3; k++)
+                cr_assert_gt(bin_mags_of(tc, nm_class_of(small[k])), 0, "a medium bin pushed out a small one");
+            uint32_t newest_gone = 0, oldest_kept = UINT32_MAX;
+            for (unsigned c = NM_SMALL_CLASSES; c < NM_NUM_CLASSES; c++) {
+                if (c == cls || had[c] == 0) continue;
+                if (bin_mags_of(tc, c) == 0) { newest_gone = NM_MAX(newest_gone, used[c]); gone_seen++; }
+                else { oldest_kept = NM_MIN(oldest_kept, used[c]); kept_seen++; }
+            }
+            cr_assert_leq(newest_gone, oldest_kept, "a medium bin used at %u went back, one used at %u stayed",
+                          newest_gone, oldest_kept);
+        }
+    }
+    cr_assert_gt(gone_seen, 0, "no medium bin ever made room: the case tests nothing");
+    cr_assert_gt(kept_seen, 0, "no medium bin ever stayed: the bound is not what it says");
 }
 
 /* A magazine loaded in a bin names the thread (holder: the hint by which a refill
