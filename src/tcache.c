@@ -302,11 +302,16 @@ static bool admit(nm_tcache_t *tc, unsigned cls)
     size_t need = mag_bytes(cls);
     uint64_t others = ~((uint64_t)1 << cls);
     if (nm_class_is_medium(cls)) {
-        /* the medium magazines together hold at most NM_TC_MED_BYTES (config.h): the
-         * least recently used of them make room, not the small bins */
-        size_t med = held_by(tc, MEDIUM_BINS & others);
-        if (med + need > NM_TC_MED_BYTES) evict_lru(tc, MEDIUM_BINS & others, med + need - NM_TC_MED_BYTES);
-        if (held_by(tc, MEDIUM_BINS & others) + need > NM_TC_MED_BYTES) return false;
+        /* the medium magazines together hold at most NM_TC_MED_BYTES (config.h), or
+         * one alone that is bigger (a single block of 640 KiB to 1 MiB): the least
+         * recently used of them make room, not the small bins */
+        uint64_t med_bins = MEDIUM_BINS & others;
+        size_t med = held_by(tc, med_bins);
+        if (med > 0 && med + need > NM_TC_MED_BYTES) {
+            evict_lru(tc, med_bins, need >= NM_TC_MED_BYTES ? med : med + need - NM_TC_MED_BYTES);
+            med = held_by(tc, med_bins);
+            if (med > 0 && med + need > NM_TC_MED_BYTES) return false;
+        }
     }
     while (tc->held + need > tc->budget && budget_grow(tc)) {}
     /* a magazine worth more than a quarter of the budget does not push others out:

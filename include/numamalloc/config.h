@@ -90,9 +90,10 @@
 #define NM_TC_MAX_BYTES    ((size_t)4 << 20)
 #define NM_TC_POOL_BYTES   ((size_t)64 << 20)
 /* Of a thread's budget, its medium magazines (blocks of 40 KiB to 1 MiB) hold at most
- * this much together: each is one to six blocks that cost their pages while cached,
- * and without a bound of their own they pushed the small bins out and grew every
- * budget to its maximum (64 threads of mixed sizes: 120 MiB cached at their peak). */
+ * this much together, or one alone that is bigger: each is one to six blocks that cost
+ * their pages while cached, and without a bound of their own they pushed the small
+ * bins out and grew every budget to its maximum (64 threads of mixed sizes: 120 MiB
+ * cached at their peak). */
 #define NM_TC_MED_BYTES    ((size_t)512 << 10)
 /* large blocks a thread keeps after freeing them (large.c), without a lock; each at
  * most half of NUMAMALLOC_LARGE_CACHE (0 turns this off with the cache) */

@@ -559,6 +559,20 @@ Test(magazine, medium_bins_make_room_among_themselves_not_from_the_small_ones, .
     }
     cr_assert_gt(gone_seen, 0, "no medium bin ever made room: the case tests nothing");
     cr_assert_gt(kept_seen, 0, "no medium bin ever stayed: the bound is not what it says");
+
+    /* a magazine bigger than the bound is cached alone: its bin keeps it round after round */
+    size_t big = 900 << 10;
+    unsigned bcls = nm_class_of(big);
+    cr_assert(nm_class_is_medium(bcls));
+    cr_assert_gt((size_t)nm_class_mag_cap[bcls] * nm_class_size[bcls], NM_TC_MED_BYTES, "not bigger than the bound");
+    for (unsigned round = 0; round < 3; round++) {
+        void *p = nm_malloc(big);
+        cr_assert_not_null(p);
+        memset(p, 1, 4096);
+        nm_free(p);
+        cr_assert_eq(bin_mags_of(tc, bcls), 1, "the big block's bin holds no magazine");
+        cr_assert_eq(medium_held(tc), (size_t)nm_class_size[bcls], "other medium bins stayed beside it");
+    }
 }
 
 /* A magazine loaded in a bin names the thread (holder: the hint by which a refill
