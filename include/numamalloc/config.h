@@ -83,12 +83,13 @@
  * grows its budget (doubling, to NM_TC_MAX_BYTES) out of one pool of NM_TC_POOL_BYTES
  * shared by all threads, and gives it back as it idles or exits. One thread alone
  * caches as much as it uses; many threads busy at once hold at most 512 KiB each
- * plus the pool, which lets 16 threads use their maximum at once and 256 threads
- * 768 KiB each on average: cached blocks are resident pages, which every thread
- * that caches them keeps from the others. */
+ * plus the pool, which lets 32 threads use their maximum at once and 256 threads
+ * 1 MiB each on average: cached blocks are resident pages, which every thread that
+ * caches them keeps from the others, while a thread below a quarter of a magazine's
+ * worth of budget takes that class's blocks one lock round trip at a time. */
 #define NM_TC_MIN_BYTES    ((size_t)512 << 10)
 #define NM_TC_MAX_BYTES    ((size_t)4 << 20)
-#define NM_TC_POOL_BYTES   ((size_t)64 << 20)
+#define NM_TC_POOL_BYTES   ((size_t)128 << 20)
 /* Of a thread's budget, its medium magazines (blocks of 40 KiB to 1 MiB) hold at most
  * this much together, or one alone that is bigger: each is one to six blocks that cost
  * their pages while cached, and without a bound of their own they pushed the small
