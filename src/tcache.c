@@ -19,9 +19,8 @@
  * magazines of the bin used least recently (a medium bin first makes room among the
  * medium bins: together they hold at most NM_TC_MED_BYTES of it); a small bin may
  * then work without its previous magazine, a bin without any sends its blocks
- * straight to the slabs. At
- * its decay tick a thread gives back the bins it did not use since the last one and
- * half of a budget it does not need. So one thread caches what it uses, and many
+ * straight to the slabs. At its decay tick a thread gives back the bins it did not
+ * use since the last one and half of a budget it does not need. So one thread caches what it uses, and many
  * threads at once hold a bounded total.
  * Blocks of another domain (freed by a thread that is not on their node) never enter
  * this thread's bins: they collect in per-(domain, class) magazines and go home to
@@ -269,10 +268,10 @@ static size_t held_by(const nm_tcache_t *tc, uint64_t mask)
 }
 
 /* give back the bins in mask used least recently until `over` bytes went back or
- * none is left: one pass over the bins that may hold magazines (a cache line each;
- * with 256 threads on a 512 KiB budget, looking at all 60 was a quarter of the
- * allocator's instructions), then the oldest first */
-static void evict_lru(nm_tcache_t *tc, uint64_t mask, size_t over)
+ * none is left, and return the bytes that went: one pass over the bins that may
+ * hold magazines (a cache line each; with 256 threads on a 512 KiB budget, looking
+ * at all 60 was a quarter of the allocator's instructions), then the oldest first */
+static size_t evict_lru(nm_tcache_t *tc, uint64_t mask, size_t over)
 {
     uint8_t cand[NM_NUM_CLASSES];
     uint32_t age[NM_NUM_CLASSES];
@@ -283,7 +282,7 @@ static void evict_lru(nm_tcache_t *tc, uint64_t mask, size_t over)
         cand[k] = (uint8_t)c;
         age[k++] = tc->clock - tc->used[c];
     }
-    size_t goal = tc->held > over ? tc->held - over : 0;
+    size_t before = tc->held, goal = before > over ? before - over : 0;
     while (k > 0 && tc->held > goal) {
         unsigned o = 0;
         for (unsigned i = 1; i < k; i++) if (age[i] > age[o]) o = i;
@@ -293,6 +292,7 @@ static void evict_lru(nm_tcache_t *tc, uint64_t mask, size_t over)
         cand[o] = cand[--k];
         age[o] = age[k];
     }
+    return before - tc->held;
 }
 
 /* may bin cls take one more magazine? Grows the budget, else gives back the bins used
@@ -308,8 +308,7 @@ static bool admit(nm_tcache_t *tc, unsigned cls)
         uint64_t med_bins = MEDIUM_BINS & others;
         size_t med = held_by(tc, med_bins);
         if (med > 0 && med + need > NM_TC_MED_BYTES) {
-            evict_lru(tc, med_bins, need >= NM_TC_MED_BYTES ? med : med + need - NM_TC_MED_BYTES);
-            med = held_by(tc, med_bins);
+            med -= evict_lru(tc, med_bins, need >= NM_TC_MED_BYTES ? med : med + need - NM_TC_MED_BYTES);
             if (med > 0 && med + need > NM_TC_MED_BYTES) return false;
         }
     }
