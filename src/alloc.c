@@ -242,8 +242,8 @@ static void *realloc_slab(void *p, size_t n, nm_pme_t e)
         if (!nm_verdict_ok("realloc", p, v)) { errno = EINVAL; return NULL; }
         return realloc_move(nm_thread_ready(), p, v.req, n);
     }
-    if (nm_pme_kind(e) == NM_KIND_MEDIUM) {
-        const char *why = nm_medium_check(nm_pme_desc(e), p);
+    if (nm_pme_kind(e) == NM_KIND_MEDIUM && !nm_medium_held(p)) {
+        const char *why = nm_medium_check(nm_pme_desc(e), p);    /* says which */
         if (why) return realloc_refused(why, p, n);
     }
     if (keeps(n, cls)) return kept(p);
@@ -312,7 +312,7 @@ size_t nm_usable_size(const void *p)
     switch (nm_pme_kind(e)) {
     case NM_KIND_MEDIUM:
         if (!nm_opt.check) {
-            const char *why = nm_medium_check(nm_pme_desc(e), p);
+            const char *why = nm_medium_held(p) ? NULL : nm_medium_check(nm_pme_desc(e), p);
             if (why) { nm_invalid_pointer("malloc_usable_size", p, why); return 0; }
             return nm_class_size[nm_pme_class(e)];
         }

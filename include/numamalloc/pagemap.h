@@ -78,6 +78,14 @@ NM_INLINE bool nm_live_test(const void *p)
     return leaf && __atomic_load_n(&leaf[nm_live_index((uintptr_t)p)], __ATOMIC_RELAXED);
 }
 
+/* p, in a medium slab, is a block the program holds: on an 8 KiB boundary and set.
+ * Only block starts are ever set, so an interior pointer fails too; no look at the
+ * slab's descriptor (a cache miss on realloc's and malloc_usable_size's paths). */
+NM_INLINE bool nm_medium_held(const void *p)
+{
+    return ((uintptr_t)p & (((uintptr_t)1 << NM_LIVE_SHIFT) - 1)) == 0 && nm_live_test(p);
+}
+
 /* The entry of an address known to be ours (a block from our own caches): no
  * bounds or missing-leaf test. */
 NM_INLINE nm_pme_t nm_pagemap_get_ours(uintptr_t a)

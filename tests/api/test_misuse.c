@@ -246,6 +246,8 @@ Test(misuse, messages_realloc)
     expect_message(ARGS("realloc_interior"), "numamalloc: realloc(): invalid pointer %s: not the start of a block (interior pointer) " CHECK_ABORT);
     expect_message(ARGS("realloc_foreign"), "numamalloc: realloc(): invalid pointer %s: not allocated by numamalloc " CHECK_ABORT);
     expect_message(ARGS("realloc_freed_medium"), "numamalloc: realloc(): invalid pointer %s: medium block is not allocated (double free?) " CHECK_ABORT);
+    expect_message(ARGS("realloc_interior_medium"), "numamalloc: realloc(): invalid pointer %s: not the start of a medium block "
+                   "(interior pointer) " CHECK_ABORT);
 }
 
 Test(misuse, messages_medium_blocks)
@@ -364,6 +366,18 @@ Test(misuse, medium_realloc_of_freed_block_returns_null_without_check)
     cr_assert_not_null(strstr(c.out, "realloc returned NULL\nsurvived realloc_freed_medium\n"), "%s", c.out);
     cr_assert_eq(count_lines(c.err), 1, "one warning: %s", c.err);
     cr_assert_not_null(strstr(c.err, "medium block is not allocated (double free?); returning NULL and leaving it alone"), "%s", c.err);
+    child_free(&c);
+}
+
+/* 8 KiB in, where a block of another class could start, and to a size the block
+ * would keep in place: refused all the same, and the block itself still good */
+Test(misuse, medium_realloc_of_interior_pointer_returns_null_without_check)
+{
+    child_t c = run_helper("api_misuse", ARGS("realloc_interior_medium"), NULL);
+    cr_assert(WIFEXITED(c.status) && WEXITSTATUS(c.status) == 0, "status %#x; stderr %s", c.status, c.err);
+    cr_assert_not_null(strstr(c.out, "realloc returned NULL\nsurvived realloc_interior_medium\n"), "%s", c.out);
+    cr_assert_eq(count_lines(c.err), 1, "one warning: %s", c.err);
+    cr_assert_not_null(strstr(c.err, "not the start of a medium block (interior pointer); returning NULL and leaving it alone"), "%s", c.err);
     child_free(&c);
 }
 

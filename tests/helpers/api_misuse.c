@@ -27,6 +27,8 @@
  *                       its size and check that none overlaps another
  *     interior_medium   free a pointer 4 KiB into a medium block, then the block
  *     realloc_freed_medium      realloc a medium block after freeing it
+ *     realloc_interior_medium   realloc, to a size the block would keep, a pointer
+ *                       8 KiB into a medium block (where a block could start)
  *     usable_stack      malloc_usable_size of a local variable's address
  *     double_free_large_alloc   free a large block twice, then allocate large,
  *                       medium and small blocks and check that none overlaps another
@@ -393,6 +395,15 @@ int main(int argc, char **argv)
         free(p);
         void *q = realloc(launder(p), 200000);
         printf("realloc returned %s\n", q ? "a block" : "NULL");
+        return survived(s);
+    }
+    if (!strcmp(s, "realloc_interior_medium")) {
+        char *p = malloc(100000);
+        if (!p) return 2;
+        target(p + 8192);
+        void *q = realloc(launder(p + 8192), 100);
+        printf("realloc returned %s\n", q ? "a block" : "NULL");
+        free(p);                     /* the real block is still good */
         return survived(s);
     }
     if (!strcmp(s, "usable_stack")) {
