@@ -80,7 +80,7 @@ NM_INLINE bool nm_medium_free_fast(nm_tcache_t *tc, void *p, nm_pme_t e)
     if (((e ^ tc->free_tag_hi) >> NM_PME_TAG_SHIFT) != (NM_KIND_SLAB ^ NM_KIND_MEDIUM)) return false;
     nm_bin_t *b = &tc->bins[nm_pme_class(e)];
     void **c = b->cur;
-    if (c == b->end || ((uintptr_t)p & (((uintptr_t)1 << NM_LIVE_SHIFT) - 1)) || !nm_live_clear(p)) return false;
+    if (c == b->end || !nm_live_aligned(p) || !nm_live_clear(p)) return false;
     *c = p;
     b->cur = c + 1;
     return true;

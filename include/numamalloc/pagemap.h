@@ -78,12 +78,18 @@ NM_INLINE bool nm_live_test(const void *p)
     return leaf && __atomic_load_n(&leaf[nm_live_index((uintptr_t)p)], __ATOMIC_RELAXED);
 }
 
+/* p may start a medium block: every one starts on an 8 KiB boundary */
+NM_INLINE bool nm_live_aligned(const void *p)
+{
+    return ((uintptr_t)p & (((uintptr_t)1 << NM_LIVE_SHIFT) - 1)) == 0;
+}
+
 /* p, in a medium slab, is a block the program holds: on an 8 KiB boundary and set.
  * Only block starts are ever set, so an interior pointer fails too; no look at the
  * slab's descriptor (a cache miss on realloc's and malloc_usable_size's paths). */
 NM_INLINE bool nm_medium_held(const void *p)
 {
-    return ((uintptr_t)p & (((uintptr_t)1 << NM_LIVE_SHIFT) - 1)) == 0 && nm_live_test(p);
+    return nm_live_aligned(p) && nm_live_test(p);
 }
 
 /* The entry of an address known to be ours (a block from our own caches): no
