@@ -13,7 +13,13 @@
  * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
  * frees everything at once would otherwise keep it all cached. A depot keeps full
  * magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live thread, at most
- * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. Not fewer: a single
+ * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. With one thread alive
+ * there is nothing to exchange, and a small class keeps at most NM_DEPOT_SOLO_BLOCKS
+ * blocks (it bites on the tiny classes, where 256 KiB is up to 16K blocks): the
+ * depot hands magazines back in the order the program freed their blocks, scattered
+ * over every slab of the class, so a program rebuilding what it tore down would
+ * spread its new objects over many more pages (TLB misses) than the slabs, which hand
+ * blocks out in address order. Not fewer than 2 magazines: a single
  * thread whose working set swings by more than a few magazines would otherwise send
  * every magazine to the slabs and take it back. A medium class (one to six blocks
  * of 40 KiB to 1 MiB a magazine) gets a quarter of that room and no floor: twenty
@@ -48,6 +54,7 @@ void nm_mag_delete(nm_mag_t *m)
 #define NM_DEPOT_BYTES ((size_t)2 << 20)
 #define NM_DEPOT_THREAD_BYTES ((size_t)256 << 10)
 #define NM_DEPOT_EMPTY 64
+#define NM_DEPOT_SOLO_BLOCKS 2048
 
 static uint32_t depot_cap(const nm_depot_t *d)
 {
@@ -56,7 +63,9 @@ static uint32_t depot_cap(const nm_depot_t *d)
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
     if (nm_class_is_medium(cls)) return (uint32_t)(room / 4 / bytes);
-    return (uint32_t)NM_MAX(room / bytes, 2u);
+    size_t cap = room / bytes;
+    if (threads <= 1) cap = NM_MIN(cap, NM_DEPOT_SOLO_BLOCKS / nm_class_mag_cap[cls]);
+    return (uint32_t)NM_MAX(cap, 2u);
 }
 
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m)

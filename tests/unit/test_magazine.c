@@ -325,16 +325,18 @@ Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
 
 /* the bound on full magazines, observed: hand over full magazines until one comes back
  * emptied into the slabs. 256 KiB of cached blocks per live thread, at most 2 MiB, and
- * at least 2 magazines of a small class; a medium class gets a quarter of that room
- * and no floor */
-static void depot_bound_is(unsigned cls)
+ * at least 2 magazines of a small class, which keeps at most 2048 blocks while one
+ * thread is alive; a medium class gets a quarter of that room and no floor */
+static unsigned depot_bound_is(unsigned cls)
 {
     nm_depot_t *d = fresh_depot(cls);
     unsigned cap = nm_class_mag_cap[cls];
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN((size_t)2 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)256 << 10));
     size_t mag = (size_t)cap * nm_class_size[cls];
-    unsigned bound = nm_class_is_medium(cls) ? (unsigned)(room / 4 / mag) : (unsigned)NM_MAX(room / mag, 2u);
+    size_t small = room / mag;
+    if (threads == 1) small = NM_MIN(small, 2048u / cap);
+    unsigned bound = nm_class_is_medium(cls) ? (unsigned)(room / 4 / mag) : (unsigned)NM_MAX(small, 2u);
     unsigned kept = 0;
     for (unsigned i = 0; i < bound + 10; i++) {
         nm_mag_t *m = full_mag(d);
@@ -368,12 +370,16 @@ static void depot_bound_is(unsigned cls)
     }
     cr_assert_eq(d->nempty, 64, "class %u: %u empty magazines kept", cls, d->nempty);
     cr_assert_eq(d->held, (uint64_t)kept * cap);
+    return kept;
 }
 
 Test(magazine, depot_bounds_cached_magazines, .init = boot)
 {
     cr_assert_eq(nm_gstat_get(NM_C_threads_live), 1, "one thread started");
-    static const unsigned one[] = { 0, 11, 23, 39, 40, 59 };
+    /* one thread: 16 magazines of 128 16-byte blocks, not the 128 that 256 KiB would hold */
+    cr_assert_eq(nm_class_mag_cap[0], 128);
+    cr_assert_eq(depot_bound_is(0), 16);
+    static const unsigned one[] = { 4, 11, 23, 39, 40, 59 };
     for (unsigned k = 0; k < NM_ARRAY_LEN(one); k++) depot_bound_is(one[k]);
     /* 3 threads: 768 KiB; 20: the 2 MiB ceiling */
     nm_gstat_add(NM_C_threads_live, 2);
