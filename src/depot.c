@@ -13,21 +13,18 @@
  * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
  * frees everything at once would otherwise keep it all cached. A depot keeps full
  * magazines holding up to NM_DEPOT_THREAD_BYTES of blocks per live thread, at most
- * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. With one thread alive
- * there is nothing to exchange, and a small class keeps at most NM_DEPOT_SOLO_BLOCKS
- * blocks (it bites on the tiny classes, where 256 KiB is up to 16K blocks): the
- * depot hands magazines back in the order the program freed their blocks, scattered
- * over every slab of the class, so a program rebuilding what it tore down would
- * spread its new objects over many more pages (TLB misses) than the slabs, which hand
- * blocks out in address order. Not fewer than 2 magazines: a single
+ * NM_DEPOT_BYTES and, for small classes, at least 2 magazines. Not fewer: a single
  * thread whose working set swings by more than a few magazines would otherwise send
  * every magazine to the slabs and take it back. A medium class (one to six blocks
  * of 40 KiB to 1 MiB a magazine) gets a quarter of that room and no floor: twenty
  * classes with 256 KiB or two magazines each would keep 5-10 MiB of touched memory
  * for one thread, whose own bins already hold what it reuses. Not more for few
- * threads: there is little to exchange, and blocks that go through the slabs come
- * back in address order, where the depot
- * hands them out in the order they were freed. A full magazine beyond the bound is
+ * threads, and with one thread alive at most NM_DEPOT_SOLO_BLOCKS blocks of a small
+ * class (it bites on the tiny classes, where 256 KiB is up to 16K blocks): there is
+ * little or nothing to exchange, and the depot hands blocks out in the order they
+ * were freed, scattered over every slab of the class, where the slabs hand them out
+ * in address order; a program rebuilding what it tore down would otherwise spread its
+ * new objects over many more pages (TLB misses). A full magazine beyond the bound is
  * emptied into the slabs on the spot (the slabs then return whole pages to the OS
  * after decay), and decay returns what stays unused for an interval. Empty
  * magazines: at most 64.

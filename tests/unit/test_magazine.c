@@ -335,7 +335,7 @@ static unsigned depot_bound_is(unsigned cls)
     size_t room = NM_MIN((size_t)2 << 20, (size_t)NM_MAX(threads, 1u) * ((size_t)256 << 10));
     size_t mag = (size_t)cap * nm_class_size[cls];
     size_t small = room / mag;
-    if (threads == 1) small = NM_MIN(small, 2048u / cap);
+    if (threads <= 1) small = NM_MIN(small, 2048u / cap);
     unsigned bound = nm_class_is_medium(cls) ? (unsigned)(room / 4 / mag) : (unsigned)NM_MAX(small, 2u);
     unsigned kept = 0;
     for (unsigned i = 0; i < bound + 10; i++) {
