@@ -29,6 +29,10 @@
  * after decay), and decay returns what stays unused for an interval. Empty
  * magazines: at most 64.
  *
+ * Order: full magazines form one list, newest first. A thread gets back its own newest
+ * (still in its cache); any other thread gets the oldest, not the blocks another
+ * thread freed a moment ago, whose lines are still in that thread's cache.
+ *
  * Lock: nm_depot_t.lock guards the lists, counters and the class's slabs in this
  * domain (src/slab.c runs under it). */
 #include "numamalloc/internal.h"
@@ -84,12 +88,34 @@ nm_mag_t *nm_depot_take_empty_locked(nm_depot_t *d)
     return m;
 }
 
-nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d)
+static void full_push(nm_depot_t *d, nm_mag_t *m)
+{
+    m->next = d->full;
+    m->newer = NULL;
+    if (d->full) d->full->newer = m;
+    else d->full_oldest = m;
+    d->full = m;
+    d->nfull++;
+}
+
+static void full_unlink(nm_depot_t *d, nm_mag_t *m)
+{
+    if (m->newer) m->newer->next = m->next;
+    else d->full = m->next;
+    if (m->next) m->next->newer = m->newer;
+    else d->full_oldest = m->newer;
+    d->nfull--;
+}
+
+/* the newest full magazine if thread tid filled it, else the oldest (see Order above):
+ * every block taken from another thread's cache costs a transfer when the program
+ * writes it */
+nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d, int32_t tid)
 {
     nm_mag_t *m = d->full;
     if (m == NULL) return NULL;
-    d->full = m->next;
-    d->nfull--;
+    if (m->holder != tid) m = d->full_oldest;
+    full_unlink(d, m);
     if (d->nfull < d->nfull_min) d->nfull_min = d->nfull;
     d->exchanges++;
     return m;
@@ -106,9 +132,7 @@ nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full)
         nm_unlock(&d->lock);
         return full;
     }
-    full->next = d->full;
-    d->full = full;
-    d->nfull++;
+    full_push(d, full);
     d->exchanges++;
     nm_mag_t *e = nm_depot_take_empty_locked(d);
     nm_unlock(&d->lock);
@@ -120,9 +144,7 @@ void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
     if (m == NULL) return;
     nm_lock(&d->lock);
     if (m->count == m->cap && d->nfull < depot_cap(d)) {
-        m->next = d->full;
-        d->full = m;
-        d->nfull++;
+        full_push(d, m);
     } else {
         if (m->count) nm_slab_free_batch_locked(d, m->rounds, m->count);
         nm_depot_push_empty_locked(d, m);
@@ -144,8 +166,7 @@ void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
     uint32_t nf = all ? d->nfull : NM_MIN(d->nfull_min, d->nfull);
     for (uint32_t i = 0; i < nf; i++) {
         nm_mag_t *m = d->full;
-        d->full = m->next;
-        d->nfull--;
+        full_unlink(d, m);
         m->next = full;
         full = m;
     }

@@ -364,7 +364,7 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
     if (b->loaded == NULL && !admit(tc, cls)) return 0;
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_lock(&d->lock);
-    nm_mag_t *full = nm_depot_take_full_locked(d);
+    nm_mag_t *full = nm_depot_take_full_locked(d, tc->tid);
     if (full) {
         if (b->loaded) {
             if (b->prev) nm_depot_push_empty_locked(d, b->prev);
@@ -443,7 +443,7 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
     bin_sync(b);
     nm_depot_t *d = nm_depot(tc->domain, cls);
     nm_lock(&d->lock);
-    nm_mag_t *full = nm_depot_take_full_locked(d);
+    nm_mag_t *full = nm_depot_take_full_locked(d, tc->tid);
     if (full) {
         if (b->loaded) nm_depot_push_empty_locked(d, b->loaded);
         nm_unlock(&d->lock);

@@ -264,7 +264,7 @@ NM_INLINE uint32_t nm_depot_domain(const nm_depot_t *d)
 NM_INLINE unsigned nm_depot_cls(const nm_depot_t *d) { return (unsigned)(d - nm_domains[nm_depot_domain(d)].depots); }
 nm_mag_t *nm_mag_new(unsigned cls);
 void nm_mag_delete(nm_mag_t *m);
-nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d);
+nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d, int32_t tid);
 nm_mag_t *nm_depot_take_empty_locked(nm_depot_t *d);
 void nm_depot_push_empty_locked(nm_depot_t *d, nm_mag_t *m);
 /* hand a full magazine to d; returns an empty one (from d, or `full` itself emptied

@@ -50,7 +50,8 @@ enum nm_kind {
  * Bonwick's magazine: a stack of free blocks ("rounds") of one class. While loaded
  * in a bin, the bin's cur/base/end describe it and `count` is stale. */
 typedef struct nm_mag {
-    struct nm_mag *next;     /* link in a depot list or a free pool */
+    struct nm_mag *next;     /* link in a depot list or a free pool (full list: to older) */
+    struct nm_mag *newer;    /* full list only: link to the next newer magazine */
     uint32_t count;          /* rounds held, when not loaded */
     uint32_t cap;            /* capacity in rounds */
     int32_t  holder;         /* tid of the thread that last loaded it in a bin or filled
@@ -118,7 +119,8 @@ typedef struct nm_segment {
 /* ---- depot (one per domain and class) -------------------------------------------- */
 typedef struct nm_depot {
     nm_lock_t lock;
-    nm_mag_t *full;          /* full magazines */
+    nm_mag_t *full;          /* full magazines, newest first (doubly linked) */
+    nm_mag_t *full_oldest;   /* the other end of that list */
     nm_mag_t *empty;         /* empty magazines */
     uint32_t  nfull, nempty;
     uint32_t  nfull_min;     /* fewest full magazines seen since the last decay tick */

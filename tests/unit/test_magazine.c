@@ -4,13 +4,12 @@
  * Owns: nm_mag_new capacities, nm_slab_alloc_batch_locked / nm_slab_free_batch_locked
  * (blocks unique, inside a slab registered in the page map as SLAB of the right class
  * and domain; held, held_peak, nslabs, the spare slab), nm_depot_put_full /
- * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, the
- * depot's bound on cached magazines), the order a bin hands new blocks out in, a
- * thread's budget (the least recently used bins go back when it is spent; the medium
- * bins' own bound), the
- * holder a loaded magazine names, and
- * nm_depot_decay (Bonwick's working set: magazines unused for a whole interval go
- * back, the idle spare slab is released).
+ * nm_depot_take_full_locked / nm_depot_return (full and empty lists, exchanges, which
+ * full magazine a thread gets, the depot's bound on cached magazines), the order a
+ * bin hands new blocks out in, a thread's budget (the least recently used bins go
+ * back when it is spent; the medium bins' own bound), the holder a loaded magazine
+ * names, and nm_depot_decay (Bonwick's working set: magazines unused for a whole
+ * interval go back, the idle spare slab is released).
  *
  * Each Criterion test is its own process, so every test starts from a fresh
  * allocator: booted here with nm_process_init() and nm_thread_cache(), and
@@ -274,6 +273,58 @@ Test(magazine, new_blocks_come_out_ascending, .init = boot)
     }
 }
 
+/* the depot hands a thread its own newest full magazine (its blocks are likely in that
+ * thread's cache) and otherwise the oldest one: the freshest frees of another thread
+ * sit in that thread's cache. Decay and the bound see one list either way. */
+Test(magazine, depot_gives_own_newest_else_oldest, .init = boot)
+{
+    unsigned cls = 5;
+    nm_depot_t *d = fresh_depot(cls);
+    int32_t me = nm_tcp->tid, other = me + 1, third = me + 2;
+    nm_mag_t *m[4];
+    int32_t filled_by[4] = { other, me, other, me };          /* oldest first */
+    for (unsigned i = 0; i < 4; i++) {
+        m[i] = full_mag(d);
+        m[i]->holder = filled_by[i];
+        cr_assert_null(nm_depot_put_full(d, m[i]));
+    }
+    cr_assert_eq(d->nfull, 4);
+    nm_lock(&d->lock);
+    nm_mag_t *a = nm_depot_take_full_locked(d, me);      /* newest is mine: m[3] */
+    nm_mag_t *b = nm_depot_take_full_locked(d, third);   /* newest m[2] is not: oldest, m[0] */
+    nm_mag_t *c = nm_depot_take_full_locked(d, me);      /* newest m[2] is other's: oldest, m[1] */
+    nm_mag_t *e = nm_depot_take_full_locked(d, other);   /* the last one, m[2] */
+    nm_mag_t *none = nm_depot_take_full_locked(d, me);
+    nm_unlock(&d->lock);
+    cr_assert_eq(a, m[3], "a thread's own newest magazine comes first");
+    cr_assert_eq(b, m[0], "another thread's frees: the oldest magazine");
+    cr_assert_eq(c, m[1], "the newest is someone else's: the oldest again");
+    cr_assert_eq(e, m[2]);
+    cr_assert_null(none);
+    cr_assert_eq(d->nfull, 0);
+    cr_assert_null(d->full);
+    cr_assert_null(d->full_oldest, "both ends of the emptied list are clear");
+
+    /* the list stays whole across pushes after it was emptied from both ends */
+    nm_depot_return(d, a);
+    nm_depot_return(d, b);
+    cr_assert_eq(d->nfull, 2);
+    cr_assert_eq(d->full, b);
+    cr_assert_eq(d->full_oldest, a);
+    cr_assert_eq(b->next, a);
+    cr_assert_eq(a->newer, b);
+    nm_depot_decay(d, 0, true);
+    cr_assert_eq(d->nfull, 0);
+    cr_assert_null(d->full);
+    cr_assert_null(d->full_oldest);
+    for (unsigned i = 0; i < 4; i++) if (m[i] == c || m[i] == e) {
+        nm_lock(&d->lock);
+        nm_slab_free_batch_locked(d, m[i]->rounds, m[i]->count);
+        nm_unlock(&d->lock);
+        nm_mag_delete(m[i]);
+    }
+}
+
 Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
 {
     unsigned cls = 5;
@@ -288,8 +339,8 @@ Test(magazine, depot_exchanges_full_and_empty_magazines, .init = boot)
     cr_assert_eq(d->nfull, 1);
     cr_assert_eq(d->exchanges, 1);
     nm_lock(&d->lock);
-    nm_mag_t *t = nm_depot_take_full_locked(d);
-    nm_mag_t *none = nm_depot_take_full_locked(d);
+    nm_mag_t *t = nm_depot_take_full_locked(d, nm_tcp->tid);
+    nm_mag_t *none = nm_depot_take_full_locked(d, nm_tcp->tid);
     nm_unlock(&d->lock);
     cr_assert_eq(t, m, "the full magazine comes back");
     cr_assert_null(none, "the depot had only one");
@@ -420,7 +471,7 @@ Test(magazine, decay_releases_unused_magazines_and_the_spare, .init = boot)
 
     /* during the interval one full magazine is needed: two stayed unused throughout */
     nm_lock(&d->lock);
-    nm_mag_t *used = nm_depot_take_full_locked(d);
+    nm_mag_t *used = nm_depot_take_full_locked(d, nm_tcp->tid);
     nm_unlock(&d->lock);
     cr_assert_not_null(used);
     cr_assert_eq(d->nfull_min, 2);
