@@ -7,7 +7,8 @@
  * on the wrong node come back here too, as full magazines, to their own domain.
  * Working set (Bonwick 2001, section 3.4): the depot remembers the fewest full and
  * empty magazines it held since the last decay tick; those were never needed during
- * the interval, so decay returns their rounds to the slabs and frees the magazines.
+ * the interval, so decay returns the rounds of that many, oldest first, to the slabs
+ * and frees the magazines.
  *
  * Bound: unlike Bonwick's, our depot does not grow without limit: every cached block
  * costs a pointer in a magazine (8 bytes against a 16-byte block), so a program that
@@ -165,7 +166,7 @@ void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
     nm_lock(&d->lock);
     uint32_t nf = all ? d->nfull : NM_MIN(d->nfull_min, d->nfull);
     for (uint32_t i = 0; i < nf; i++) {
-        nm_mag_t *m = d->full;
+        nm_mag_t *m = d->full_oldest;                 /* the longest unused first */
         full_unlink(d, m);
         m->next = full;
         full = m;

@@ -313,6 +313,19 @@ Test(magazine, depot_gives_own_newest_else_oldest, .init = boot)
     cr_assert_eq(d->full_oldest, a);
     cr_assert_eq(b->next, a);
     cr_assert_eq(a->newer, b);
+
+    /* decay gives back the magazines unused the longest: the oldest end */
+    nm_depot_decay(d, 0, false);                          /* starts an interval */
+    cr_assert_eq(d->nfull_min, 2);
+    nm_lock(&d->lock);
+    cr_assert_eq(nm_depot_take_full_locked(d, third), a, "the oldest");
+    nm_unlock(&d->lock);
+    cr_assert_eq(d->nfull_min, 1);
+    nm_depot_return(d, a);                                /* newest first: a, b */
+    nm_depot_decay(d, 0, false);                          /* one stayed unused */
+    cr_assert_eq(d->nfull, 1);
+    cr_assert_eq(d->full, a, "the magazine used in the interval stays");
+    cr_assert_eq(d->full_oldest, a, "b, unused the longest, went back to the slabs");
     nm_depot_decay(d, 0, true);
     cr_assert_eq(d->nfull, 0);
     cr_assert_null(d->full);
