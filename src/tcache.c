@@ -347,7 +347,7 @@ void nm_tcache_trim(nm_tcache_t *tc)
 static void prefetch_if_foreign(const nm_tcache_t *tc, const nm_mag_t *m)
 {
     if (m->holder == tc->tid) return;
-    for (unsigned i = 0; i < m->count; i++) __builtin_prefetch(m->rounds[i], 1, 3);
+    for (unsigned i = 0; i < m->count; i++) NM_PREFETCH_WRITE(m->rounds[i]);
 }
 
 /* small malloc miss: make the loaded magazine non-empty. 1: done; 0: the budget has

@@ -48,6 +48,16 @@ typedef pthread_mutex_t nm_lock_t;
 #define NM_CPU_RELAX() __asm__ __volatile__("" ::: "memory")
 #endif
 
+/* Ask for a line in order to write it. x86-64's baseline has no PREFETCHW, so the
+ * builtin would emit a read prefetch, and the write would then wait for the other
+ * copies to go; every x86-64 CPU accepts the instruction (those without it run it
+ * as a no-op). */
+#if defined(__x86_64__)
+#define NM_PREFETCH_WRITE(p) __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)(p)))
+#else
+#define NM_PREFETCH_WRITE(p) __builtin_prefetch((p), 1, 3)
+#endif
+
 static __attribute__((noinline, unused)) void nm_lock_contended(nm_lock_t *l)
 {
     for (int i = 0; i < NM_LOCK_SPINS; i++) {
