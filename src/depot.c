@@ -58,15 +58,19 @@ void nm_mag_delete(nm_mag_t *m)
 #define NM_DEPOT_EMPTY 64
 #define NM_DEPOT_SOLO_BLOCKS 2048
 
-static uint32_t depot_cap(const nm_depot_t *d)
+static uint32_t depot_cap(nm_depot_t *d)
 {
     unsigned cls = nm_depot_cls(d);
-    size_t bytes = (size_t)nm_class_mag_cap[cls] * nm_class_size[cls];
+    if (NM_UNLIKELY(d->mag_bytes == 0)) {
+        d->mag_bytes = (uint32_t)(nm_class_mag_cap[cls] * nm_class_size[cls]);
+        d->solo_mags = NM_DEPOT_SOLO_BLOCKS / nm_class_mag_cap[cls];
+    }
+    size_t bytes = d->mag_bytes;
     uint64_t threads = nm_gstat_get(NM_C_threads_live);
     size_t room = NM_MIN(NM_DEPOT_BYTES, (size_t)NM_MAX(threads, 1u) * NM_DEPOT_THREAD_BYTES);
     if (nm_class_is_medium(cls)) return (uint32_t)(room / 4 / bytes);
     size_t cap = room / bytes;
-    if (threads <= 1) cap = NM_MIN(cap, NM_DEPOT_SOLO_BLOCKS / nm_class_mag_cap[cls]);
+    if (threads <= 1) cap = NM_MIN(cap, d->solo_mags);
     return (uint32_t)NM_MAX(cap, 2u);
 }
 

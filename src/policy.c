@@ -240,8 +240,7 @@ int nm_domain_node(uint32_t d) { return d < nm_ndomains ? nm_domains[d].node : -
 
 bool nm_domain_is_remote(uint32_t d, int cpu_node)
 {
-    int n = nm_domain_node(d);
-    return n >= 0 && n != cpu_node;
+    return nm_node_is_remote(nm_domain_node(d), cpu_node);
 }
 
 bool nm_domain_used(uint32_t d)

@@ -78,7 +78,8 @@ static void count_alloc(nm_tcache_t *tc, uint32_t dom, uint64_t n, uint64_t byte
     nm_counters_t *c = nm_tc_ctr(tc);
     nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_count, n);
     nm_count(c, NM_CT_DOMAIN, dom, NM_C_alloc_bytes, bytes);
-    if (tc && tc->state == NM_T_ACTIVE && nm_domain_is_remote(dom, tc->cpu_node))
+    if (tc && tc->state == NM_T_ACTIVE &&
+        nm_node_is_remote(dom == tc->domain ? tc->domain_node : nm_domain_node(dom), tc->cpu_node))
         nm_count(c, NM_CT_DOMAIN, dom, NM_C_remote_alloc, n);
 }
 
@@ -498,6 +499,7 @@ void nm_tcache_set_domain(nm_tcache_t *tc, uint32_t nd)
     nm_tcache_flush_all(tc);
     nm_large_settle(tc);                             /* counted under the old domain */
     nm_store_relaxed(&tc->domain, nd);               /* (read by exiting threads) */
+    tc->domain_node = nm_domain_node(nd);
     tc->free_tag_hi = (uint64_t)nm_pme_tag_make(nd, NM_KIND_SLAB) << NM_PME_TAG_SHIFT;
 }
 
@@ -675,7 +677,10 @@ void nm_medium_free(nm_tcache_t *tc, void *p, nm_pme_t e)
 void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
 {
     uint32_t dom = nm_pme_domain(e);
-    if (tc->state != NM_T_ACTIVE || NM_UNLIKELY(nm_opt.check) || dom == nm_dom_sampled) { free_direct(tc, p, e); return; }
+    if (tc->state != NM_T_ACTIVE || NM_UNLIKELY(nm_opt.check) || (dom != tc->domain && dom == nm_dom_sampled)) {
+        free_direct(tc, p, e);                       /* (a thread's domain is never the sampled one) */
+        return;
+    }
     unsigned cls = nm_pme_class(e);
     if (dom != tc->domain) { remote_free(tc, dom, cls, p, e); return; }
     nm_bin_t *b = &tc->bins[cls];
@@ -759,6 +764,7 @@ nm_tcache_t *nm_thread_start(void)
     tc->cpu = nm_os_cpu();
     tc->cpu_node = nm_topo_cpu_node(tc->cpu);
     tc->domain = nm_policy_domain_for(tc->cpu_node);
+    tc->domain_node = nm_domain_node(tc->domain);
     tc->rng = (uint64_t)(uintptr_t)tc ^ nm_os_now_ns() ^ 0x9e3779b97f4a7c15ull;
     tc->now_ms = nm_os_now_ms();
     tc->state = NM_T_ACTIVE;

@@ -40,6 +40,8 @@ bool nm_policy_populate(uint32_t d, void *p, size_t len);
 int  nm_domain_node(uint32_t d);
 /* is d a node's domain (or its strict twin) and cpu_node another node? */
 bool nm_domain_is_remote(uint32_t d, int cpu_node);
+/* the same, given d's node */
+NM_INLINE bool nm_node_is_remote(int domain_node, int cpu_node) { return domain_node >= 0 && domain_node != cpu_node; }
 /* does domain d place memory on node n (its node, or one of its interleave nodes)? */
 bool nm_domain_spans(uint32_t d, int n);
 /* was domain d set up (extra domains exist once a thread asked for one)? */

@@ -125,6 +125,10 @@ typedef struct nm_depot {
     uint32_t  nfull, nempty;
     uint32_t  nfull_min;     /* fewest full magazines seen since the last decay tick */
     uint32_t  nempty_min;    /* fewest empty magazines seen since the last decay tick */
+    uint32_t  mag_bytes;     /* bytes of the blocks a full magazine holds (0: not yet
+                                worked out; depot.c keeps it here, beside the lock, so the
+                                bound costs no look-up in the class tables) */
+    uint32_t  solo_mags;     /* full magazines kept with one thread alive (small classes) */
     nm_slab_t *partial;      /* slabs with free blocks (doubly linked) */
     nm_slab_t *spare;        /* one completely free slab kept against thrashing */
     uint64_t  spare_since_ms;
@@ -196,6 +200,8 @@ typedef struct nm_tcache {
     uint8_t   busy;          /* >0 while inside the allocator's own calls out (profiler, dumps) */
     uint8_t   tpol;          /* per-thread placement policy (src/policy.c): 0 the process's */
     uint32_t  domain;        /* domain serving this thread's small and medium blocks */
+    int32_t   domain_node;   /* nm_domain_node(domain), kept here: the slow paths count
+                                remote allocations without a look at the domain table */
     int32_t   cpu_node;      /* node of the CPU seen at the last check */
     int32_t   cpu;           /* that CPU: while it is the same, so is the node */
     uint32_t  slow_ticks;    /* slow-path events since the last decay check */
