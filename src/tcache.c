@@ -677,12 +677,13 @@ void nm_medium_free(nm_tcache_t *tc, void *p, nm_pme_t e)
 void nm_small_free(nm_tcache_t *tc, void *p, nm_pme_t e)
 {
     uint32_t dom = nm_pme_domain(e);
-    if (tc->state != NM_T_ACTIVE || NM_UNLIKELY(nm_opt.check) || (dom != tc->domain && dom == nm_dom_sampled)) {
-        free_direct(tc, p, e);                       /* (a thread's domain is never the sampled one) */
+    if (tc->state != NM_T_ACTIVE || NM_UNLIKELY(nm_opt.check)) { free_direct(tc, p, e); return; }
+    unsigned cls = nm_pme_class(e);
+    if (dom != tc->domain) {                         /* (a thread's domain is never the sampled one) */
+        if (dom == nm_dom_sampled) free_direct(tc, p, e);
+        else remote_free(tc, dom, cls, p, e);
         return;
     }
-    unsigned cls = nm_pme_class(e);
-    if (dom != tc->domain) { remote_free(tc, dom, cls, p, e); return; }
     nm_bin_t *b = &tc->bins[cls];
     if (tc->used[cls] == 0 && !nm_class_is_medium(cls) && small_refill(tc, cls) == 1 && b->cur != b->end) {
         /* The thread's first touch of a small class is a free: the block was made by

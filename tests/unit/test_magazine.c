@@ -330,11 +330,10 @@ Test(magazine, depot_gives_own_newest_else_oldest, .init = boot)
     cr_assert_eq(d->nfull, 0);
     cr_assert_null(d->full);
     cr_assert_null(d->full_oldest);
-    for (unsigned i = 0; i < 4; i++) if (m[i] == c || m[i] == e) {
-        nm_lock(&d->lock);
-        nm_slab_free_batch_locked(d, m[i]->rounds, m[i]->count);
-        nm_unlock(&d->lock);
-        nm_mag_delete(m[i]);
+    nm_mag_t *left[] = { c, e };                              /* (a and b went with decay) */
+    for (unsigned i = 0; i < NM_ARRAY_LEN(left); i++) {
+        free_locked(d, left[i]->rounds, left[i]->count);
+        nm_mag_delete(left[i]);
     }
 }
 
