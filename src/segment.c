@@ -21,16 +21,19 @@
  * While others are busy, only what stayed free NM_DIRTY_AGE_MS goes back, as at a
  * free, and their frees look at the bound again: threads that finish one by one
  * would otherwise make those still running fault the pages in again.
- * A segment that stayed wholly free and clean that long is unmapped. Descriptors (nm_segment_t, with the 64 slab descriptors) live in
- * metadata memory, off the data pages. A strict domain's slab has its pages faulted
- * in when it is carved (src/policy.c: no spill, no fault that can fail later), or
- * is refused if its node has no room.
+ * A segment that stayed wholly free and clean that long is unmapped. Segments are
+ * mapped and bound a reservation of several at a time (address space only: no
+ * memory until a slab writes it), each reservation twice the last up to
+ * NM_SEG_RESERVE_MAX segments. Descriptors (nm_segment_t, with the 64 slab
+ * descriptors) live in metadata memory, off the data pages. A strict domain's slab
+ * has its pages faulted in when it is carved (src/policy.c: no spill, no fault that
+ * can fail later), or is refused if its node has no room.
  *
- * Lock: nm_domain_t.seg_lock guards the domain's segment lists and each segment's
- * masks and timestamps. Callers may hold a depot lock (depot -> seg_lock). The
- * domain's nsegments, slab_pages and dirty_pages are read without it (decay's quick
- * skip, stats), so they are written with relaxed atomics (ThreadSanitizer found the
- * race). */
+ * Lock: nm_domain_t.seg_lock guards the domain's segment lists, its reservation
+ * and each segment's masks and timestamps. Callers may hold a depot lock (depot ->
+ * seg_lock). The domain's nsegments, slab_pages and dirty_pages are read without it
+ * (decay's quick skip, stats), so they are written with relaxed atomics
+ * (ThreadSanitizer found the race). */
 #include <sys/mman.h>
 
 #include "numamalloc/internal.h"
@@ -92,11 +95,34 @@ static int find_run(uint64_t m, unsigned n)
     return -1;
 }
 
+/* the next segment of d's reservation, mapping one if it is used up: 1, 2, 4 ..
+ * NM_SEG_RESERVE_MAX segments (one segment when the bigger map fails). An mmap
+ * waits for the address space's write lock, and a range mapped next to the heap
+ * joins its VMA, whose page faults then wait for it too: threads faulting in
+ * fresh segments would otherwise queue behind every map. */
+static char *segment_map(uint32_t d)
+{
+    nm_domain_t *dm = &nm_domains[d];
+    if (dm->reserve_left == 0) {
+        uint32_t k = NM_MAX(dm->reserve_next, 1u);
+        char *r = nm_os_map_aligned((size_t)k * NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
+        if (r == NULL && k > 1) r = nm_os_map_aligned(NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE), k = 1;
+        if (r == NULL) return NULL;
+        nm_policy_bind(d, r, (size_t)k * NM_SEGMENT_SIZE);   /* before first touch; failures counted */
+        dm->reserve = r;
+        dm->reserve_left = k;
+        dm->reserve_next = NM_MIN(2 * k, (uint32_t)NM_SEG_RESERVE_MAX);
+    }
+    char *base = dm->reserve;
+    dm->reserve += NM_SEGMENT_SIZE;
+    dm->reserve_left--;
+    return base;
+}
+
 static nm_segment_t *segment_new(uint32_t d, unsigned lane)
 {
-    char *base = nm_os_map_aligned(NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
+    char *base = segment_map(d);
     if (base == NULL) return NULL;
-    nm_policy_bind(d, base, NM_SEGMENT_SIZE);       /* before first touch; failures counted */
     nm_segment_t *s = nm_meta_alloc(sizeof *s);
     if (s == NULL) { nm_os_unmap(base, NM_SEGMENT_SIZE); return NULL; }
     s->base = base;

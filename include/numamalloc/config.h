@@ -35,6 +35,9 @@
  * (CPU mod this): threads running at once then fault in different 2 MiB page-table
  * pages, whose kernel lock they would otherwise queue on (src/segment.c). */
 #define NM_SEG_LANES       8
+/* Segments are mapped a reservation at a time, the first of one segment, each next
+ * twice the last up to this many (src/segment.c). */
+#define NM_SEG_RESERVE_MAX 16
 #define NM_SLAB_MAX_PAGES  16
 
 /* ---- size classes -----------------------------------------------------------

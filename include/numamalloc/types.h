@@ -173,6 +173,9 @@ typedef struct nm_domain {
     nm_segment_t *segs;      /* segments with at least one free page */
     nm_segment_t *full_segs; /* segments with no free page */
     uint64_t   nsegments;
+    char      *reserve;      /* mapped and bound, never touched, not yet a segment */
+    uint32_t   reserve_left; /* segments left at reserve */
+    uint32_t   reserve_next; /* segments the next reservation maps */
     uint64_t   slab_pages;   /* 64 KiB pages in slabs */
     uint64_t   dirty_pages;  /* free pages that may still be resident (not yet purged) */
     uint64_t   spare_bytes;  /* bytes of the depots' spare slabs (relaxed atomics) */

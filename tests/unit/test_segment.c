@@ -9,9 +9,10 @@
  * enough pages are free, released neighbours coalescing into one run, pages a slab
  * never wrote keeping the state they had (dirty bits live on while a page is in a
  * slab), purge (dirty mask cleared, pages given back, the cutoff, wholly free
- * segments unmapped), the bound on free dirty pages (purged once idle), the
- * domain's list and page counters after every step, and a seeded random comparison
- * with a reference model of the three passes.
+ * segments unmapped), segments mapped from reservations doubling up to a cap (one
+ * segment when a reservation cannot be mapped), the bound on free dirty pages
+ * (purged once idle), the domain's list and page counters after every step, and a
+ * seeded random comparison with a reference model of the three passes.
  *
  * Each Criterion test is its own process and boots a fresh allocator whose slabs are
  * never used through malloc, so the domain holds only the segments a test makes. */
@@ -646,6 +647,56 @@ Test(segment, untouched_pages_come_from_the_segments_of_the_carving_lane, .init 
     cr_assert_not_null(x, "a free run of another lane serves when mmap fails");
     cr_assert_eq(dm->nsegments, before, "no segment could be mapped");
     cr_assert_neq(seg_of(x)->lane, 3);
+    check_domain();
+}
+
+/* a new segment, filled with NM_SLAB_MAX_PAGES-page slabs */
+static nm_segment_t *take_segment(void)
+{
+    nm_slab_t *s = take(NM_SLAB_MAX_PAGES);
+    cr_assert_eq(s->page, 0, "a fresh segment");
+    for (unsigned i = 1; i < NM_SEG_PAGES / NM_SLAB_MAX_PAGES; i++) cr_assert_eq(seg_of(take(NM_SLAB_MAX_PAGES)), seg_of(s));
+    return seg_of(s);
+}
+
+Test(segment, segments_come_from_reservations_doubling_up_to_the_cap, .init = boot)
+{
+    uint64_t maps = nm_gstat_get(NM_C_mmap_calls);
+    unsigned nres = 0, total = 0;
+    nm_segment_t *prev = NULL;
+    for (unsigned k = 1; k <= NM_SEG_RESERVE_MAX; k *= 2, nres++) {
+        for (unsigned i = 0; i < k; i++, total++) {
+            nm_segment_t *g = take_segment();
+            if (i > 0) cr_assert_eq(g->base, prev->base + NM_SEGMENT_SIZE, "segment %u of a reservation of %u follows the last", i, k);
+            cr_assert_eq(dm->reserve_left, k - 1 - i);
+            if (i + 1 < k) {
+                cr_assert(mapped(dm->reserve), "the rest of the reservation is mapped");
+                cr_assert(!resident(dm->reserve), "and holds no memory");
+            }
+            prev = g;
+        }
+        cr_assert_eq(dm->reserve_next, NM_MIN(2 * k, (unsigned)NM_SEG_RESERVE_MAX));
+    }
+    cr_assert_eq(dm->nsegments, total);
+    /* an aligned map takes one mmap, or two when the first answer was not aligned */
+    uint64_t used = nm_gstat_get(NM_C_mmap_calls) - maps;
+    cr_assert_leq(used, 2 * nres, "%u segments took %lu mmaps", total, (unsigned long)used);
+    /* the cap holds */
+    take_segment();
+    cr_assert_eq(dm->reserve_left, NM_SEG_RESERVE_MAX - 1);
+    cr_assert_eq(dm->reserve_next, NM_SEG_RESERVE_MAX);
+}
+
+Test(segment, a_reservation_the_address_space_cannot_hold_falls_back_to_one_segment, .init = boot)
+{
+    take_segment();
+    cr_assert_eq(dm->reserve_left, 0);
+    dm->reserve_next = UINT32_MAX;                 /* 16 PiB: no mmap can give it */
+    nm_segment_t *g = take_segment();
+    cr_assert_eq(dm->nsegments, 2);
+    cr_assert_eq(dm->reserve_left, 0, "a reservation of one segment");
+    cr_assert_eq(dm->reserve_next, 2, "the next one doubles from there");
+    cr_assert(mapped(g->base + NM_SEGMENT_SIZE - 4096));
     check_domain();
 }
 
