@@ -4,8 +4,8 @@
  * our constructor (libnuma's and other libraries' constructors allocate): UNINIT ->
  * BOOTING -> READY by compare-and-swap under nm_init_lock (the state lives in
  * src/tcache.c). Booting reads the environment (environ scan, src/options.c), sysfs
- * (src/topology.c), sets up domains, counters, the thread-exit key and the fork
- * handlers. Nothing on this path calls getenv, fopen, dlsym or libnuma. While the
+ * (src/topology.c) and the overcommit mode (src/segment.c), sets up domains,
+ * counters, the thread-exit key and the fork handlers. Nothing on this path calls getenv, fopen, dlsym or libnuma. While the
  * process boots, every allocation (the booting thread's own re-entrant ones:
  * pthread_atfork allocates; or another thread's) is served by the fallback arena and
  * counted as bootstrap_allocs (src/alloc.c).
@@ -32,6 +32,7 @@ static void boot(void)
     if (!nm_policy_init()) nm_fatal("cannot set up NUMA domains (out of memory)");
     if (!nm_counters_init(nm_ndomains) || !nm_stats_init()) nm_fatal("cannot set up the counters (out of memory)");
     nm_large_init();
+    nm_segment_init();
     nm_fallback_init();
     nm_prof_init();
     if (!nm_tcache_init()) nm_warn("pthread_key_create failed: thread caches are not flushed at thread exit");

@@ -24,7 +24,8 @@
  * A segment that stayed wholly free and clean that long is unmapped. Segments are
  * mapped and bound a reservation of several at a time (address space only: no
  * memory until a slab writes it), each reservation twice the last up to
- * NM_SEG_RESERVE_MAX segments. Descriptors (nm_segment_t, with the 64 slab
+ * NM_SEG_RESERVE_MAX segments; one at a time where the kernel never overcommits
+ * (vm.overcommit_memory=2 ignores MAP_NORESERVE and would charge the unused ones). Descriptors (nm_segment_t, with the 64 slab
  * descriptors) live in metadata memory, off the data pages. A strict domain's slab
  * has its pages faulted in when it is carved (src/policy.c: no spill, no fault that
  * can fail later), or is refused if its node has no room.
@@ -96,22 +97,33 @@ static int find_run(uint64_t m, unsigned n)
 }
 
 /* the next segment of d's reservation, mapping one if it is used up: 1, 2, 4 ..
- * NM_SEG_RESERVE_MAX segments (one segment when the bigger map fails). An mmap
+ * nm_seg_reserve_max segments (one segment when the bigger map fails). An mmap
  * waits for the address space's write lock, and a range mapped next to the heap
  * joins its VMA, whose page faults then wait for it too: threads faulting in
  * fresh segments would otherwise queue behind every map. */
+uint32_t nm_seg_reserve_max = NM_SEG_RESERVE_MAX;
+
+void nm_segment_init(void)
+{
+    uint64_t mode = 0;
+    nm_seg_reserve_max = nm_os_read_u64("/proc/sys/vm/overcommit_memory", &mode) && mode == 2 ? 1 : NM_SEG_RESERVE_MAX;
+}
+
 static char *segment_map(uint32_t d)
 {
     nm_domain_t *dm = &nm_domains[d];
     if (dm->reserve_left == 0) {
-        uint32_t k = NM_MAX(dm->reserve_next, 1u);
+        uint32_t k = NM_MIN(NM_MAX(dm->reserve_next, 1u), nm_seg_reserve_max);
         char *r = nm_os_map_aligned((size_t)k * NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
-        if (r == NULL && k > 1) r = nm_os_map_aligned(NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE), k = 1;
+        if (r == NULL && k > 1) {
+            k = 1;
+            r = nm_os_map_aligned(NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
+        }
         if (r == NULL) return NULL;
         nm_policy_bind(d, r, (size_t)k * NM_SEGMENT_SIZE);   /* before first touch; failures counted */
         dm->reserve = r;
         dm->reserve_left = k;
-        dm->reserve_next = NM_MIN(2 * k, (uint32_t)NM_SEG_RESERVE_MAX);
+        dm->reserve_next = (uint32_t)NM_MIN(2 * (uint64_t)k, nm_seg_reserve_max);
     }
     char *base = dm->reserve;
     dm->reserve += NM_SEGMENT_SIZE;

@@ -10,7 +10,8 @@
  * never wrote keeping the state they had (dirty bits live on while a page is in a
  * slab), purge (dirty mask cleared, pages given back, the cutoff, wholly free
  * segments unmapped), segments mapped from reservations doubling up to a cap (one
- * segment when a reservation cannot be mapped), the bound on free dirty pages
+ * segment when a reservation cannot be mapped, or when the kernel never
+ * overcommits), the bound on free dirty pages
  * (purged once idle), the domain's list and page counters after every step, and a
  * seeded random comparison with a reference model of the three passes.
  *
@@ -661,6 +662,7 @@ static nm_segment_t *take_segment(void)
 
 Test(segment, segments_come_from_reservations_doubling_up_to_the_cap, .init = boot)
 {
+    nm_seg_reserve_max = NM_SEG_RESERVE_MAX;       /* (whatever this machine's overcommit mode) */
     uint64_t maps = nm_gstat_get(NM_C_mmap_calls);
     unsigned nres = 0, total = 0;
     nm_segment_t *prev = NULL;
@@ -691,6 +693,7 @@ Test(segment, a_reservation_the_address_space_cannot_hold_falls_back_to_one_segm
 {
     take_segment();
     cr_assert_eq(dm->reserve_left, 0);
+    nm_seg_reserve_max = UINT32_MAX;
     dm->reserve_next = UINT32_MAX;                 /* 16 PiB: no mmap can give it */
     nm_segment_t *g = take_segment();
     cr_assert_eq(dm->nsegments, 2);
@@ -698,6 +701,27 @@ Test(segment, a_reservation_the_address_space_cannot_hold_falls_back_to_one_segm
     cr_assert_eq(dm->reserve_next, 2, "the next one doubles from there");
     cr_assert(mapped(g->base + NM_SEGMENT_SIZE - 4096));
     check_domain();
+}
+
+Test(segment, where_the_kernel_never_overcommits_each_segment_is_its_own_map, .init = boot)
+{
+    /* boot read the mode: reservations only where MAP_NORESERVE is honoured */
+    uint64_t mode = 0;
+    FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%lu", (unsigned long *)&mode), 1);
+    fclose(f);
+    cr_assert_eq(nm_seg_reserve_max, mode == 2 ? 1u : (unsigned)NM_SEG_RESERVE_MAX, "overcommit mode %lu", (unsigned long)mode);
+
+    nm_seg_reserve_max = 1;
+    for (unsigned i = 0; i < 4; i++) {
+        uint64_t maps = nm_gstat_get(NM_C_mmap_calls);
+        take_segment();
+        cr_assert_geq(nm_gstat_get(NM_C_mmap_calls), maps + 1, "segment %u mapped on its own", i);
+        cr_assert_eq(dm->reserve_left, 0, "nothing reserved beyond it");
+        cr_assert_eq(dm->reserve_next, 1);
+    }
+    cr_assert_eq(dm->nsegments, 4);
 }
 
 Test(segment, random_free_patterns_match_the_three_pass_model, .init = boot)
