@@ -22,10 +22,11 @@
  * free, and their frees look at the bound again: threads that finish one by one
  * would otherwise make those still running fault the pages in again.
  * A segment that stayed wholly free and clean that long is unmapped. Segments are
- * mapped and bound a reservation of several at a time (address space only: no
- * memory until a slab writes it), each reservation twice the last up to
- * NM_SEG_RESERVE_MAX segments; one at a time where the kernel never overcommits
- * (vm.overcommit_memory=2 ignores MAP_NORESERVE and would charge the unused ones). Descriptors (nm_segment_t, with the 64 slab
+ * mapped and bound a reservation of several at a time, each reservation twice the
+ * last up to NM_SEG_RESERVE_MAX segments (one at a time where address space is not
+ * free: nm_segment_init). A reservation's unused rest is never touched, on no
+ * list and in no count (address space only); it is unmapped with the domain's last
+ * segment, or at a trim. Descriptors (nm_segment_t, with the 64 slab
  * descriptors) live in metadata memory, off the data pages. A strict domain's slab
  * has its pages faulted in when it is carved (src/policy.c: no spill, no fault that
  * can fail later), or is refused if its node has no room.
@@ -33,9 +34,9 @@
  * Lock: nm_domain_t.seg_lock guards the domain's segment lists, its reservation
  * and each segment's masks and timestamps. Callers may hold a depot lock (depot ->
  * seg_lock). The domain's nsegments, slab_pages and dirty_pages are read without it
- * (decay's quick skip, stats), so they are written with relaxed atomics
- * (ThreadSanitizer found the race). */
+ * (decay's quick skip, stats), so they are written with relaxed atomics. */
 #include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "numamalloc/internal.h"
 
@@ -96,31 +97,47 @@ static int find_run(uint64_t m, unsigned n)
     return -1;
 }
 
-/* the next segment of d's reservation, mapping one if it is used up: 1, 2, 4 ..
- * nm_seg_reserve_max segments (one segment when the bigger map fails). An mmap
- * waits for the address space's write lock, and a range mapped next to the heap
- * joins its VMA, whose page faults then wait for it too: threads faulting in
- * fresh segments would otherwise queue behind every map. */
 uint32_t nm_seg_reserve_max = NM_SEG_RESERVE_MAX;
 
+/* reservations only where address space costs nothing: not where the kernel never
+ * overcommits (vm.overcommit_memory=2 ignores MAP_NORESERVE and would charge a
+ * reservation's unused segments to the commit limit), nor under a limit on the
+ * address space (RLIMIT_AS), which they would use up */
 void nm_segment_init(void)
 {
     uint64_t mode = 0;
-    nm_seg_reserve_max = nm_os_read_u64("/proc/sys/vm/overcommit_memory", &mode) && mode == 2 ? 1 : NM_SEG_RESERVE_MAX;
+    struct rlimit as;
+    bool strict = nm_os_read_u64("/proc/sys/vm/overcommit_memory", &mode) && mode == 2;
+    bool limited = getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY;
+    nm_seg_reserve_max = strict || limited ? 1 : NM_SEG_RESERVE_MAX;
 }
 
+/* k segments of fresh address space bound to d, or NULL */
+static char *map_bound(uint32_t d, uint32_t k)
+{
+    size_t len = (size_t)k * NM_SEGMENT_SIZE;
+    char *r = nm_os_map_aligned(len, NM_SEGMENT_SIZE, MAP_NORESERVE);
+    if (r == NULL || nm_policy_bind(d, r, len) || k == 1) return r;   /* failures counted */
+    nm_os_unmap(r, len);      /* not 16 segments unbound for one failure: one, as before */
+    return NULL;
+}
+
+/* the next segment of d's reservation (seg_lock held), mapping one if it is used
+ * up: 1, 2, 4 .. nm_seg_reserve_max segments, one when the bigger one cannot be
+ * mapped or bound. An mmap waits for the address space's write lock, and a range
+ * mapped next to the heap joins its VMA, whose page faults then wait for it too:
+ * threads faulting in fresh segments would otherwise queue behind every map. */
 static char *segment_map(uint32_t d)
 {
     nm_domain_t *dm = &nm_domains[d];
     if (dm->reserve_left == 0) {
         uint32_t k = NM_MIN(NM_MAX(dm->reserve_next, 1u), nm_seg_reserve_max);
-        char *r = nm_os_map_aligned((size_t)k * NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
+        char *r = map_bound(d, k);
         if (r == NULL && k > 1) {
             k = 1;
-            r = nm_os_map_aligned(NM_SEGMENT_SIZE, NM_SEGMENT_SIZE, MAP_NORESERVE);
+            r = map_bound(d, 1);
         }
         if (r == NULL) return NULL;
-        nm_policy_bind(d, r, (size_t)k * NM_SEGMENT_SIZE);   /* before first touch; failures counted */
         dm->reserve = r;
         dm->reserve_left = k;
         dm->reserve_next = (uint32_t)NM_MIN(2 * (uint64_t)k, nm_seg_reserve_max);
@@ -131,12 +148,17 @@ static char *segment_map(uint32_t d)
     return base;
 }
 
+/* (seg_lock held) */
 static nm_segment_t *segment_new(uint32_t d, unsigned lane)
 {
     char *base = segment_map(d);
     if (base == NULL) return NULL;
     nm_segment_t *s = nm_meta_alloc(sizeof *s);
-    if (s == NULL) { nm_os_unmap(base, NM_SEGMENT_SIZE); return NULL; }
+    if (s == NULL) {                               /* the segment goes back to the reservation */
+        nm_domains[d].reserve = base;
+        nm_domains[d].reserve_left++;
+        return NULL;
+    }
     s->base = base;
     s->free_mask = ALL_PAGES;
     s->dirty_mask = 0;
@@ -250,7 +272,9 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
 }
 
 /* purge the free pages of domain d freed at or before cutoff_ms; with `unmap`, a
- * segment wholly free and idle that long is unmapped too */
+ * segment wholly free and idle that long is unmapped too, and so is the unused
+ * rest of the reservation when everything goes (cutoff UINT64_MAX: a trim, or
+ * memory running out) or the domain has no segment left */
 static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
 {
     nm_domain_t *dm = &nm_domains[d];
@@ -289,7 +313,16 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
             old &= ~run_mask((unsigned)i, (unsigned)n);
         }
     }
+    char *rest = NULL;
+    size_t rest_len = 0;
+    if (unmap && dm->reserve_left && (cutoff_ms == UINT64_MAX || dm->nsegments == 0)) {
+        rest = dm->reserve;
+        rest_len = (size_t)dm->reserve_left * NM_SEGMENT_SIZE;
+        dm->reserve_left = 0;
+        dm->reserve_next = 1;
+    }
     nm_unlock(&dm->seg_lock);
+    if (rest) nm_os_unmap(rest, rest_len);
     while (unmap_list) {
         nm_segment_t *s = unmap_list;
         unmap_list = s->next;

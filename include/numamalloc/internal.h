@@ -59,9 +59,9 @@ bool nm_pagemap_live_ready(uintptr_t a);
 /* ---- topology.c: topology.h; policy.c: policy.h ----------------------------------------- */
 
 /* ---- segment.c ------------------------------------------------------------------------- */
-/* segments a reservation maps at most (NM_SEG_RESERVE_MAX; 1 where the kernel never
- * overcommits: there MAP_NORESERVE is ignored and a reservation's unused segments
- * would be charged to the commit limit); set by nm_segment_init at boot */
+/* segments a reservation maps at most: NM_SEG_RESERVE_MAX, or 1 where the kernel
+ * never overcommits or the address space is limited (set by nm_segment_init at
+ * boot) */
 extern uint32_t nm_seg_reserve_max;
 void nm_segment_init(void);
 /* a slab of npages pages in domain d (seg_lock taken inside); untouched pages it

@@ -10,8 +10,8 @@
  *  - nm_depot_t (one per domain and size class) has its own lock, protecting its full
  *    and empty magazine lists, its slab lists, and every nm_slab_t of that class and
  *    domain (free bitmap, counts).
- *  - nm_domain_t.seg_lock protects the domain's segment list and each segment's page
- *    masks. It nests inside a depot lock (depot -> segment), never the other way.
+ *  - nm_domain_t.seg_lock protects the domain's segment list, its reservation and
+ *    each segment's page masks. It nests inside a depot lock (depot -> segment), never the other way.
  *  - nm_domain_t.large_lock protects the domain's cache of freed large mappings.
  *  - The page map is written under the lock of whoever owns the range (depot/segment
  *    for slabs, nobody else can see a fresh large mapping) and read without locks;
@@ -173,9 +173,9 @@ typedef struct nm_domain {
     nm_segment_t *segs;      /* segments with at least one free page */
     nm_segment_t *full_segs; /* segments with no free page */
     uint64_t   nsegments;
-    char      *reserve;      /* mapped and bound, never touched, not yet a segment */
-    uint32_t   reserve_left; /* segments left at reserve */
-    uint32_t   reserve_next; /* segments the next reservation maps */
+    char      *reserve;      /* mapped and bound, never touched, not yet a segment (seg_lock) */
+    uint32_t   reserve_left; /* segments left at reserve (seg_lock) */
+    uint32_t   reserve_next; /* segments the next reservation maps (seg_lock) */
     uint64_t   slab_pages;   /* 64 KiB pages in slabs */
     uint64_t   dirty_pages;  /* free pages that may still be resident (not yet purged) */
     uint64_t   spare_bytes;  /* bytes of the depots' spare slabs (relaxed atomics) */

@@ -10,8 +10,8 @@
  * never wrote keeping the state they had (dirty bits live on while a page is in a
  * slab), purge (dirty mask cleared, pages given back, the cutoff, wholly free
  * segments unmapped), segments mapped from reservations doubling up to a cap (one
- * segment when a reservation cannot be mapped, or when the kernel never
- * overcommits), the bound on free dirty pages
+ * segment when a reservation cannot be mapped, or where address space is not
+ * free; the unused rest unmapped with the last segment or at a trim), the bound on free dirty pages
  * (purged once idle), the domain's list and page counters after every step, and a
  * seeded random comparison with a reference model of the three passes.
  *
@@ -641,6 +641,7 @@ Test(segment, untouched_pages_come_from_the_segments_of_the_carving_lane, .init 
     cr_assert_eq(fscanf(st, "%ld", &pages), 1);
     fclose(st);
     struct rlimit low = { .rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (1 << 20), .rlim_max = old.rlim_max };
+    cr_assert_eq(dm->reserve_left, 0, "no reserved segment to serve without a map");
     cr_assert_eq(setrlimit(RLIMIT_AS, &low), 0);
     unsigned before = (unsigned)dm->nsegments;
     nm_slab_t *x = nm_segment_alloc_slab(dom, 1, 3);
@@ -651,14 +652,23 @@ Test(segment, untouched_pages_come_from_the_segments_of_the_carving_lane, .init 
     check_domain();
 }
 
-/* a new segment, filled with NM_SLAB_MAX_PAGES-page slabs */
-static nm_segment_t *take_segment(void)
+enum { SLABS_PER_SEG = NM_SEG_PAGES / NM_SLAB_MAX_PAGES };
+
+/* a new segment, filled with NM_SLAB_MAX_PAGES-page slabs (into out, if given) */
+static nm_segment_t *take_segment_slabs(nm_slab_t *out[SLABS_PER_SEG])
 {
     nm_slab_t *s = take(NM_SLAB_MAX_PAGES);
     cr_assert_eq(s->page, 0, "a fresh segment");
-    for (unsigned i = 1; i < NM_SEG_PAGES / NM_SLAB_MAX_PAGES; i++) cr_assert_eq(seg_of(take(NM_SLAB_MAX_PAGES)), seg_of(s));
+    if (out) out[0] = s;
+    for (unsigned i = 1; i < SLABS_PER_SEG; i++) {
+        nm_slab_t *t = take(NM_SLAB_MAX_PAGES);
+        cr_assert_eq(seg_of(t), seg_of(s));
+        if (out) out[i] = t;
+    }
     return seg_of(s);
 }
+
+static nm_segment_t *take_segment(void) { return take_segment_slabs(NULL); }
 
 Test(segment, segments_come_from_reservations_doubling_up_to_the_cap, .init = boot)
 {
@@ -703,15 +713,19 @@ Test(segment, a_reservation_the_address_space_cannot_hold_falls_back_to_one_segm
     check_domain();
 }
 
-Test(segment, where_the_kernel_never_overcommits_each_segment_is_its_own_map, .init = boot)
+Test(segment, where_address_space_is_not_free_each_segment_is_its_own_map, .init = boot)
 {
-    /* boot read the mode: reservations only where MAP_NORESERVE is honoured */
-    uint64_t mode = 0;
+    /* boot looked: reservations only where MAP_NORESERVE is honoured and the
+     * address space has no limit */
+    unsigned long mode = 0;
     FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
-    cr_assert_not_null(f);
-    cr_assert_eq(fscanf(f, "%lu", (unsigned long *)&mode), 1);
-    fclose(f);
-    cr_assert_eq(nm_seg_reserve_max, mode == 2 ? 1u : (unsigned)NM_SEG_RESERVE_MAX, "overcommit mode %lu", (unsigned long)mode);
+    if (f && fscanf(f, "%lu", &mode) != 1) mode = 0;
+    if (f) fclose(f);
+    struct rlimit as;
+    cr_assert_eq(getrlimit(RLIMIT_AS, &as), 0);
+    bool one = mode == 2 || as.rlim_cur != RLIM_INFINITY;
+    cr_assert_eq(nm_seg_reserve_max, one ? 1u : (unsigned)NM_SEG_RESERVE_MAX, "overcommit mode %lu, RLIMIT_AS %s",
+                 mode, as.rlim_cur == RLIM_INFINITY ? "unlimited" : "set");
 
     nm_seg_reserve_max = 1;
     for (unsigned i = 0; i < 4; i++) {
@@ -722,6 +736,61 @@ Test(segment, where_the_kernel_never_overcommits_each_segment_is_its_own_map, .i
         cr_assert_eq(dm->reserve_next, 1);
     }
     cr_assert_eq(dm->nsegments, 4);
+}
+
+/* give back a segment's slabs, unwritten */
+static void give_segment(nm_slab_t *s[SLABS_PER_SEG])
+{
+    for (unsigned i = 0; i < SLABS_PER_SEG; i++) give(s[i], NM_SLAB_MAX_PAGES);
+}
+
+Test(segment, a_reservation_outlives_its_unmapped_segments_until_the_last_goes, .init = boot)
+{
+    nm_seg_reserve_max = NM_SEG_RESERVE_MAX;
+    nm_slab_t *a[SLABS_PER_SEG], *b[SLABS_PER_SEG];
+    take_segment_slabs(a);                          /* a reservation of one */
+    nm_segment_t *g = take_segment_slabs(b);        /* the first of a reservation of two */
+    char *gbase = g->base, *rest = dm->reserve;
+    cr_assert_eq(dm->reserve_left, 1);
+    cr_assert_eq(rest, gbase + NM_SEGMENT_SIZE);
+
+    /* b's segment, idle, is unmapped on its own; the rest of its reservation stays */
+    give_segment(b);
+    cr_assert_eq(nm_segment_purge(dom, nm_os_now_ms()), 0, "nothing was written");
+    cr_assert_eq(dm->nsegments, 1);
+    cr_assert(!mapped(gbase) && !mapped(gbase + NM_SEGMENT_SIZE - 4096), "the idle segment is unmapped");
+    cr_assert_eq(dm->reserve, rest);
+    cr_assert_eq(dm->reserve_left, 1);
+    cr_assert(mapped(rest) && !resident(rest), "the rest of the reservation stays, untouched");
+
+    /* the domain's last segment goes, and the reservation with it */
+    give_segment(a);
+    nm_segment_purge(dom, nm_os_now_ms());
+    cr_assert_eq(dm->nsegments, 0);
+    cr_assert_eq(dm->reserve_left, 0);
+    cr_assert_eq(dm->reserve_next, 1, "growth starts again");
+    cr_assert(!mapped(rest), "the unused rest is unmapped");
+
+    take_segment();
+    cr_assert_eq(dm->nsegments, 1);
+    cr_assert_eq(dm->reserve_next, 2);
+}
+
+Test(segment, a_trim_unmaps_the_unused_rest_of_the_reservation, .init = boot)
+{
+    nm_seg_reserve_max = NM_SEG_RESERVE_MAX;
+    nm_segment_t *g = take_segment(), *h = take_segment();
+    char *rest = dm->reserve;
+    cr_assert_eq(dm->reserve_left, 1);
+    nm_segment_purge(dom, UINT64_MAX);
+    cr_assert_eq(dm->nsegments, 2, "segments in use stay");
+    cr_assert(mapped(g->base) && mapped(h->base));
+    cr_assert_eq(dm->reserve_left, 0);
+    cr_assert_eq(dm->reserve_next, 1);
+    cr_assert(!mapped(rest), "the unused rest is unmapped");
+    take_segment();
+    cr_assert_eq(dm->nsegments, 3);
+    check_domain();
 }
 
 Test(segment, random_free_patterns_match_the_three_pass_model, .init = boot)
