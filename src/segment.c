@@ -140,11 +140,13 @@ static char *segment_map(uint32_t d)
         if (r == NULL) return NULL;
         dm->reserve = r;
         dm->reserve_left = k;
+        nm_gstat_add(NM_C_segments_reserved, k);
         dm->reserve_next = (uint32_t)NM_MIN(2 * (uint64_t)k, nm_seg_reserve_max);
     }
     char *base = dm->reserve;
     dm->reserve += NM_SEGMENT_SIZE;
     dm->reserve_left--;
+    nm_gstat_sub(NM_C_segments_reserved, 1);
     return base;
 }
 
@@ -157,6 +159,7 @@ static nm_segment_t *segment_new(uint32_t d, unsigned lane)
     if (s == NULL) {                               /* the segment goes back to the reservation */
         nm_domains[d].reserve = base;
         nm_domains[d].reserve_left++;
+        nm_gstat_add(NM_C_segments_reserved, 1);
         return NULL;
     }
     s->base = base;
@@ -318,6 +321,7 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
     if (unmap && dm->reserve_left && (cutoff_ms == UINT64_MAX || dm->nsegments == 0)) {
         rest = dm->reserve;
         rest_len = (size_t)dm->reserve_left * NM_SEGMENT_SIZE;
+        nm_gstat_sub(NM_C_segments_reserved, dm->reserve_left);
         dm->reserve_left = 0;
         dm->reserve_next = 1;
     }

@@ -630,6 +630,7 @@ static void emit_meta(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_bytes(em, "meta_bytes", "descriptors and magazines", nm_gstat_get(NM_C_meta_bytes));
     em_u64(em, "segments", "slab segments now", nm_gstat_get(NM_C_segments));
     em_u64(em, "segments_peak", "slab segments peak", nm_gstat_get(NM_C_segments_peak));
+    em_u64(em, "segments_reserved", "segments reserved ahead", nm_gstat_get(NM_C_segments_reserved));
     em_bytes(em, "slab_bytes", "slab pages in use", t->slab_bytes);
     em_bytes(em, "cached_small_bytes", "small blocks cached (not live)", sub0(t->small_held_bytes, t->small_live_bytes));
     em_bytes(em, "purgeable_bytes", "free slab pages not yet purged", t->dirty_bytes);

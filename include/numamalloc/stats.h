@@ -80,6 +80,7 @@
     X(segments,           "slab segments mapped now")                                \
     X(cache_pool_used,    "bytes of the shared pool thread caches have grown their budgets by") \
     X(segments_peak,      "peak of segments")                                        \
+    X(segments_reserved,  "segments mapped ahead in reservations, not yet used (address space only)") \
     X(slab_pages_purged,  "slab pages returned with MADV_DONTNEED")                  \
     X(segments_unmapped,  "segments returned with munmap")                           \
     X(medium_bytes_purged,"bytes of free medium blocks inside slabs returned with MADV_DONTNEED") \

@@ -681,6 +681,7 @@ Test(segment, segments_come_from_reservations_doubling_up_to_the_cap, .init = bo
             nm_segment_t *g = take_segment();
             if (i > 0) cr_assert_eq(g->base, prev->base + NM_SEGMENT_SIZE, "segment %u of a reservation of %u follows the last", i, k);
             cr_assert_eq(dm->reserve_left, k - 1 - i);
+            cr_assert_eq(nm_gstat_get(NM_C_segments_reserved), dm->reserve_left, "the dump's count of reserved segments");
             if (i + 1 < k) {
                 cr_assert(mapped(dm->reserve), "the rest of the reservation is mapped");
                 cr_assert(!resident(dm->reserve), "and holds no memory");
@@ -768,6 +769,7 @@ Test(segment, a_reservation_outlives_its_unmapped_segments_until_the_last_goes, 
     nm_segment_purge(dom, nm_os_now_ms());
     cr_assert_eq(dm->nsegments, 0);
     cr_assert_eq(dm->reserve_left, 0);
+    cr_assert_eq(nm_gstat_get(NM_C_segments_reserved), 0);
     cr_assert_eq(dm->reserve_next, 1, "growth starts again");
     cr_assert(!mapped(rest), "the unused rest is unmapped");
 
@@ -786,6 +788,7 @@ Test(segment, a_trim_unmaps_the_unused_rest_of_the_reservation, .init = boot)
     cr_assert_eq(dm->nsegments, 2, "segments in use stay");
     cr_assert(mapped(g->base) && mapped(h->base));
     cr_assert_eq(dm->reserve_left, 0);
+    cr_assert_eq(nm_gstat_get(NM_C_segments_reserved), 0);
     cr_assert_eq(dm->reserve_next, 1);
     cr_assert(!mapped(rest), "the unused rest is unmapped");
     take_segment();
