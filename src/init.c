@@ -5,10 +5,11 @@
  * BOOTING -> READY by compare-and-swap under nm_init_lock (the state lives in
  * src/tcache.c). Booting reads the environment (environ scan, src/options.c), sysfs
  * (src/topology.c) and the overcommit mode (src/segment.c), sets up domains,
- * counters, the thread-exit key and the fork handlers. Nothing on this path calls getenv, fopen, dlsym or libnuma. While the
- * process boots, every allocation (the booting thread's own re-entrant ones:
- * pthread_atfork allocates; or another thread's) is served by the fallback arena and
- * counted as bootstrap_allocs (src/alloc.c).
+ * counters, the thread-exit key and the fork handlers. Nothing on this path calls
+ * getenv, fopen, dlsym or libnuma. While the process boots, every allocation (the
+ * booting thread's own re-entrant ones: pthread_atfork allocates; or another
+ * thread's) is served by the fallback arena and counted as bootstrap_allocs
+ * (src/alloc.c).
  *
  * Exit: the destructor prints the stats dump and the profile and writes the profile
  * files (once per process, forked children included), and keeps everything working

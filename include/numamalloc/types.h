@@ -11,7 +11,8 @@
  *    and empty magazine lists, its slab lists, and every nm_slab_t of that class and
  *    domain (free bitmap, counts).
  *  - nm_domain_t.seg_lock protects the domain's segment list, its reservation and
- *    each segment's page masks. It nests inside a depot lock (depot -> segment), never the other way.
+ *    each segment's page masks. It nests inside a depot lock (depot -> segment),
+ *    never the other way.
  *  - nm_domain_t.large_lock protects the domain's cache of freed large mappings.
  *  - The page map is written under the lock of whoever owns the range (depot/segment
  *    for slabs, nobody else can see a fresh large mapping) and read without locks;

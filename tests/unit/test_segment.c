@@ -11,9 +11,10 @@
  * slab), purge (dirty mask cleared, pages given back, the cutoff, wholly free
  * segments unmapped), segments mapped from reservations doubling up to a cap (one
  * segment when a reservation cannot be mapped, or where address space is not
- * free; the unused rest unmapped with the last segment or at a trim), the bound on free dirty pages
- * (purged once idle), the domain's list and page counters after every step, and a
- * seeded random comparison with a reference model of the three passes.
+ * free; the unused rest unmapped with the last segment or at a trim), the bound on
+ * free dirty pages (purged once idle), the domain's list and page counters after
+ * every step, and a seeded random comparison with a reference model of the three
+ * passes.
  *
  * Each Criterion test is its own process and boots a fresh allocator whose slabs are
  * never used through malloc, so the domain holds only the segments a test makes. */
