@@ -69,9 +69,12 @@ $(B)/obj/interpose.o: preload/interpose.c $(HDRS)
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(CFLAGS_LIB) -fexceptions -c -o $@ $<
+# The exported entry points link first: the inline fast paths of malloc and free
+# then sit at the same addresses whatever the size of the code behind them (their
+# speed in a tight loop moves by 10 % with where they fall in a cache line).
 $(LIB): $(OBJS) $(PRELOAD_OBJS) preload/exports.map
 	@echo "  LD      $@"
-	$(Q)$(CC) -shared -o $@ $(OBJS) $(PRELOAD_OBJS) -Wl,--version-script=preload/exports.map \
+	$(Q)$(CC) -shared -o $@ $(PRELOAD_OBJS) $(OBJS) -Wl,--version-script=preload/exports.map \
 	    -Wl,-z,now -Wl,-z,relro -Wl,--no-undefined -Wl,-soname,$(SONAME) $(LDLIBS_LIB)
 	$(Q)ln -sfn libnumamalloc.so $(dir $@)$(SONAME)
 
