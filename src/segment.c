@@ -12,10 +12,12 @@
  * would otherwise share 2 MiB page-table pages and queue on their kernel lock; a
  * lane with no room maps a segment, and only when that fails takes another's.
  * Free dirty pages go back to the OS (MADV_DONTNEED; the binding survives it) after
- * NUMAMALLOC_DECAY_MS idle, or at once when a domain has more of them than
+ * NUMAMALLOC_DECAY_MS idle, or sooner when a domain has more of them than
  * NM_DIRTY_MIN and an eighth of the heap (jemalloc's old active:dirty rule): a
  * program whose slabs churn through many sizes would otherwise keep every page it
- * ever touched until the decay pass. When a
+ * ever touched until the decay pass. Over the bound, a free purges the pages idle
+ * for the domain's purge age, which adapts (adapt_age) between NM_DIRTY_AGE_MS and
+ * the decay time to how many of the purged pages the program faults in again. When a
  * thread exits while no other thread has been busy in the allocator lately, they go
  * back over the same bound however new: no later free may come to look at the bound.
  * While others are busy, only what stayed free NM_DIRTY_AGE_MS goes back, as at a
@@ -165,6 +167,7 @@ static nm_segment_t *segment_new(uint32_t d, unsigned lane)
     s->base = base;
     s->free_mask = ALL_PAGES;
     s->dirty_mask = 0;
+    s->purged_mask = 0;
     s->domain = d;
     s->lane = lane;
     s->empty_since_ms = nm_os_now_ms();
@@ -213,6 +216,16 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages, unsigned lane)
     }
     uint64_t bits = run_mask((unsigned)at, npages);
     uint64_t clean = bits & ~seg->dirty_mask;       /* pages not resident yet */
+    uint64_t again = bits & seg->purged_mask;       /* of them, purged ones */
+    if (dm->purged_free) {
+        /* a clean page carved while purged ones wait is a fault a purge caused: the
+         * purged page itself, or a fresh one taken in its place */
+        uint64_t n = NM_MIN((uint64_t)__builtin_popcountll(clean), dm->purged_free);
+        dm->refault_since = NM_MIN(dm->refault_since + n, 2 * dm->purged_since + NM_SEG_PAGES);
+        seg->purged_mask &= ~again;
+        dm->purged_free -= (uint64_t)__builtin_popcountll(again);
+        nm_gstat_add(NM_C_slab_pages_refaulted, (uint64_t)__builtin_popcountll(again));
+    }
     __atomic_fetch_add(&dm->slab_pages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(seg->dirty_mask & bits), __ATOMIC_RELAXED);
     seg->free_mask &= ~bits;
@@ -246,6 +259,30 @@ bool nm_segment_over_bound(uint32_t d, size_t extra)
     return (nm_load_relaxed(&dm->dirty_pages) << NM_GRANULE_SHIFT) + nm_load_relaxed(&dm->spare_bytes) + extra > cap;
 }
 
+/* The purge age, looked at when a free finds the domain over the bound. When what
+ * was carved clean while purged pages waited reaches half of what was purged, the
+ * purges came too early for this program (it churns through more than the bound
+ * lets it keep, and each purged page costs a fault again): the age doubles, up to
+ * the decay time. When it stays under an eighth, they cost little: the age halves,
+ * down to NM_DIRTY_AGE_MS. The counts halve at each decision, so one weighs the
+ * recent past, not only the last look (the faults a purge causes come later); a
+ * look after less than 16 pages purged decides nothing, so a heap that grows
+ * without purging keeps its age. */
+static uint64_t adapt_age(nm_domain_t *dm)
+{
+    nm_lock(&dm->seg_lock);
+    uint64_t age = NM_MAX(dm->purge_age_ms, (uint64_t)NM_DIRTY_AGE_MS);
+    if (dm->purged_since >= 16) {
+        if (dm->refault_since >= dm->purged_since / 2) age = NM_MIN(age * 2, NM_MAX(nm_opt.decay_ms, (uint64_t)NM_DIRTY_AGE_MS));
+        else if (dm->refault_since <= dm->purged_since / 8) age = NM_MAX(age / 2, (uint64_t)NM_DIRTY_AGE_MS);
+        dm->purged_since /= 2;
+        dm->refault_since /= 2;
+    }
+    nm_store_relaxed(&dm->purge_age_ms, age);
+    nm_unlock(&dm->seg_lock);
+    return age;
+}
+
 void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
 {
     nm_domain_t *dm = &nm_domains[d];
@@ -265,12 +302,13 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     if (was_full) { list_remove(&dm->full_segs, seg); list_push(&dm->segs, seg); }
     if (seg->free_mask == ALL_PAGES) seg->empty_since_ms = now;
     nm_unlock(&dm->seg_lock);
-    /* over the bound: what stayed free NM_DIRTY_AGE_MS goes back (not what was freed
+    /* over the bound: what stayed free the purge age goes back (not what was freed
      * just now: a program that frees and allocates again at once would fault it all
      * back in); looked at once per NM_DIRTY_AGE_MS */
     if (now >= nm_load_relaxed(&dm->dirty_check_ms) && nm_segment_over_bound(d, 0)) {
         nm_store_relaxed(&dm->dirty_check_ms, now + NM_DIRTY_AGE_MS);
-        purge(d, now - NM_DIRTY_AGE_MS, false);
+        uint64_t age = adapt_age(dm);
+        purge(d, now > age ? now - age : 0, false);
     }
 }
 
@@ -298,6 +336,7 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
             list_remove(&dm->segs, s);
             __atomic_fetch_sub(&dm->nsegments, 1, __ATOMIC_RELAXED);
             __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(s->dirty_mask), __ATOMIC_RELAXED);
+            dm->purged_free -= (uint64_t)__builtin_popcountll(s->purged_mask);
             s->next = unmap_list;
             unmap_list = s;
             continue;
@@ -309,6 +348,9 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
             int n = rest ? __builtin_ctzll(rest) : 64 - i;
             if (nm_os_advise(s->base + ((uintptr_t)i << NM_GRANULE_SHIFT), (size_t)n << NM_GRANULE_SHIFT, MADV_DONTNEED)) {
                 s->dirty_mask &= ~run_mask((unsigned)i, (unsigned)n);
+                s->purged_mask |= run_mask((unsigned)i, (unsigned)n);
+                dm->purged_since += (uint64_t)n;
+                dm->purged_free += (uint64_t)n;
                 __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)n, __ATOMIC_RELAXED);
                 purged += (size_t)n << NM_GRANULE_SHIFT;
                 nm_gstat_add(NM_C_slab_pages_purged, (uint64_t)n);

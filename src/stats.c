@@ -135,6 +135,7 @@ typedef struct totals {
     uint64_t arena_allocs, arena_frees, arena_alloc_bytes, arena_free_bytes;
     uint64_t large_allocs, large_frees, large_alloc_bytes, large_free_bytes;
     uint64_t large_kept;                /* large blocks kept by the threads that freed them */
+    uint64_t purge_age_ms;              /* the longest purge age of the domains (segment.c) */
     int64_t  fp_pending;                /* the depots' footprint changes not in the counter yet */
 } totals_t;
 
@@ -146,6 +147,7 @@ static void domain_totals(totals_t *t)
         t->slab_bytes += LD(dm->slab_pages) << NM_GRANULE_SHIFT;
         t->dirty_bytes += LD(dm->dirty_pages) << NM_GRANULE_SHIFT;
         t->cache_bytes += LD(dm->cache_bytes);
+        t->purge_age_ms = NM_MAX(t->purge_age_ms, NM_MAX(LD(dm->purge_age_ms), (uint64_t)NM_DIRTY_AGE_MS));
         for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
             t->small_held_bytes += LD(dm->depots[c].held) * nm_class_size[c];
             /* never-used blocks, and free medium blocks whose pages went back: untouched */
@@ -635,6 +637,8 @@ static void emit_meta(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_bytes(em, "cached_small_bytes", "small blocks cached (not live)", sub0(t->small_held_bytes, t->small_live_bytes));
     em_bytes(em, "purgeable_bytes", "free slab pages not yet purged", t->dirty_bytes);
     em_u64(em, "pages_purged", "slab pages purged (64 KiB)", nm_gstat_get(NM_C_slab_pages_purged));
+    em_u64(em, "pages_refaulted", "purged pages carved into slabs again", nm_gstat_get(NM_C_slab_pages_refaulted));
+    em_u64(em, "purge_age_ms", "purge age now (ms, longest of the nodes)", t->purge_age_ms);
     em_u64(em, "segments_unmapped", "segments unmapped", nm_gstat_get(NM_C_segments_unmapped));
     em_u64(em, "decay_runs", "decay passes", nm_gstat_get(NM_C_decay_runs));
     em_u64(em, "trim_calls", "malloc_trim calls", nm_gstat_get(NM_C_trim_calls));

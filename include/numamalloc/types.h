@@ -111,6 +111,7 @@ typedef struct nm_segment {
     char     *base;                  /* NM_SEGMENT_SIZE aligned */
     uint64_t  free_mask;             /* bit i: page i belongs to no slab */
     uint64_t  dirty_mask;            /* bit i: free page i may still be resident */
+    uint64_t  purged_mask;           /* bit i: free page i was purged, not carved since */
     uint64_t  empty_since_ms;        /* when the last slab left (0: not empty) */
     uint64_t  freed_ms[NM_SEG_PAGES];/* when each free page was released by its slab */
     uint32_t  domain;
@@ -182,6 +183,12 @@ typedef struct nm_domain {
     uint64_t   spare_bytes;  /* bytes of the depots' spare slabs (relaxed atomics) */
     uint64_t   dirty_check_ms; /* next look at dirty pages over the bound (relaxed: racing
                                  threads at worst purge twice) */
+    uint64_t   purge_age_ms; /* idle time after which a purge over the bound takes a free
+                                page (seg_lock; read relaxed by stats) */
+    uint64_t   purged_since; /* pages purged, and ... */
+    uint64_t   refault_since;/* ... clean pages carved while purged ones waited, both
+                                halved at each adaptation of the age (seg_lock) */
+    uint64_t   purged_free;  /* free pages in purged_mask, all segments (seg_lock) */
     nm_lock_t  large_lock;
     nm_large_t *cache;       /* freed large mappings, newest first */
     nm_large_t *cache_tail;

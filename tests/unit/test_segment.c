@@ -12,9 +12,10 @@
  * segments unmapped), segments mapped from reservations doubling up to a cap (one
  * segment when a reservation cannot be mapped, or where address space is not
  * free; the unused rest unmapped with the last segment or at a trim), the bound on
- * free dirty pages (purged once idle), the domain's list and page counters after
- * every step, and a seeded random comparison with a reference model of the three
- * passes.
+ * free dirty pages (purged once idle), the purge age adapting to how many purged
+ * pages come back (doubling to the decay time, halving back, unmoved by growth),
+ * the domain's list and page counters after every step, and a seeded random
+ * comparison with a reference model of the three passes.
  *
  * Each Criterion test is its own process and boots a fresh allocator whose slabs are
  * never used through malloc, so the domain holds only the segments a test makes. */
@@ -73,7 +74,7 @@ static unsigned nsegs(nm_segment_t *head)
 /* the domain's lists and counters agree with the segments' masks */
 static void check_domain(void)
 {
-    uint64_t slab_pages = 0, dirty = 0;
+    uint64_t slab_pages = 0, dirty = 0, purged = 0;
     unsigned n = 0;
     for (int full = 0; full < 2; full++) {
         nm_segment_t *prev = NULL;
@@ -85,6 +86,9 @@ static void check_domain(void)
             else cr_assert_neq(s->free_mask, 0, "a full segment on the list of segments with room");
             slab_pages += 64 - (unsigned)__builtin_popcountll(s->free_mask);
             dirty += (unsigned)__builtin_popcountll(s->dirty_mask & s->free_mask);
+            cr_assert_eq(s->purged_mask & ~(s->free_mask & ~s->dirty_mask), 0,
+                         "a purged page is free and clean");
+            purged += (unsigned)__builtin_popcountll(s->purged_mask);
         }
     }
     cr_assert_eq(n, dm->nsegments, "nsegments %lu, segments on the lists %u", (unsigned long)dm->nsegments, n);
@@ -93,6 +97,8 @@ static void check_domain(void)
                  (unsigned long)dm->slab_pages, (unsigned long)slab_pages);
     cr_assert_eq(dirty, dm->dirty_pages, "dirty_pages %lu, dirty bits %lu",
                  (unsigned long)dm->dirty_pages, (unsigned long)dirty);
+    cr_assert_eq(purged, dm->purged_free, "purged_free %lu, purged bits %lu",
+                 (unsigned long)dm->purged_free, (unsigned long)purged);
 }
 
 static nm_segment_t *seg_of(nm_slab_t *s) { return nm_slab_segment(s); }
@@ -556,6 +562,77 @@ Test(segment, a_wholly_free_segment_is_unmapped_once_idle, .init = boot)
     nm_slab_t *c = take(1);
     cr_assert_eq(c->page, 0);
     cr_assert_eq(dm->nsegments, 1);
+}
+
+/* one look over the bound: slabs s[0..n) go back released long ago, then s[n] goes
+ * back now with the look due; the pages that look purged */
+static uint64_t idle_round(nm_slab_t *s[], unsigned n)
+{
+    uint64_t before = nm_gstat_get(NM_C_slab_pages_purged);
+    dm->dirty_check_ms = UINT64_MAX;
+    for (unsigned i = 0; i < n; i++) {
+        nm_segment_t *g = seg_of(s[i]);
+        unsigned page = s[i]->page;
+        give(s[i], 0);
+        g->freed_ms[page] = 1;
+    }
+    dm->dirty_check_ms = 0;
+    give(s[n], 0);
+    return nm_gstat_get(NM_C_slab_pages_purged) - before;
+}
+
+enum { ROUND = 30, HELD = 20 };
+
+Test(segment, purged_pages_carved_again_double_the_purge_age_up_to_the_decay_time, .init = boot_bounded)
+{
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    nm_slab_t *s[ROUND + 1];
+    for (unsigned i = 0; i <= ROUND; i++) s[i] = take(1);
+    cr_assert_eq(idle_round(s, ROUND), ROUND, "the idle pages go back");
+    cr_assert_eq(dm->purge_age_ms, NM_DIRTY_AGE_MS, "the first look has no purge to judge");
+    uint64_t want = NM_DIRTY_AGE_MS, cap = NM_MAX(nm_opt.decay_ms, (uint64_t)NM_DIRTY_AGE_MS);
+    for (int k = 0; k < 8; k++) {
+        uint64_t again = nm_gstat_get(NM_C_slab_pages_refaulted);
+        for (unsigned i = 0; i <= ROUND; i++) s[i] = take(1);   /* the purged pages come back */
+        cr_assert_eq(nm_gstat_get(NM_C_slab_pages_refaulted), again + ROUND, "round %d: refaults counted", k);
+        cr_assert_eq(dm->purged_free, 0);
+        cr_assert_eq(idle_round(s, ROUND), ROUND, "round %d: what idled longer than any age still goes", k);
+        want = NM_MIN(want * 2, cap);
+        cr_assert_eq(dm->purge_age_ms, want, "round %d: age %lu, want %lu", k,
+                     (unsigned long)dm->purge_age_ms, (unsigned long)want);
+    }
+    cr_assert_eq(want, cap, "the age reached the decay time and stayed");
+}
+
+Test(segment, purges_that_stick_halve_the_purge_age, .init = boot_bounded)
+{
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    cr_assert_geq(nm_opt.decay_ms, 800, "the default decay time");
+    nm_slab_t *s[ROUND + 1], *held[HELD];
+    for (unsigned i = 0; i <= ROUND; i++) s[i] = take(1);
+    for (unsigned i = 0; i < HELD; i++) held[i] = take(1);
+    dm->purge_age_ms = 800;
+    cr_assert_eq(idle_round(s, ROUND), ROUND);
+    cr_assert_eq(dm->purge_age_ms, 800, "the first look has no purge to judge");
+    /* the program lives on what it holds: no purged page comes back, and its frees
+     * bring the domain over the bound again */
+    dm->dirty_check_ms = UINT64_MAX;
+    for (unsigned i = 0; i + 1 < HELD; i++) give(held[i], 0);
+    dm->dirty_check_ms = 0;
+    give(held[HELD - 1], 0);
+    cr_assert_eq(dm->purge_age_ms, 400, "purges that stick halve the age: %lu", (unsigned long)dm->purge_age_ms);
+    cr_assert_eq(dm->purged_free, ROUND, "the purged pages still wait");
+}
+
+Test(segment, a_heap_that_grows_without_purging_keeps_its_purge_age, .init = boot_bounded)
+{
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    dm->purge_age_ms = 200;
+    nm_slab_t *s[ROUND + 1];
+    for (unsigned i = 0; i <= ROUND; i++) s[i] = take(1);        /* clean pages, none purged */
+    cr_assert_eq(dm->refault_since, 0, "growth is no refault");
+    cr_assert_eq(idle_round(s, ROUND), ROUND);
+    cr_assert_eq(dm->purge_age_ms, 200, "no purge to judge: the age stays");
 }
 
 Test(segment, a_thread_exit_sends_back_free_pages_over_the_bound_however_new_unless_others_are_busy, .init = boot_bounded)
