@@ -250,7 +250,8 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages, unsigned lane)
     return sl;
 }
 
-static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap);
+enum { PURGE_UNMAP = 1, PURGE_JUDGED = 2 };
+static size_t purge(uint32_t d, uint64_t cutoff_ms, unsigned how);
 
 bool nm_segment_over_bound(uint32_t d, size_t extra)
 {
@@ -308,16 +309,19 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     if (now >= nm_load_relaxed(&dm->dirty_check_ms) && nm_segment_over_bound(d, 0)) {
         nm_store_relaxed(&dm->dirty_check_ms, now + NM_DIRTY_AGE_MS);
         uint64_t age = adapt_age(dm);
-        purge(d, now > age ? now - age : 0, false);
+        purge(d, now > age ? now - age : 0, PURGE_JUDGED);
     }
 }
 
-/* purge the free pages of domain d freed at or before cutoff_ms; with `unmap`, a
+/* purge the free pages of domain d freed at or before cutoff_ms. PURGE_UNMAP: a
  * segment wholly free and idle that long is unmapped too, and so is the unused
  * rest of the reservation when everything goes (cutoff UINT64_MAX: a trim, or
- * memory running out) or the domain has no segment left */
-static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
+ * memory running out) or the domain has no segment left. PURGE_JUDGED: a purge
+ * at the purge age, whose pages adapt_age watches come back (the others' cutoffs
+ * do not follow the age: decay, trims, thread exits) */
+static size_t purge(uint32_t d, uint64_t cutoff_ms, unsigned how)
 {
+    bool unmap = how & PURGE_UNMAP, judged = how & PURGE_JUDGED;
     nm_domain_t *dm = &nm_domains[d];
     size_t purged = 0;
     nm_segment_t *unmap_list = NULL;
@@ -348,9 +352,11 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
             int n = rest ? __builtin_ctzll(rest) : 64 - i;
             if (nm_os_advise(s->base + ((uintptr_t)i << NM_GRANULE_SHIFT), (size_t)n << NM_GRANULE_SHIFT, MADV_DONTNEED)) {
                 s->dirty_mask &= ~run_mask((unsigned)i, (unsigned)n);
-                s->purged_mask |= run_mask((unsigned)i, (unsigned)n);
-                dm->purged_since += (uint64_t)n;
-                dm->purged_free += (uint64_t)n;
+                if (judged) {
+                    s->purged_mask |= run_mask((unsigned)i, (unsigned)n);
+                    dm->purged_since += (uint64_t)n;
+                    dm->purged_free += (uint64_t)n;
+                }
                 __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)n, __ATOMIC_RELAXED);
                 purged += (size_t)n << NM_GRANULE_SHIFT;
                 nm_gstat_add(NM_C_slab_pages_purged, (uint64_t)n);
@@ -382,11 +388,11 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, bool unmap)
     return purged;
 }
 
-size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff_ms, true); }
+size_t nm_segment_purge(uint32_t d, uint64_t cutoff_ms) { return purge(d, cutoff_ms, PURGE_UNMAP); }
 
 /* (pages only: the segments stay mapped until decay, so that the address space a
  * program saw keeps working as long as NUMAMALLOC_DECAY_MS promises) */
 void nm_segment_exit_trim(uint32_t d, uint64_t cutoff_ms)
 {
-    if (nm_segment_over_bound(d, 0)) purge(d, cutoff_ms, false);
+    if (nm_segment_over_bound(d, 0)) purge(d, cutoff_ms, 0);
 }

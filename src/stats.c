@@ -637,7 +637,7 @@ static void emit_meta(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_bytes(em, "cached_small_bytes", "small blocks cached (not live)", sub0(t->small_held_bytes, t->small_live_bytes));
     em_bytes(em, "purgeable_bytes", "free slab pages not yet purged", t->dirty_bytes);
     em_u64(em, "pages_purged", "slab pages purged (64 KiB)", nm_gstat_get(NM_C_slab_pages_purged));
-    em_u64(em, "pages_refaulted", "purged pages carved into slabs again", nm_gstat_get(NM_C_slab_pages_refaulted));
+    em_u64(em, "pages_refaulted", "pages purged at the age, carved again", nm_gstat_get(NM_C_slab_pages_refaulted));
     em_u64(em, "purge_age_ms", "purge age now (ms, longest of the nodes)", t->purge_age_ms);
     em_u64(em, "segments_unmapped", "segments unmapped", nm_gstat_get(NM_C_segments_unmapped));
     em_u64(em, "decay_runs", "decay passes", nm_gstat_get(NM_C_decay_runs));

@@ -82,7 +82,7 @@
     X(segments_peak,      "peak of segments")                                        \
     X(segments_reserved,  "segments mapped ahead in reservations, not yet used (address space only)") \
     X(slab_pages_purged,  "slab pages returned with MADV_DONTNEED")                  \
-    X(slab_pages_refaulted,"purged slab pages carved into a slab again")             \
+    X(slab_pages_refaulted,"slab pages purged at the purge age, carved into a slab again") \
     X(segments_unmapped,  "segments returned with munmap")                           \
     X(medium_bytes_purged,"bytes of free medium blocks inside slabs returned with MADV_DONTNEED") \
     X(threads_reaped,     "caches of threads that died without running their exit retired") \

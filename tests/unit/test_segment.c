@@ -635,6 +635,18 @@ Test(segment, a_heap_that_grows_without_purging_keeps_its_purge_age, .init = boo
     cr_assert_eq(dm->purge_age_ms, 200, "no purge to judge: the age stays");
 }
 
+Test(segment, a_purge_that_does_not_follow_the_age_is_not_judged, .init = boot_bounded)
+{
+    nm_slab_t *s[ROUND], *keep = take(1);          /* (keeps the segment mapped) */
+    for (unsigned i = 0; i < ROUND; i++) s[i] = take(1);
+    for (unsigned i = 0; i < ROUND; i++) give(s[i], 0);
+    cr_assert_eq(nm_segment_purge(dom, UINT64_MAX), (size_t)ROUND * PAGE, "a trim takes every free page");
+    cr_assert_eq(dm->purged_since, 0, "a trim is not the purge age's doing");
+    cr_assert_eq(dm->purged_free, 0);
+    check_domain();
+    give(keep, 0);
+}
+
 Test(segment, a_thread_exit_sends_back_free_pages_over_the_bound_however_new_unless_others_are_busy, .init = boot_bounded)
 {
     /* a heap of nothing: the bound is NM_DIRTY_MIN */
