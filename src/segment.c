@@ -305,9 +305,10 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     nm_unlock(&dm->seg_lock);
     /* over the bound: what stayed free the purge age goes back (not what was freed
      * just now: a program that frees and allocates again at once would fault it all
-     * back in); looked at once per NM_DIRTY_AGE_MS */
-    if (now >= nm_load_relaxed(&dm->dirty_check_ms) && nm_segment_over_bound(d, 0)) {
-        nm_store_relaxed(&dm->dirty_check_ms, now + NM_DIRTY_AGE_MS);
+     * back in); looked at once per NM_DIRTY_AGE_MS, by the one thread that moves the
+     * next look on (two at once would judge the age twice in one window) */
+    uint64_t due = nm_load_relaxed(&dm->dirty_check_ms);
+    if (now >= due && nm_segment_over_bound(d, 0) && nm_cas_acq_rel(&dm->dirty_check_ms, &due, now + NM_DIRTY_AGE_MS)) {
         uint64_t age = adapt_age(dm);
         purge(d, now > age ? now - age : 0, PURGE_JUDGED);
     }

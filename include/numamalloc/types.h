@@ -181,8 +181,8 @@ typedef struct nm_domain {
     uint64_t   slab_pages;   /* 64 KiB pages in slabs */
     uint64_t   dirty_pages;  /* free pages that may still be resident (not yet purged) */
     uint64_t   spare_bytes;  /* bytes of the depots' spare slabs (relaxed atomics) */
-    uint64_t   dirty_check_ms; /* next look at dirty pages over the bound (relaxed: racing
-                                 threads at worst purge twice) */
+    uint64_t   dirty_check_ms; /* next look at dirty pages over the bound (the thread whose
+                                 compare-and-swap moves it on looks) */
     uint64_t   purge_age_ms; /* idle time after which a purge over the bound takes a free
                                 page (seg_lock; read relaxed by stats) */
     uint64_t   purged_since; /* pages purged, and ... */

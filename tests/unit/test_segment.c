@@ -13,7 +13,9 @@
  * segment when a reservation cannot be mapped, or where address space is not
  * free; the unused rest unmapped with the last segment or at a trim), the bound on
  * free dirty pages (purged once idle), the purge age adapting to how many purged
- * pages come back (doubling to the decay time, halving back, unmoved by growth),
+ * pages come back (doubling at half to the decay time, halving at an eighth,
+ * unmoved between, by growth or by purges not at the age; refaults capped by what
+ * was purged; an unmapped segment's purged pages leave the count),
  * the domain's list and page counters after every step, and a seeded random
  * comparison with a reference model of the three passes.
  *
@@ -633,6 +635,82 @@ Test(segment, a_heap_that_grows_without_purging_keeps_its_purge_age, .init = boo
     cr_assert_eq(dm->refault_since, 0, "growth is no refault");
     cr_assert_eq(idle_round(s, ROUND), ROUND);
     cr_assert_eq(dm->purge_age_ms, 200, "no purge to judge: the age stays");
+}
+
+/* the purge age after one judged purge of ROUND pages (the age at 200 ms before it),
+ * `refaults` of them carved again, and the next look */
+static uint64_t age_after(unsigned refaults)
+{
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    cr_assert_leq(refaults, ROUND);
+    nm_slab_t *s[ROUND + 1], *held[HELD];
+    for (unsigned i = 0; i <= ROUND; i++) s[i] = take(1);
+    for (unsigned i = 0; i < HELD; i++) held[i] = take(1);
+    dm->purge_age_ms = 200;
+    cr_assert_eq(idle_round(s, ROUND), ROUND);
+    /* the first takes the page freed last (resident), the others purged ones */
+    for (unsigned i = 0; i <= refaults; i++) take(1);
+    cr_assert_eq(dm->refault_since, refaults);
+    /* the held slabs go back: over the bound again, with no page carved */
+    dm->dirty_check_ms = UINT64_MAX;
+    for (unsigned i = 0; i + 1 < HELD; i++) give(held[i], 0);
+    dm->dirty_check_ms = 0;
+    give(held[HELD - 1], 0);
+    return dm->purge_age_ms;
+}
+
+/* ROUND = 30: half is 15, an eighth 3 */
+Test(segment, half_the_purged_carved_again_doubles_the_age, .init = boot_bounded)
+{
+    cr_assert_eq(age_after(ROUND / 2), 400);
+}
+
+Test(segment, just_under_half_carved_again_leaves_the_age, .init = boot_bounded)
+{
+    cr_assert_eq(age_after(ROUND / 2 - 1), 200);
+}
+
+Test(segment, just_over_an_eighth_carved_again_leaves_the_age, .init = boot_bounded)
+{
+    cr_assert_eq(age_after(ROUND / 8 + 1), 200);
+}
+
+Test(segment, an_eighth_carved_again_halves_the_age, .init = boot_bounded)
+{
+    cr_assert_eq(age_after(ROUND / 8), 100);
+}
+
+Test(segment, refaults_counted_are_capped_by_what_was_purged, .init = boot_bounded)
+{
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    nm_slab_t *one[64], *big[10];
+    nm_segment_t *g = fill_ones(one);
+    /* the even pages go back idle and are purged; the odd ones stay (page 1 freed now) */
+    dm->dirty_check_ms = UINT64_MAX;
+    for (unsigned i = 0; i < 64; i += 2) { give(one[i], 0); g->freed_ms[i] = 1; }
+    dm->dirty_check_ms = 0;
+    give(one[1], 0);
+    cr_assert_eq(dm->purged_free, 32);
+    cr_assert_eq(dm->purged_since, 32);
+    /* 16-page slabs fit in no hole: fresh segments, each page a fault while the purged
+     * pages wait, but no more than twice the purged count and one segment */
+    for (unsigned i = 0; i < 10; i++) big[i] = take(16);
+    cr_assert_eq(dm->purged_free, 32, "no purged page was carved");
+    cr_assert_eq(dm->refault_since, 2 * 32 + NM_SEG_PAGES, "refaults %lu", (unsigned long)dm->refault_since);
+    for (unsigned i = 0; i < 10; i++) give(big[i], 0);
+}
+
+Test(segment, an_unmapped_segment_takes_its_purged_pages_out_of_the_count, .init = boot_bounded)
+{
+    cr_assert_lt(nm_gstat_get(NM_C_footprint) / 8, NM_DIRTY_MIN, "the heap must be small for this test");
+    nm_slab_t *s[ROUND + 1];
+    for (unsigned i = 0; i <= ROUND; i++) s[i] = take(1);
+    cr_assert_eq(idle_round(s, ROUND), ROUND);
+    cr_assert_eq(dm->purged_free, ROUND);
+    nm_segment_purge(dom, UINT64_MAX);                  /* wholly free: unmapped */
+    cr_assert_eq(dm->nsegments, 0);
+    cr_assert_eq(dm->purged_free, 0, "purged_free %lu", (unsigned long)dm->purged_free);
+    check_domain();
 }
 
 Test(segment, a_purge_that_does_not_follow_the_age_is_not_judged, .init = boot_bounded)
