@@ -216,15 +216,15 @@ nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages, unsigned lane)
     }
     uint64_t bits = run_mask((unsigned)at, npages);
     uint64_t clean = bits & ~seg->dirty_mask;       /* pages not resident yet */
-    uint64_t again = bits & seg->purged_mask;       /* of them, purged ones */
     if (dm->purged_free) {
         /* a clean page carved while purged ones wait is a fault a purge caused: the
          * purged page itself, or a fresh one taken in its place */
         uint64_t n = NM_MIN((uint64_t)__builtin_popcountll(clean), dm->purged_free);
+        uint64_t again = (uint64_t)__builtin_popcountll(bits & seg->purged_mask);
         dm->refault_since = NM_MIN(dm->refault_since + n, 2 * dm->purged_since + NM_SEG_PAGES);
-        seg->purged_mask &= ~again;
-        dm->purged_free -= (uint64_t)__builtin_popcountll(again);
-        nm_gstat_add(NM_C_slab_pages_refaulted, (uint64_t)__builtin_popcountll(again));
+        seg->purged_mask &= ~bits;
+        dm->purged_free -= again;
+        nm_gstat_add(NM_C_slab_pages_refaulted, again);
     }
     __atomic_fetch_add(&dm->slab_pages, npages, __ATOMIC_RELAXED);
     __atomic_fetch_sub(&dm->dirty_pages, (uint64_t)__builtin_popcountll(seg->dirty_mask & bits), __ATOMIC_RELAXED);
