@@ -127,7 +127,11 @@ static bool apply(nm_options_t *o, int id, const char *v)
         if (!nm_parse_size(v, &sz) || sz < ((size_t)64 << 10) || sz > ((size_t)1 << 30)) return false;
         o->large_threshold = sz;
         return true;
-    case NM_OPT_PREFAULT: if (!parse_bool(v, &b)) return false; o->prefault = b; return true;
+    case NM_OPT_PREFAULT:
+        if (!nm_strcmp(v, "auto")) { o->prefault = NM_PREFAULT_AUTO; return true; }
+        if (!parse_bool(v, &b)) return false;
+        o->prefault = b ? NM_PREFAULT_ON : NM_PREFAULT_OFF;
+        return true;
     case NM_OPT_DECAY_MS: if (!parse_uint(v, 3600000, &u)) return false; o->decay_ms = u; return true;
     case NM_OPT_BACKGROUND: if (!parse_bool(v, &b)) return false; o->background = b; return true;
     case NM_OPT_LARGE_CACHE:

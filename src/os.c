@@ -102,6 +102,10 @@ bool nm_os_advise(void *p, size_t size, int advice)
     return true;
 }
 
+bool nm_os_mincore(void *p, size_t size, unsigned char *vec)
+{
+    return syscall(SYS_mincore, p, size, vec) == 0;
+}
 
 void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr)
 {

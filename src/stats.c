@@ -557,6 +557,9 @@ static void emit_large(nm_emit_t *em, const snapshot_t *s, const totals_t *t)
     em_bytes(em, "cache_bytes", "mapping cache now", t->cache_bytes);
     em_bytes(em, "thread_cache_bytes", "kept by freeing threads", t->large_kept);
     em_u64(em, "mremaps", "reallocs by mremap", nm_gstat_get(NM_C_large_mremap));
+    em_u64(em, "judged_dense", "new mappings judged dense", nm_gstat_get(NM_C_large_judged_dense));
+    em_u64(em, "judged_sparse", "new mappings judged sparse", nm_gstat_get(NM_C_large_judged_sparse));
+    em_bytes(em, "populated_bytes", "populated as dense", nm_gstat_get(NM_C_large_populated));
     em_str(em, "thp_mode", "transparent huge pages", nm_thp_mode == 0 ? "never" : nm_thp_mode == 1 ? "madvise" : "always");
     uint64_t huge_bytes = live_b[NM_BACK_HUGETLB_2M] + live_b[NM_BACK_HUGETLB_1G] + live_b[NM_BACK_THP];
     uint64_t all_bytes = huge_bytes + live_b[NM_BACK_NORMAL];

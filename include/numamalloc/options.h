@@ -18,8 +18,8 @@
     "huge pages for large blocks: hugetlb pages when the node has free ones, else 4 KiB; +thp: else transparent huge pages") \
   X(LARGE_THRESHOLD, NM_T_SIZE,    "1M",     "a size from 64K to 1G (suffix K, M or G)", \
     "blocks of at least this size get their own NUMA-bound mapping") \
-  X(PREFAULT,        NM_T_BOOL,    "0",      "0 or 1", \
-    "populate large blocks at allocation (first touch on the right node, no page faults later)") \
+  X(PREFAULT,        NM_T_ENUM,    "auto",   "auto, 0 or 1", \
+    "populate new large mappings at allocation (no page faults later): 1 always, auto once a node's large blocks are found written densely") \
   X(DECAY_MS,        NM_T_UINT,    "1000",   "milliseconds from 0 to 3600000", \
     "how long unused cached memory is kept before it is returned to the OS") \
   X(BACKGROUND,      NM_T_BOOL,    "0",      "0 or 1", \
@@ -54,6 +54,7 @@ enum { NM_OPTIONS(NM_OPT_ENUM) NM_OPT_N };
 enum nm_policy_kind { NM_POL_LOCAL, NM_POL_INTERLEAVE, NM_POL_BIND, NM_POL_PREFERRED };
 enum nm_huge_mode   { NM_HUGE_AUTO, NM_HUGE_HUGETLB, NM_HUGE_1G, NM_HUGE_THP, NM_HUGE_OFF };
 enum nm_stats_mode  { NM_STATS_OFF, NM_STATS_TEXT, NM_STATS_JSON };
+enum nm_prefault    { NM_PREFAULT_OFF, NM_PREFAULT_ON, NM_PREFAULT_AUTO };
 
 #define NM_POLICY_MAX_NODES 1024
 
@@ -65,7 +66,7 @@ typedef struct nm_options {
     int      hugepages;              /* enum nm_huge_mode */
     bool     thp_fallback;           /* "+thp": THP when hugetlb pages cannot be had */
     size_t   large_threshold;
-    bool     prefault;
+    int      prefault;               /* enum nm_prefault */
     uint64_t decay_ms;
     bool     background;
     size_t   large_cache;

@@ -24,6 +24,8 @@ bool  nm_os_unmap(void *p, size_t size);
 bool  nm_os_membarrier_register(void);
 bool  nm_os_membarrier(void);
 bool  nm_os_advise(void *p, size_t size, int advice);
+/* mincore(2): one byte per page into vec, bit 0 set when resident; not counted */
+bool  nm_os_mincore(void *p, size_t size, unsigned char *vec);
 void *nm_os_remap(void *p, size_t old_size, size_t new_size, int flags, void *new_addr);
 /* mbind(2) with a node mask of nbits bits; counts failures, keeps errno */
 bool  nm_os_mbind(void *p, size_t size, int mode, const unsigned long *mask, unsigned long nbits);

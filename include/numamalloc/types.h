@@ -163,6 +163,8 @@ typedef struct nm_large {
     uint8_t   sampled : 1;   /* profiler sampled this block */
     uint8_t   tcached : 1;   /* kept by the thread that freed it (still in the page map) */
     uint8_t   multi_vma : 1; /* mremap answered EFAULT: coalesced from mappings the kernel kept apart */
+    uint8_t   judge : 1;     /* a new 4 KiB mapping not populated, not yet reused or resized: its
+                                first free tells how densely the program wrote it (src/large.c) */
     uint8_t   huge_fb;       /* a huge-page fallback of its mapping (NM_FB_* + 1; 0 none): the
                                 profiler charges it to the site of a sampled block */
 } NM_ALIGNED(64) nm_large_t;
@@ -193,6 +195,9 @@ typedef struct nm_domain {
     nm_large_t *cache;       /* freed large mappings, newest first */
     nm_large_t *cache_tail;
     size_t     cache_bytes;
+    uint32_t   dense_votes;  /* large blocks judged written densely, lately (src/large.c) */
+    uint32_t   new_maps;     /* new large mappings made while dense: every NM_JUDGE_EVERY-th
+                                is not populated, and judged (both relaxed, no lock) */
     int        node;         /* NUMA node id, or -1 for the pseudo-domains */
     int        mpol_mode;    /* MPOL_* used to bind this domain's memory */
     bool       bind;         /* mbind at all (false on one-node machines) */

@@ -45,7 +45,7 @@ static void boot(void)
     nm_opt.hugepages = NM_HUGE_OFF;
     nm_opt.thp_fallback = false;
     nm_opt.check = false;
-    nm_opt.prefault = false;
+    nm_opt.prefault = NM_PREFAULT_OFF;
     nm_opt.decay_ms = 1000;
     nm_opt.large_cache = 64 * MiB;
     cr_assert_null(dm->cache, "node cache not fresh");
@@ -1067,4 +1067,172 @@ Test(large, hugetlb_blocks_are_never_grown, .init = boot)
     cr_assert_null(nm_large_resize(tc, L, p, 3 * MiB));
     cr_assert_eq(L->map_len, MiB + 512 * KiB);
     cr_assert_eq(nm_large_resize(tc, L, p, 256 * KiB), NULL, "no shrinking by mremap either");
+}
+
+/* ---- populating new mappings of a node whose blocks are written densely ------------ */
+
+/* pages of [p, p + n) resident now */
+static size_t resident(const char *p, size_t n)
+{
+    static unsigned char vec[16 * MiB / 4096];
+    cr_assert_leq(n, 16 * MiB);
+    cr_assert_eq(mincore((void *)p, n, vec), 0);
+    size_t r = 0;
+    for (size_t i = 0; i < (n + 4095) / 4096; i++) r += vec[i] & 1;
+    return r;
+}
+
+static uint64_t judged(int id) { return nm_gstat_get(id); }
+
+/* a new mapping of n bytes (the node cache emptied first, so nothing is reused) */
+static char *fresh_block(size_t n)
+{
+    nm_large_decay(dom, UINT64_MAX);
+    cr_assert_null(dm->cache);
+    uint64_t maps = mappings();
+    char *p = nm_large_alloc(tc, dom, n, 0, false);
+    cr_assert_not_null(p);
+    cr_assert_eq(mappings(), maps + 1, "a new mapping");
+    return p;
+}
+
+/* write every stride-th byte of p's n bytes, free it into the node cache */
+static void write_and_free(char *p, size_t n, size_t stride)
+{
+    for (size_t off = 0; off < n; off += stride) p[off] = 1;
+    free_node(p);
+}
+
+static void auto_mode(void)
+{
+    nm_opt.prefault = NM_PREFAULT_AUTO;
+    cr_assert_eq(dm->dense_votes, 0);
+}
+
+Test(large, two_densely_written_blocks_make_the_next_new_mappings_populated, .init = boot)
+{
+    auto_mode();
+    uint64_t dense = judged(NM_C_large_judged_dense), pop = nm_gstat_get(NM_C_large_populated);
+    for (int round = 0; round < 2; round++) {
+        char *p = fresh_block(4 * MiB);
+        cr_assert_eq(resident(p, 4 * MiB), 0, "round %d: not populated before two votes", round);
+        cr_assert_eq(desc(p)->judge, 1, "an unpopulated new mapping is judged at its free");
+        write_and_free(p, 4 * MiB, 4096);
+        cr_assert_eq(judged(NM_C_large_judged_dense), dense + (uint64_t)round + 1);
+        cr_assert_eq(dm->dense_votes, (uint32_t)round + 1);
+    }
+    char *p = fresh_block(4 * MiB);
+    cr_assert_eq(resident(p, 4 * MiB), 1024, "populated whole");
+    cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop + 4 * MiB);
+    cr_assert_eq(desc(p)->judge, 0, "a populated mapping tells nothing: not judged");
+    write_and_free(p, 4 * MiB, 4096);
+    cr_assert_eq(judged(NM_C_large_judged_dense), dense + 2);
+    cr_assert_eq(dm->dense_votes, 2);
+}
+
+Test(large, a_dense_node_leaves_every_eighth_new_mapping_to_be_judged, .init = boot)
+{
+    auto_mode();
+    dm->dense_votes = 2;
+    uint64_t sparse = judged(NM_C_large_judged_sparse);
+    unsigned populated = 0;
+    char *left = NULL;
+    for (int i = 0; i < 8; i++) {
+        char *p = fresh_block(2 * MiB);
+        if (resident(p, 2 * MiB) == 512) {
+            populated++;
+            cr_assert_eq(desc(p)->judge, 0);
+            free_node(p);
+        } else {
+            cr_assert_eq(resident(p, 2 * MiB), 0);
+            cr_assert_null(left, "one in eight is left alone");
+            cr_assert_eq(desc(p)->judge, 1);
+            left = p;
+        }
+        if (left) break;
+    }
+    cr_assert_not_null(left, "one of eight new mappings is left to be judged");
+    cr_assert_eq(populated, 7, "the other seven are populated");
+    /* the program turned sparse: one page of 512 written clears the votes */
+    write_and_free(left, 2 * MiB, 2 * MiB);
+    cr_assert_eq(judged(NM_C_large_judged_sparse), sparse + 1);
+    cr_assert_eq(dm->dense_votes, 0);
+    char *p = fresh_block(2 * MiB);
+    cr_assert_eq(resident(p, 2 * MiB), 0, "no longer populated");
+    cr_assert_eq(desc(p)->judge, 1);
+}
+
+Test(large, a_half_written_block_takes_one_vote_off, .init = boot)
+{
+    auto_mode();
+    dm->dense_votes = 1;
+    uint64_t sparse = judged(NM_C_large_judged_sparse);
+    write_and_free(fresh_block(4 * MiB), 2 * MiB, 4096);              /* the first half */
+    cr_assert_eq(dm->dense_votes, 0);
+    cr_assert_eq(judged(NM_C_large_judged_sparse), sparse + 1);
+    write_and_free(fresh_block(4 * MiB), 2 * MiB, 4096);
+    cr_assert_eq(dm->dense_votes, 0, "no vote below none");
+    dm->dense_votes = 1;
+    write_and_free(fresh_block(4 * MiB), 3 * MiB, 4096);              /* three quarters */
+    cr_assert_eq(dm->dense_votes, 2, "three quarters resident is dense");
+}
+
+Test(large, reused_and_resized_blocks_are_not_judged, .init = boot)
+{
+    auto_mode();
+    char *p = fresh_block(4 * MiB);
+    write_and_free(p, 4 * MiB, 4096);
+    uint64_t dense = judged(NM_C_large_judged_dense), sparse = judged(NM_C_large_judged_sparse);
+    char *q = nm_large_alloc(tc, dom, 4 * MiB, 0, false);
+    cr_assert_eq(q, p, "the cached mapping again");
+    cr_assert_eq(desc(q)->judge, 0);
+    write_and_free(q, 4 * MiB, 4 * MiB);
+    nm_large_decay(dom, UINT64_MAX);
+    char *r = fresh_block(2 * MiB);
+    cr_assert_eq(desc(r)->judge, 1);
+    r = nm_large_resize(tc, desc(r), r, 3 * MiB);
+    cr_assert_not_null(r);
+    cr_assert_eq(desc(r)->judge, 0, "resized: part old pages, part new");
+    free_node(r);
+    cr_assert_eq(judged(NM_C_large_judged_dense), dense);
+    cr_assert_eq(judged(NM_C_large_judged_sparse), sparse);
+    cr_assert_eq(dm->dense_votes, 1);
+}
+
+Test(large, a_dense_node_populates_the_tail_grown_onto_a_cached_mapping, .init = boot)
+{
+    auto_mode();
+    char *a = fresh_block(MiB);
+    write_and_free(a, MiB, 4096);
+    dm->dense_votes = 2;
+    uint64_t pop = nm_gstat_get(NM_C_large_populated), grow = nm_gstat_get(NM_C_large_cache_grow);
+    char *p = nm_large_alloc(tc, dom, MiB + 512 * KiB, 0, false);
+    cr_assert_eq(nm_gstat_get(NM_C_large_cache_grow), grow + 1, "grown, not mapped anew");
+    cr_assert_eq(resident(p, MiB + 512 * KiB), 384, "the old pages and the new tail");
+    cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop + 512 * KiB);
+    free_node(p);
+    /* not dense: the tail is left to fault */
+    dm->dense_votes = 1;
+    p = nm_large_alloc(tc, dom, 2 * MiB + 512 * KiB, 0, false);
+    cr_assert_eq(nm_gstat_get(NM_C_large_cache_grow), grow + 2);
+    cr_assert_eq(resident(p + MiB + 512 * KiB, MiB), 0);
+}
+
+Test(large, prefault_1_populates_every_new_mapping_and_0_none, .init = boot)
+{
+    uint64_t dense = judged(NM_C_large_judged_dense);
+    nm_opt.prefault = NM_PREFAULT_ON;
+    for (int i = 0; i < 9; i++) {
+        char *p = fresh_block(2 * MiB);
+        cr_assert_eq(resident(p, 2 * MiB), 512, "mapping %d populated", i);
+        cr_assert_eq(desc(p)->judge, 0);
+        free_node(p);
+    }
+    nm_opt.prefault = NM_PREFAULT_OFF;
+    dm->dense_votes = 4;
+    char *p = fresh_block(2 * MiB);
+    cr_assert_eq(resident(p, 2 * MiB), 0, "off: never, whatever the votes");
+    cr_assert_eq(desc(p)->judge, 0, "off: nothing judged");
+    write_and_free(p, 2 * MiB, 4096);
+    cr_assert_eq(judged(NM_C_large_judged_dense), dense);
 }

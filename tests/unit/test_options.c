@@ -121,7 +121,7 @@ Test(options, defaults_parse_and_apply)
     cr_assert_eq(o.policy_nnodes, 0);
     cr_assert_eq(o.hugepages, NM_HUGE_AUTO);
     cr_assert_eq(o.large_threshold, (size_t)1 << 20);
-    cr_assert_eq(o.prefault, false);
+    cr_assert_eq(o.prefault, NM_PREFAULT_AUTO);
     cr_assert_eq(o.decay_ms, 1000);
     cr_assert_eq(o.large_cache, (size_t)64 << 20);
     cr_assert_eq(o.background, false);
@@ -229,6 +229,21 @@ Test(options, hugepages)
     cr_assert_str_eq(err, "NUMAMALLOC_HUGEPAGES='yes' ignored: accepts auto, hugetlb, 1g, thp, off, hugetlb+thp or 1g+thp; using 'auto'");
 }
 
+Test(options, prefault)
+{
+    fresh();
+    accept("PREFAULT", "1");     cr_assert_eq(o.prefault, NM_PREFAULT_ON);
+    accept("PREFAULT", "0");     cr_assert_eq(o.prefault, NM_PREFAULT_OFF);
+    accept("PREFAULT", "yes");   cr_assert_eq(o.prefault, NM_PREFAULT_ON);
+    accept("PREFAULT", "off");   cr_assert_eq(o.prefault, NM_PREFAULT_OFF);
+    accept("PREFAULT", "auto");  cr_assert_eq(o.prefault, NM_PREFAULT_AUTO);
+    static const char *bad[] = { "", "2", "Auto", "AUTO", "always", "never", "1 ", "01" };
+    for (unsigned i = 0; i < NM_ARRAY_LEN(bad); i++) reject("PREFAULT", bad[i]);
+    char err[512];
+    cr_assert_not(nm_option_parse(&o, NM_OPT_PREFAULT, "maybe", err, sizeof err));
+    cr_assert_str_eq(err, "NUMAMALLOC_PREFAULT='maybe' ignored: accepts auto, 0 or 1; using 'auto'");
+}
+
 Test(options, large_threshold)
 {
     fresh();
@@ -265,7 +280,6 @@ static void check_bool(const char *name, const bool *field)
 
 Test(options, booleans)
 {
-    check_bool("PREFAULT", &o.prefault);
     check_bool("CHECK", &o.check);
     check_bool("VERBOSE", &o.verbose);
     check_bool("PROF", &o.prof);
