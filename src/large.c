@@ -361,15 +361,22 @@ static void cache_coalesce_locked(nm_domain_t *dm, nm_large_t *L)
  * of its first touches (bench/ large-blocks: sys time 153 -> 39 ms for 200 blocks of
  * 1-8 MiB, on a VM where each fault traps), but a block the program touches sparsely
  * would become resident whole: a buffer of 32 MiB of which it writes a page. So
- * NUMAMALLOC_PREFAULT=auto decides per node, from what the program did: the first
- * free of a new 4 KiB mapping that was not populated counts its resident pages
- * (mincore; NM_JUDGE_WINDOWS windows of it past 16 MiB). Three quarters or more
- * votes dense; under a quarter clears the votes; between takes one off. From
- * NM_DENSE_VOTES votes on, the node's new 4 KiB mappings and the tails grown onto
- * its cached ones are populated, except every NM_JUDGE_EVERY-th new mapping, which
- * is left alone to be judged, so a program that turns sparse is noticed. Reused
- * and resized mappings are not judged: their pages were resident before. The
- * votes are relaxed atomics: a lost update delays a decision by one block. */
+ * NUMAMALLOC_PREFAULT=auto decides per node, from what the program did. A thread's
+ * newest new 4 KiB mapping that was not populated is judged once, when that thread
+ * makes its next new large mapping or frees the block, whichever comes first: its
+ * resident pages are counted (mincore; NM_JUDGE_WINDOWS windows of it past 16 MiB).
+ * Three quarters or more votes dense; under a quarter clears the votes; between
+ * takes one off. Judging a live block at the next mapping lets a program that fills
+ * each block as it gets it (the common case) be found dense from its third block on,
+ * not after its first frees; one still filling its block looks sparse, which only
+ * delays the decision. From NM_DENSE_VOTES votes on, the node's new 4 KiB mappings
+ * and the tails grown onto its cached ones are populated, except every
+ * NM_JUDGE_EVERY-th new mapping, left to fault and be judged, so a program that
+ * turns sparse is noticed. Reused and resized mappings are not judged: their pages
+ * were resident before. A block another thread frees first is judged where it lies
+ * at the owner's next mapping: cached (a dense vote, as it was written), unmapped
+ * (mincore fails: no vote) or reused by another block. The votes are relaxed
+ * atomics: a lost update delays a decision by one block. */
 #define NM_DENSE_VOTES   2
 #define NM_DENSE_MAX     4
 #define NM_JUDGE_EVERY   8
@@ -381,20 +388,22 @@ static bool node_dense(uint32_t dom)
     return nm_opt.prefault == NM_PREFAULT_AUTO && nm_load_relaxed(&nm_domains[dom].dense_votes) >= NM_DENSE_VOTES;
 }
 
-static void judge(nm_large_t *L)
+/* judge the thread's pending mapping (see above) */
+static void judge(nm_tcache_t *tc)
 {
-    L->judge = 0;
+    char *map = tc->judge_map;
+    tc->judge_map = NULL;
     unsigned char vec[NM_JUDGE_WINDOW];
-    size_t pages = L->map_len / nm_os_page, windows = (pages + NM_JUDGE_WINDOW - 1) / NM_JUDGE_WINDOW;
+    size_t pages = tc->judge_len / nm_os_page, windows = (pages + NM_JUDGE_WINDOW - 1) / NM_JUDGE_WINDOW;
     size_t step = windows > NM_JUDGE_WINDOWS ? windows / NM_JUDGE_WINDOWS : 1;
     size_t seen = 0, resident = 0;
     for (size_t w = 0; w < windows; w += step) {
         size_t first = w * NM_JUDGE_WINDOW, n = NM_MIN((size_t)NM_JUDGE_WINDOW, pages - first);
-        if (!nm_os_mincore(L->map + first * nm_os_page, n * nm_os_page, vec)) return;   /* no vote */
+        if (!nm_os_mincore(map + first * nm_os_page, n * nm_os_page, vec)) return;   /* no vote */
         for (size_t i = 0; i < n; i++) resident += vec[i] & 1;
         seen += n;
     }
-    nm_domain_t *dm = &nm_domains[L->domain];
+    nm_domain_t *dm = &nm_domains[tc->judge_dom];
     uint32_t v = nm_load_relaxed(&dm->dense_votes);
     if (resident * 4 >= seen * 3) {
         v = NM_MIN(v + 1, (uint32_t)NM_DENSE_MAX);
@@ -520,19 +529,23 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
     } else {
         size_t map_len = 0;
         int backing = NM_BACK_NORMAL, huge_fb = 0;
+        if (tc->judge_map) judge(tc);                      /* its vote may decide this one */
         char *p = map_new(dom, n, align, &map_len, &backing, &huge_fb);
         if (p == NULL) { errno = ENOMEM; return NULL; }
         nm_count(nm_tc_ctr(tc), NM_CT_THREAD, 0, NM_C_large_cache_miss, 1);
         L = nm_meta_alloc(sizeof *L);
         if (L == NULL) { nm_os_unmap(p, map_len); errno = ENOMEM; return NULL; }
-        L->judge = 0;
         if (backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G && !nm_domains[dom].strict) {
-            if (nm_opt.prefault == NM_PREFAULT_ON) nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
-            else if (backing == NM_BACK_NORMAL && node_dense(dom) &&
-                     __atomic_add_fetch(&nm_domains[dom].new_maps, 1, __ATOMIC_RELAXED) % NM_JUDGE_EVERY)
+            if (nm_opt.prefault == NM_PREFAULT_ON) {
+                nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
+            } else if (backing == NM_BACK_NORMAL && node_dense(dom) &&
+                       __atomic_add_fetch(&nm_domains[dom].new_maps, 1, __ATOMIC_RELAXED) % NM_JUDGE_EVERY) {
                 populate(p, map_len);
-            else if (backing == NM_BACK_NORMAL && nm_opt.prefault == NM_PREFAULT_AUTO)
-                L->judge = 1;
+            } else if (backing == NM_BACK_NORMAL && nm_opt.prefault == NM_PREFAULT_AUTO && tc->state == NM_T_ACTIVE) {
+                tc->judge_map = p;
+                tc->judge_len = map_len;
+                tc->judge_dom = dom;
+            }
         }
         nm_footprint_add((int64_t)map_len);
         L->map = p;
@@ -844,7 +857,7 @@ bool nm_large_free_kept(nm_tcache_t *tc, nm_large_t *L, void *p)
 {
     /* a bad pointer (reported there), and a sampled block, take nm_large_free */
     if (nm_large_check(L, p) != NULL || L->sampled) return false;
-    if (NM_UNLIKELY(L->judge)) judge(L);
+    if (NM_UNLIKELY(tc->judge_map == L->map)) judge(tc);
     return lcache_put(tc, L);
 }
 
@@ -854,7 +867,7 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
     if (why) { nm_invalid_pointer("free", p, why); return; }
     if (NM_UNLIKELY(nm_opt.check) && !nm_verdict_ok("free", p, nm_large_verdict(L))) return;
     if (L->sampled) nm_prof_forget(p);
-    if (NM_UNLIKELY(L->judge)) judge(L);
+    if (NM_UNLIKELY(tc->judge_map == L->map)) judge(tc);    /* (never on the read-only empty cache) */
     if (lcache_put(tc, L)) return;
     count_block(tc, L, 1);
     count_back(L);
@@ -883,6 +896,7 @@ void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
         return p;
     }
     if (L->user != L->map || !remappable(L)) return NULL;
+    if (tc->judge_map == L->map) tc->judge_map = NULL;   /* part old pages, part new: not judged */
     size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(n, NM_PAGE_2M) : len;
     char *q = remap_block(L, new_len, nm_os_page);
     if (q == NULL) return NULL;
@@ -897,7 +911,6 @@ void *nm_large_resize(nm_tcache_t *tc, nm_large_t *L, void *p, size_t n)
     L->map = L->user = q;
     L->map_len = new_len;
     L->req = n;
-    L->judge = 0;                                        /* part old pages, part new */
     nm_gstat_add(NM_C_large_mremap, 1);
     nm_count(c, NM_CT_THREAD, 0, NM_C_realloc_inplace, 1);
     return q;

@@ -163,8 +163,6 @@ typedef struct nm_large {
     uint8_t   sampled : 1;   /* profiler sampled this block */
     uint8_t   tcached : 1;   /* kept by the thread that freed it (still in the page map) */
     uint8_t   multi_vma : 1; /* mremap answered EFAULT: coalesced from mappings the kernel kept apart */
-    uint8_t   judge : 1;     /* a new 4 KiB mapping not populated, not yet reused or resized: its
-                                first free tells how densely the program wrote it (src/large.c) */
     uint8_t   huge_fb;       /* a huge-page fallback of its mapping (NM_FB_* + 1; 0 none): the
                                 profiler charges it to the site of a sampled block */
 } NM_ALIGNED(64) nm_large_t;
@@ -253,6 +251,11 @@ typedef struct nm_tcache {
      * large_tcache_bytes: its next keep uses them up instead of two atomic updates
      * per round trip; settled at its decay tick and when its caches are flushed */
     uint64_t  lc_owed;
+    /* the newest new large mapping this thread made and left unpopulated, not yet
+     * judged (large.c): its start, length and domain; the owner only */
+    char     *judge_map;
+    size_t    judge_len;
+    uint32_t  judge_dom;
     /* round trips through those slots not yet in ctr, shaped as ctr.bk (counting
      * each block cost a tenth of a 2 MiB pair). All are of the thread's domain: the
      * slots hold no other, and a domain change settles them first. Added to ctr by

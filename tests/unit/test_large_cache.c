@@ -1116,7 +1116,7 @@ Test(large, two_densely_written_blocks_make_the_next_new_mappings_populated, .in
     for (int round = 0; round < 2; round++) {
         char *p = fresh_block(4 * MiB);
         cr_assert_eq(resident(p, 4 * MiB), 0, "round %d: not populated before two votes", round);
-        cr_assert_eq(desc(p)->judge, 1, "an unpopulated new mapping is judged at its free");
+        cr_assert_eq(tc->judge_map, p, "an unpopulated new mapping waits to be judged");
         write_and_free(p, 4 * MiB, 4096);
         cr_assert_eq(judged(NM_C_large_judged_dense), dense + (uint64_t)round + 1);
         cr_assert_eq(dm->dense_votes, (uint32_t)round + 1);
@@ -1124,10 +1124,42 @@ Test(large, two_densely_written_blocks_make_the_next_new_mappings_populated, .in
     char *p = fresh_block(4 * MiB);
     cr_assert_eq(resident(p, 4 * MiB), 1024, "populated whole");
     cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop + 4 * MiB);
-    cr_assert_eq(desc(p)->judge, 0, "a populated mapping tells nothing: not judged");
+    cr_assert_null(tc->judge_map, "a populated mapping tells nothing: not judged");
     write_and_free(p, 4 * MiB, 4096);
     cr_assert_eq(judged(NM_C_large_judged_dense), dense + 2);
     cr_assert_eq(dm->dense_votes, 2);
+}
+
+Test(large, a_live_block_is_judged_at_its_threads_next_new_mapping, .init = boot)
+{
+    auto_mode();
+    uint64_t dense = judged(NM_C_large_judged_dense), pop = nm_gstat_get(NM_C_large_populated);
+    char *a = nm_large_alloc(tc, dom, 4 * MiB, 0, false);
+    memset(a, 1, 4 * MiB);                                     /* filled as soon as it is had */
+    char *b = nm_large_alloc(tc, dom, 4 * MiB, 0, false);
+    cr_assert_eq(judged(NM_C_large_judged_dense), dense + 1, "a, live, judged at b's mapping");
+    cr_assert_eq(tc->judge_map, b);
+    cr_assert_eq(resident(b, 4 * MiB), 0);
+    memset(b, 1, 4 * MiB);
+    char *c = nm_large_alloc(tc, dom, 4 * MiB, 0, false);
+    cr_assert_eq(dm->dense_votes, 2);
+    cr_assert_eq(resident(c, 4 * MiB), 1024, "b's vote came before c's mapping: populated");
+    cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop + 4 * MiB);
+    cr_assert_null(tc->judge_map);
+    free_node(a);
+    free_node(b);
+    free_node(c);
+    cr_assert_eq(judged(NM_C_large_judged_dense), dense + 2, "judged once each");
+    /* a block still being filled looks sparse: it clears the votes, which only delays */
+    char *d = fresh_block(4 * MiB);
+    cr_assert_eq(resident(d, 4 * MiB), 1024);
+    nm_large_decay(dom, UINT64_MAX);
+    dm->dense_votes = 1;
+    char *e = nm_large_alloc(tc, dom, 4 * MiB, 0, false);
+    cr_assert_eq(tc->judge_map, e);
+    memset(e, 1, 4096);
+    nm_large_alloc(tc, dom, 8 * MiB, 0, false);
+    cr_assert_eq(dm->dense_votes, 0);
 }
 
 Test(large, a_dense_node_leaves_every_eighth_new_mapping_to_be_judged, .init = boot)
@@ -1141,12 +1173,12 @@ Test(large, a_dense_node_leaves_every_eighth_new_mapping_to_be_judged, .init = b
         char *p = fresh_block(2 * MiB);
         if (resident(p, 2 * MiB) == 512) {
             populated++;
-            cr_assert_eq(desc(p)->judge, 0);
+            cr_assert_null(tc->judge_map);
             free_node(p);
         } else {
             cr_assert_eq(resident(p, 2 * MiB), 0);
             cr_assert_null(left, "one in eight is left alone");
-            cr_assert_eq(desc(p)->judge, 1);
+            cr_assert_eq(tc->judge_map, p);
             left = p;
         }
         if (left) break;
@@ -1159,7 +1191,7 @@ Test(large, a_dense_node_leaves_every_eighth_new_mapping_to_be_judged, .init = b
     cr_assert_eq(dm->dense_votes, 0);
     char *p = fresh_block(2 * MiB);
     cr_assert_eq(resident(p, 2 * MiB), 0, "no longer populated");
-    cr_assert_eq(desc(p)->judge, 1);
+    cr_assert_eq(tc->judge_map, p);
 }
 
 Test(large, a_half_written_block_takes_one_vote_off, .init = boot)
@@ -1185,14 +1217,14 @@ Test(large, reused_and_resized_blocks_are_not_judged, .init = boot)
     uint64_t dense = judged(NM_C_large_judged_dense), sparse = judged(NM_C_large_judged_sparse);
     char *q = nm_large_alloc(tc, dom, 4 * MiB, 0, false);
     cr_assert_eq(q, p, "the cached mapping again");
-    cr_assert_eq(desc(q)->judge, 0);
+    cr_assert_null(tc->judge_map);
     write_and_free(q, 4 * MiB, 4 * MiB);
     nm_large_decay(dom, UINT64_MAX);
     char *r = fresh_block(2 * MiB);
-    cr_assert_eq(desc(r)->judge, 1);
+    cr_assert_eq(tc->judge_map, r);
     r = nm_large_resize(tc, desc(r), r, 3 * MiB);
     cr_assert_not_null(r);
-    cr_assert_eq(desc(r)->judge, 0, "resized: part old pages, part new");
+    cr_assert_null(tc->judge_map, "resized: part old pages, part new");
     free_node(r);
     cr_assert_eq(judged(NM_C_large_judged_dense), dense);
     cr_assert_eq(judged(NM_C_large_judged_sparse), sparse);
@@ -1225,14 +1257,14 @@ Test(large, prefault_1_populates_every_new_mapping_and_0_none, .init = boot)
     for (int i = 0; i < 9; i++) {
         char *p = fresh_block(2 * MiB);
         cr_assert_eq(resident(p, 2 * MiB), 512, "mapping %d populated", i);
-        cr_assert_eq(desc(p)->judge, 0);
+        cr_assert_null(tc->judge_map);
         free_node(p);
     }
     nm_opt.prefault = NM_PREFAULT_OFF;
     dm->dense_votes = 4;
     char *p = fresh_block(2 * MiB);
     cr_assert_eq(resident(p, 2 * MiB), 0, "off: never, whatever the votes");
-    cr_assert_eq(desc(p)->judge, 0, "off: nothing judged");
+    cr_assert_null(tc->judge_map, "off: nothing judged");
     write_and_free(p, 2 * MiB, 4096);
     cr_assert_eq(judged(NM_C_large_judged_dense), dense);
 }
