@@ -376,12 +376,17 @@ static void cache_coalesce_locked(nm_domain_t *dm, nm_large_t *L)
  * were resident before. A block another thread frees first is judged where it lies
  * at the owner's next mapping: cached (a dense vote, as it was written), unmapped
  * (mincore fails: no vote) or reused by another block. The votes are relaxed
- * atomics: a lost update delays a decision by one block. */
+ * atomics: a lost update delays a decision by one block. A mapping or tail over
+ * NM_POPULATE_MAX is never populated by a vote: the votes come from the program's
+ * other blocks, and a block that big may be the one it touches sparsely; so a
+ * wrong guess costs at most that much memory, and the time moved into malloc stays
+ * bounded too (populating 64 MiB took 15-20 ms here). */
 #define NM_DENSE_VOTES   2
 #define NM_DENSE_MAX     4
 #define NM_JUDGE_EVERY   8
 #define NM_JUDGE_WINDOW  256           /* pages a mincore call covers (its vector is on the stack) */
 #define NM_JUDGE_WINDOWS 16
+#define NM_POPULATE_MAX  ((size_t)64 << 20)
 
 static bool node_dense(uint32_t dom)
 {
@@ -474,7 +479,8 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
             return NULL;
         }
         nm_pagemap_set((uintptr_t)q, 0);                  /* the caller registers it */
-        if (L->backing == NM_BACK_NORMAL && node_dense(dom)) populate(q + L->map_len, new_len - L->map_len);
+        if (L->backing == NM_BACK_NORMAL && new_len - L->map_len <= NM_POPULATE_MAX && node_dense(dom))
+            populate(q + L->map_len, new_len - L->map_len);
         nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
         L->map = L->user = q;
         L->map_len = new_len;
@@ -538,7 +544,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         if (backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G && !nm_domains[dom].strict) {
             if (nm_opt.prefault == NM_PREFAULT_ON) {
                 nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
-            } else if (backing == NM_BACK_NORMAL && node_dense(dom) &&
+            } else if (backing == NM_BACK_NORMAL && map_len <= NM_POPULATE_MAX && node_dense(dom) &&
                        __atomic_add_fetch(&nm_domains[dom].new_maps, 1, __ATOMIC_RELAXED) % NM_JUDGE_EVERY) {
                 populate(p, map_len);
             } else if (backing == NM_BACK_NORMAL && nm_opt.prefault == NM_PREFAULT_AUTO && tc->state == NM_T_ACTIVE) {

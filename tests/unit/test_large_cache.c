@@ -1250,6 +1250,35 @@ Test(large, a_dense_node_populates_the_tail_grown_onto_a_cached_mapping, .init =
     cr_assert_eq(resident(p + MiB + 512 * KiB, MiB), 0);
 }
 
+Test(large, a_dense_node_never_populates_a_mapping_over_64_mib, .init = boot)
+{
+    auto_mode();
+    dm->dense_votes = 4;
+    uint64_t pop = nm_gstat_get(NM_C_large_populated);
+    char *p = fresh_block(64 * MiB + 64 * KiB);
+    cr_assert_eq(resident(p, 16 * MiB), 0, "not populated");
+    cr_assert_eq(resident(p + 64 * MiB - 16 * MiB, 16 * MiB), 0);
+    cr_assert_eq(tc->judge_map, p, "judged instead");
+    cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop);
+    free_node(p);
+    cr_assert_eq(dm->dense_votes, 0, "judged at its free: nothing written");
+    dm->dense_votes = 4;
+    p = fresh_block(64 * MiB);
+    cr_assert_eq(resident(p + 48 * MiB, 16 * MiB), 4096, "64 MiB is populated");
+    cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop + 64 * MiB);
+    /* a tail over 64 MiB grown onto a cached mapping is not populated either */
+    nm_opt.large_cache = 512 * MiB;                       /* (room to cache 70 MiB) */
+    char *a = fresh_block(70 * MiB);
+    free_node(a);
+    nm_large_tcache_release(tc, UINT64_MAX);
+    dm->dense_votes = 4;
+    uint64_t grow = nm_gstat_get(NM_C_large_cache_grow);
+    char *g = nm_large_alloc(tc, dom, 140 * MiB, 0, false);
+    cr_assert_eq(nm_gstat_get(NM_C_large_cache_grow), grow + 1, "grown by 70 MiB");
+    cr_assert_eq(resident(g + 70 * MiB, 16 * MiB), 0);
+    cr_assert_eq(nm_gstat_get(NM_C_large_populated), pop + 64 * MiB);
+}
+
 Test(large, prefault_1_populates_every_new_mapping_and_0_none, .init = boot)
 {
     uint64_t dense = judged(NM_C_large_judged_dense);
