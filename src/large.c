@@ -544,13 +544,15 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
         if (backing != NM_BACK_HUGETLB_2M && backing != NM_BACK_HUGETLB_1G && !nm_domains[dom].strict) {
             if (nm_opt.prefault == NM_PREFAULT_ON) {
                 nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
-            } else if (backing == NM_BACK_NORMAL && map_len <= NM_POPULATE_MAX && node_dense(dom) &&
-                       __atomic_add_fetch(&nm_domains[dom].new_maps, 1, __ATOMIC_RELAXED) % NM_JUDGE_EVERY) {
-                populate(p, map_len);
-            } else if (backing == NM_BACK_NORMAL && nm_opt.prefault == NM_PREFAULT_AUTO && tc->state == NM_T_ACTIVE) {
-                tc->judge_map = p;
-                tc->judge_len = map_len;
-                tc->judge_dom = dom;
+            } else if (nm_opt.prefault == NM_PREFAULT_AUTO && backing == NM_BACK_NORMAL) {
+                if (map_len <= NM_POPULATE_MAX && node_dense(dom) &&
+                    __atomic_add_fetch(&nm_domains[dom].new_maps, 1, __ATOMIC_RELAXED) % NM_JUDGE_EVERY) {
+                    populate(p, map_len);
+                } else if (tc->state == NM_T_ACTIVE) {           /* (not the read-only empty cache) */
+                    tc->judge_map = p;
+                    tc->judge_len = map_len;
+                    tc->judge_dom = dom;
+                }
             }
         }
         nm_footprint_add((int64_t)map_len);
@@ -863,6 +865,8 @@ bool nm_large_free_kept(nm_tcache_t *tc, nm_large_t *L, void *p)
 {
     /* a bad pointer (reported there), and a sampled block, take nm_large_free */
     if (nm_large_check(L, p) != NULL || L->sampled) return false;
+    /* one compare on the kept-block path: judging is a rare system call, taken only
+     * for the thread's one pending new mapping */
     if (NM_UNLIKELY(tc->judge_map == L->map)) judge(tc);
     return lcache_put(tc, L);
 }

@@ -75,8 +75,8 @@
     X(large_cache_merge,  "cached mappings merged with a neighbour")                 \
     X(large_tcache_bytes, "bytes of large mappings kept by the threads that freed them, plus their lc_owed") \
     X(large_mremap,       "large reallocs done with mremap")                         \
-    X(large_judged_dense, "new large mappings found written densely at their first free") \
-    X(large_judged_sparse,"new large mappings found written sparsely at their first free") \
+    X(large_judged_dense, "new unpopulated large mappings found written densely (at their thread's next mapping or their free)") \
+    X(large_judged_sparse,"new unpopulated large mappings found written sparsely (at their thread's next mapping or their free)") \
     X(large_populated,    "bytes of large mappings populated at allocation because the node's blocks were used densely") \
     X(footprint,          "bytes held by the heap: out of slabs, large mappings (cached too), fallback blocks") \
     X(footprint_peak,     "peak of footprint")                                       \
