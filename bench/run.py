@@ -55,11 +55,12 @@ def workloads(quick):
     q = 0.1 if quick else 1.0            # --quick: a tenth of the work
     W = []
 
-    def w(name, group, desc, argv, scale=1.0, env=None, extra=None):
+    def w(name, group, desc, argv, scale=1.0, env=None, extra=None, pin=True):
         # extra: {key: regular expression with one number group}, read from the
         # program's output of every run (medians reported next to the tables)
         W.append({"name": name, "group": group, "desc": desc, "argv": argv,
-                  "scale": None if scale is None else scale * q, "env": env or {}, "extra": extra or {}})
+                  "scale": None if scale is None else scale * q, "env": env or {}, "extra": extra or {},
+                  "pin": pin})
 
     for size, label in ((16, "16"), (256, "256"), (4096, "4K"), (32768, "32K"), (262144, "256K"),
                         (2 << 20, "2M"), (32 << 20, "32M")):
@@ -73,30 +74,30 @@ def workloads(quick):
     w("pareto-1t", "mix", "Pareto sizes 16 B-4 MiB, mixed lifetimes, 1 thread",
       ["{bin}/bench_pairs", "pareto", "-t", "1"])
     w("pareto-16t", "mix", "Pareto sizes, mixed lifetimes, 16 threads",
-      ["{bin}/bench_pairs", "pareto", "-t", "16"])
+      ["{bin}/bench_pairs", "pareto", "-t", "16"], pin=False)
     w("realloc", "mix", "256 buffers grown by realloc (append / 1.5x)", ["{bin}/bench_pairs", "realloc"])
     w("calloc-large", "mix", "calloc 64 KiB-16 MiB, zeroing checked", ["{bin}/bench_pairs", "calloc"])
     w("aligned", "mix", "posix_memalign/aligned_alloc 16 B-64 KiB alignment", ["{bin}/bench_pairs", "aligned"])
     w("prodcons-1x2", "xthread", "1 producer/consumer pair, frees by the consumer",
-      ["{bin}/bench_xthread", "prodcons", "-t", "1"])
+      ["{bin}/bench_xthread", "prodcons", "-t", "1"], pin=False)
     w("prodcons-8x2", "xthread", "8 producer/consumer pairs (16 threads)",
-      ["{bin}/bench_xthread", "prodcons", "-t", "8"])
+      ["{bin}/bench_xthread", "prodcons", "-t", "8"], pin=False)
     w("larson-2t", "xthread", "larson server: 2 lineages of replaced threads",
-      ["{bin}/bench_xthread", "larson", "-t", "2"])
+      ["{bin}/bench_xthread", "larson", "-t", "2"], pin=False)
     w("larson-16t", "xthread", "larson server: 16 lineages of replaced threads",
-      ["{bin}/bench_xthread", "larson", "-t", "16"])
+      ["{bin}/bench_xthread", "larson", "-t", "16"], pin=False)
     w("xmalloc-100x100", "xthread", "100 producers vs 100 consumers, one channel",
-      ["{bin}/bench_xthread", "xmalloc", "-t", "100"])
+      ["{bin}/bench_xthread", "xmalloc", "-t", "100"], pin=False)
     w("cache-scratch-2t", "false-sharing", "passive false sharing (cache-scratch), 2 threads",
-      ["{bin}/bench_xthread", "scratch", "-t", "2"])
+      ["{bin}/bench_xthread", "scratch", "-t", "2"], pin=False)
     w("cache-scratch-16t", "false-sharing", "passive false sharing, 16 threads",
-      ["{bin}/bench_xthread", "scratch", "-t", "16"])
+      ["{bin}/bench_xthread", "scratch", "-t", "16"], pin=False)
     w("cache-thrash-2t", "false-sharing", "active false sharing (cache-thrash), 2 threads",
-      ["{bin}/bench_xthread", "thrash", "-t", "2"])
+      ["{bin}/bench_xthread", "thrash", "-t", "2"], pin=False)
     w("cache-thrash-16t", "false-sharing", "active false sharing, 16 threads",
-      ["{bin}/bench_xthread", "thrash", "-t", "16"])
+      ["{bin}/bench_xthread", "thrash", "-t", "16"], pin=False)
     w("thread-churn", "threads", "waves of 8 short threads, hand-over between waves",
-      ["{bin}/bench_xthread", "churn"])
+      ["{bin}/bench_xthread", "churn"], pin=False)
     w("large-blocks", "large", "8 live blocks of 1-8 MiB, every page written",
       ["{bin}/bench_large", "large"])
     w("fragmentation", "large", "allocate, free random 90 %, reallocate 2x sizes (peak RSS)",
@@ -107,20 +108,20 @@ def workloads(quick):
       ["{bin}/bench_mix", "interp"])
     for n in (1, 4):
         w(f"prodcons64-{n}x{n}", "xthread", f"{n} producer(s) hand batches of 4096 x 64 B (batch array just over "
-          f"32 KiB) to {n} consumer(s)", ["{bin}/bench_threads", "prodcons64", "-t", str(n)])
+          f"32 KiB) to {n} consumer(s)", ["{bin}/bench_threads", "prodcons64", "-t", str(n)], pin=False)
     w("dbuf-64t", "xthread", "64 threads, 64 B-512 KiB buffers (every page written), window of 32, "
-      "1 in 16 freed by another thread (peak RSS)", ["{bin}/bench_threads", "dbuf", "-t", "64"])
+      "1 in 16 freed by another thread (peak RSS)", ["{bin}/bench_threads", "dbuf", "-t", "64"], pin=False)
     w("many-256t", "threads", "256 threads at once on 2 CPUs, 10,000 malloc/realloc/free each, "
-      "cross-thread frees through a shared array", ["{bin}/bench_threads", "many", "-t", "256"])
+      "cross-thread frees through a shared array", ["{bin}/bench_threads", "many", "-t", "256"], pin=False)
     w("free-all-16t", "large", "16 threads allocate 64 MiB of 256 KiB blocks each (1 GiB live), free all; "
       "RSS 100 ms later", ["{bin}/bench_threads", "free-all", "-t", "16"],
-      extra={"rss_after_free_kb": r"rss_after_free_kb (\d+)"})
+      extra={"rss_after_free_kb": r"rss_after_free_kb (\d+)"}, pin=False)
     w("cxx-containers", "real", "C++: strings, unordered_map, map, vector, shared_ptr",
       ["{bin}/bench_cxx"])
     w("python-json", "real", "python3: build records, JSON dump/load, index, sort",
       ["/usr/bin/python3", "{here}/real_json.py", "0.25" if quick else "1"], scale=None)
     w("sort", "real", "GNU sort of a generated text file (LC_ALL=C, 2 threads)",
-      ["sort", "-o", "/dev/null", "{work}/words.txt"], scale=None, env={"LC_ALL": "C"})
+      ["sort", "-o", "/dev/null", "{work}/words.txt"], scale=None, env={"LC_ALL": "C"}, pin=False)
     w("gcc-O2", "real", "gcc -O2 -c of a generated C file",
       ["gcc", "-O2", "-c", "-o", "{work}/big.o", "{work}/big.c"], scale=None)
     w("sqlite-insert", "real", "sqlite3 :memory:, indexed inserts, update, delete, group by",
@@ -179,9 +180,9 @@ class Runner:
         self.log = log
         self.tmp = tempfile.mkdtemp(prefix="nm-bench-out.")
 
-    def run(self, argv, preload, env, runs=1, cwd=None, out_name="out.txt"):
+    def run(self, argv, preload, env, runs=1, cwd=None, out_name="out.txt", cpu=None):
         """list of {wall, user, sys, maxrss_kb, status, cpu} (one per run), plus the output text;
-        runs in parallel threads need their own out_name"""
+        runs in parallel threads need their own out_name; cpu: run on that CPU only"""
         out = os.path.join(self.tmp, out_name)
         if os.path.exists(out):
             os.unlink(out)
@@ -193,7 +194,8 @@ class Runner:
         for k, v in env.items():
             cmd += ["-E", f"{k}={v}"]
         cmd += ["--"] + argv
-        r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+        pin = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
+        r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, preexec_fn=pin)
         res = []
         for line in r.stdout.splitlines():
             try:
@@ -258,23 +260,74 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
+# ---- pinning -----------------------------------------------------------------------
+# The CPUs of a VM need not be alike: on the 2-CPU VM these runs were made on, one
+# CPU ran a memory-bound program (bench_cxx) 1.5-1.7x slower than the other for
+# a minute or so at a time, then the other way round (its neighbours' load;
+# compute-bound loops ran the same on both), so an unpinned run's time said more
+# about which CPU the scheduler picked than about the allocator. Single-threaded
+# workloads therefore run on one CPU, the same for every allocator of a repeat: the
+# one a memory-bound probe finds fastest just before the repeat. Threaded workloads
+# use every CPU, as a program would.
+
+def probe_cpus(runner, bench_bin, rounds=3):
+    """{cpu: fastest wall seconds of a short bench_cxx under glibc}, alternating CPUs"""
+    cpus = sorted(os.sched_getaffinity(0))
+    best = {}
+    for _ in range(rounds):
+        for c in cpus:
+            res, _ = runner.run([os.path.join(bench_bin, "bench_cxx"), "-s", "0.05"], None, {}, cpu=c)
+            w = res[0]["wall"]
+            if res[0]["status"] == "exit 0" and w is not None:
+                best[c] = min(best.get(c, w), w)
+    return best
+
+
+def pin_line(meta, results):
+    """the report's line on where single-threaded workloads ran"""
+    pinned = [r for r in results if r.get("cpus") and r["cpus"][0] is not None]
+    if not pinned:
+        return "- no workload pinned to a CPU (--pin none, or one CPU)"
+    cpus = sorted({c for r in pinned for c in r["cpus"]})
+    gaps = sorted(max(p.values()) / min(p.values()) for r in pinned for p in r["probe_s"] if len(p) > 1)
+    how = (f"the CPU a memory-bound probe (bench_cxx -s 0.05 under glibc, 3 runs per CPU) found fastest just "
+           f"before each repeat; slowest/fastest CPU in the probes: median {statistics.median(gaps):.2f}x, "
+           f"max {gaps[-1]:.2f}x" if gaps else f"CPU {meta.get('pin')}, as asked")
+    return (f"- the {len(pinned)} single-threaded workloads ran pinned to one CPU, the same for every allocator "
+            f"of a repeat (CPUs used: {', '.join(map(str, cpus))}): {how}; threaded workloads ran on every CPU")
+
+
+def choose_cpu(runner, bench_bin, pin):
+    """(cpu or None, probe times): pin is "auto", "none" or a CPU number"""
+    if pin == "none" or len(os.sched_getaffinity(0)) < 2:
+        return None, {}
+    if pin != "auto":
+        return int(pin), {}
+    probe = probe_cpus(runner, bench_bin)
+    return (min(probe, key=probe.get) if probe else None), probe
+
+
 # ---- phases ------------------------------------------------------------------------
 
-def run_workloads(runner, allocs, wls, repeats, subst, log):
+def run_workloads(runner, allocs, wls, repeats, subst, log, pin="auto"):
     results = []
     for i, wl in enumerate(wls, 1):
         argv = [a.format(**subst) for a in wl["argv"]]
         if wl["scale"] is not None:
             argv += ["-s", f"{wl['scale']:g}"]
+        cpus, probes = [], []
         meter = LoadMeter()
         runs = {a[0]: [] for a in allocs}
         failures = {}
         t0 = time.monotonic()
         for rep in range(repeats):
+            cpu, probe = choose_cpu(runner, subst["bin"], pin) if wl["pin"] else (None, {})
+            cpus.append(cpu)
+            probes.append(probe)
             for name, pre, extra in rotated(allocs, rep):
                 env = dict(extra)
                 env.update(wl["env"])
-                res, text = runner.run(argv, pre, env, cwd=subst["work"])
+                res, text = runner.run(argv, pre, env, cwd=subst["work"], cpu=cpu)
                 r = res[0]
                 if wl.get("extra"):
                     found = {k: re.search(rx, text) for k, rx in wl["extra"].items()}
@@ -298,14 +351,16 @@ def run_workloads(runner, allocs, wls, repeats, subst, log):
                       "rss": m["rss_kb"] / best_r} if m else None) for n, m in med.items()}
         rec = {"name": wl["name"], "group": wl["group"], "desc": wl["desc"], "argv": argv,
                "median": med, "ratio": ratio, "runs": runs, "failures": failures,
-               "foreign_load": round(meter.foreign(), 3), "seconds": round(time.monotonic() - t0, 1)}
+               "foreign_load": round(meter.foreign(), 3), "seconds": round(time.monotonic() - t0, 1),
+               "cpus": cpus, "probe_s": [{str(c): round(t, 4) for c, t in p.items()} for p in probes]}
         if wl.get("extra"):
             rec["extra"] = {k: {n: (median(r["extra"][k] for r in runs[n] if r["status"] == "exit 0")
                                     if med[n] else None) for n in runs} for k in wl["extra"]}
         results.append(rec)
         cells = "  ".join(f"{n} {m['wall']:.3f}s x{ratio[n]['wall']:.2f}" if m else f"{n} FAIL"
                           for n, m in med.items())
-        log(f"[{i:>2}/{len(wls)}] {wl['name']:<18} {cells}  (other load {rec['foreign_load']:.0%}, {rec['seconds']}s)")
+        where = "" if cpus[0] is None else ", CPUs " + " ".join(map(str, cpus))
+        log(f"[{i:>2}/{len(wls)}] {wl['name']:<18} {cells}  (other load {rec['foreign_load']:.0%}, {rec['seconds']}s{where})")
         for n, why in failures.items():
             log(f"        {n} failed: {why}")
     return results
@@ -932,6 +987,7 @@ def write_reports(outdir, data, names, log):
           f"(load average {meta['loadavg_start']} at start, {meta['loadavg_end']} at end)",
           f"- {meta['repeats']} repeats per workload and allocator, allocators alternated (order rotated every "
           f"repeat); medians; total {meta['elapsed_s']:.0f} s",
+          pin_line(meta, results),
           "- wall time is what the tables rank; CPU time is user+sys of the process and its children; "
           "peak RSS is ru_maxrss from wait4 (includes about 1 MB of the runner, the same for all)", "",
           "## Targets", ""]
@@ -1040,11 +1096,16 @@ def main():
     ap.add_argument("--source", default=None,
                     help="what the library was built from, for the report (default: this tree's git state)")
     ap.add_argument("--no-extras", action="store_true", help="workloads only: no callgrind, ns/pair, start-up")
+    ap.add_argument("--pin", default="auto", help="single-threaded workloads: auto (the CPU a probe finds "
+                    "fastest, per workload), none, or a CPU number")
     ap.add_argument("--no-memreturn", action="store_true", help="skip the memory-return-over-time scenarios")
     ap.add_argument("--memreturn-repeats", type=int, default=3, help="runs per memreturn scenario and allocator")
     ap.add_argument("--memreturn-jobs", type=int, default=3,
                     help="memreturn runs at a time (they mostly sleep; default 3)")
     a = ap.parse_args()
+    if a.pin not in ("auto", "none") and not (a.pin.isdigit() and int(a.pin) in os.sched_getaffinity(0)):
+        sys.exit(f"run.py: --pin {a.pin}: accepts auto, none or one of the CPUs this process may use "
+                 f"({', '.join(map(str, sorted(os.sched_getaffinity(0))))})")
     t_start = time.monotonic()
     log = lambda s: print(s, flush=True)  # noqa: E731
     repeats = a.repeats or (3 if a.quick else 5)
@@ -1104,7 +1165,7 @@ def main():
             startup = run_startup(runner, allocs, 4 if a.quick else 10, 30 if a.quick else 60, a.bin, log)
         log(f"workloads: {len(wls)} x {len(names)} allocators x {repeats} repeats")
         subst = {"bin": a.bin, "work": work, "here": HERE}
-        results = run_workloads(runner, allocs, wls, repeats, subst, log)
+        results = run_workloads(runner, allocs, wls, repeats, subst, log, a.pin)
         mr = None
         if mrs:
             # --quick: a 2 s window (the +4 s point is left out)
@@ -1121,7 +1182,7 @@ def main():
             version = open(vf).read().strip()
         data.update({
             "meta": {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "quick": a.quick,
-                     "repeats": repeats, "machine": machine_info(), "nm_lib": a.lib, "nm_version": version,
+                     "repeats": repeats, "pin": a.pin, "machine": machine_info(), "nm_lib": a.lib, "nm_version": version,
                      "git": git_desc, "lib_sha256": lib_sha, "lib_built": lib_time, "foreign_load": meter.foreign(),
                      "foreign_load_min": min(loads), "foreign_load_max": max(loads),
                      "loadavg_start": " ".join(load0), "loadavg_end": " ".join(open("/proc/loadavg").read().split()[:3]),
