@@ -366,14 +366,16 @@ def run_workloads(runner, allocs, wls, repeats, subst, log, pin="auto"):
     return results
 
 
-def run_micro(runner, allocs, sizes, n, repeats, bench_bin, log):
-    """ns per malloc+free pair, median over alternated repeats"""
+def run_micro(runner, allocs, sizes, n, repeats, bench_bin, log, pin="auto"):
+    """ns per malloc+free pair, median over alternated repeats (pinned as the
+    single-threaded workloads are)"""
     hot = os.path.join(bench_bin, "bench_hot")
     vals = {a[0]: {s: [] for s in sizes} for a in allocs}
     for rep in range(repeats):
+        cpu, _ = choose_cpu(runner, bench_bin, pin)
         for name, pre, extra in rotated(allocs, rep):
             for s in sizes:
-                res, text = runner.run([hot, "time", str(s), str(n)], pre, extra)
+                res, text = runner.run([hot, "time", str(s), str(n)], pre, extra, cpu=cpu)
                 m = re.search(r"ns_per_pair ([\d.]+)", text)
                 if res[0]["status"] == "exit 0" and m:
                     vals[name][s].append(float(m.group(1)))
@@ -382,12 +384,13 @@ def run_micro(runner, allocs, sizes, n, repeats, bench_bin, log):
     return {name: {str(s): median(v[s]) for s in sizes} for name, v in vals.items()}, vals
 
 
-def run_startup(runner, allocs, blocks, per_block, bench_bin, log):
+def run_startup(runner, allocs, blocks, per_block, bench_bin, log, pin="auto"):
     hot = os.path.join(bench_bin, "bench_hot")
     walls = {a[0]: [] for a in allocs}
     for b in range(blocks):
+        cpu, _ = choose_cpu(runner, bench_bin, pin)
         for name, pre, extra in rotated(allocs, b):
-            res, text = runner.run([hot, "start"], pre, extra, runs=per_block)
+            res, text = runner.run([hot, "start"], pre, extra, runs=per_block, cpu=cpu)
             for r in res:
                 if r["status"] == "exit 0":
                     walls[name].append(r["wall"])
@@ -1029,7 +1032,7 @@ def write_reports(outdir, data, names, log):
             md.append(f"| {m} | " + " | ".join(hotpath.fmt(hot[n][m]) for n in hn) + " |")
     if micro:
         mn = list(micro)
-        md += ["", "## ns per malloc+free pair (median over alternated runs; each run the fastest of 5 rounds)", "",
+        md += ["", "## ns per malloc+free pair (median over alternated runs; each run the fastest of 5 rounds; pinned like the single-threaded workloads)", "",
                "| size | " + " | ".join(mn) + " |", "|---|" + "---|" * len(mn)]
         for s in next(iter(micro.values())):
             md.append(f"| {s} B | " + " | ".join(f"{micro[n][s]:.2f}" if micro[n][s] else "-" for n in mn) + " |")
@@ -1044,7 +1047,7 @@ def write_reports(outdir, data, names, log):
             if a and b:
                 md.append(f"| {s} B | {a:.2f} | {b:.2f} | {(b - a) / a:+.1%} |")
     if startup:
-        md += ["", "## Start-up (process making 10 allocations and exiting)", "",
+        md += ["", "## Start-up (process making 10 allocations and exiting; pinned like the single-threaded workloads)", "",
                "| allocator | median wall | p10-p90 | runs |", "|---|---|---|---|"]
         for n, s in startup.items():
             if s["median_ms"]:
@@ -1154,15 +1157,15 @@ def main():
             micro_allocs = allocs + ([hotpath.stats_variant(a.lib)] if "numamalloc" in names else [])
             log("ns per malloc+free pair ...")
             n = 2_000_000 if a.quick else 5_000_000
-            micro, _ = run_micro(runner, micro_allocs, hotpath.SIZES, n, repeats, a.bin, log)
+            micro, _ = run_micro(runner, micro_allocs, hotpath.SIZES, n, repeats, a.bin, log, a.pin)
             if "numamalloc" in names:
                 # the 3 % question needs more than the repeats above: 3x as many,
                 # numamalloc with and without NUMAMALLOC_STATS alternating
                 log("NUMAMALLOC_STATS=json vs unset, ns per pair ...")
                 onoff, _ = run_micro(runner, [x for x in micro_allocs if x[0].startswith("numamalloc")],
-                                     (16, 256, 4000), n, 3 * repeats, a.bin, log)
+                                     (16, 256, 4000), n, 3 * repeats, a.bin, log, a.pin)
             log("start-up of a 10-allocation process ...")
-            startup = run_startup(runner, allocs, 4 if a.quick else 10, 30 if a.quick else 60, a.bin, log)
+            startup = run_startup(runner, allocs, 4 if a.quick else 10, 30 if a.quick else 60, a.bin, log, a.pin)
         log(f"workloads: {len(wls)} x {len(names)} allocators x {repeats} repeats")
         subst = {"bin": a.bin, "work": work, "here": HERE}
         results = run_workloads(runner, allocs, wls, repeats, subst, log, a.pin)
