@@ -7,7 +7,8 @@ program only), repeats alternate the allocators (the order rotates every repeat,
 a burst of load from other users hits all of them alike), and the report takes the
 median of the repeats for wall time, CPU time (user + sys) and peak RSS, the ratio of
 each allocator to the fastest (leanest) for every workload, and the geometric mean of
-those ratios per allocator. Also measured: hot-path instructions under callgrind
+those ratios per allocator. Single-threaded runs are pinned to one CPU per repeat
+(--pin; see "pinning" below: this VM's CPUs differ on memory-bound work). Also measured: hot-path instructions under callgrind
 (bench/hotpath.py), ns per malloc+free pair, NUMAMALLOC_STATS on vs off, and the
 start-up of a process that makes 10 allocations. Some workloads print a number of
 their own (free-all-16t: RSS after the free); its median goes next to the tables.
