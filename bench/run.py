@@ -294,7 +294,8 @@ def pin_line(meta, results):
     how = (f"the CPU a memory-bound probe (bench_cxx -s 0.05 under glibc, 3 runs per CPU) found fastest just "
            f"before each repeat; slowest/fastest CPU in the probes: median {statistics.median(gaps):.2f}x, "
            f"max {gaps[-1]:.2f}x" if gaps else f"CPU {meta.get('pin')}, as asked")
-    return (f"- the {len(pinned)} single-threaded workloads ran pinned to one CPU, the same for every allocator "
+    many = "the {} single-threaded workloads".format(len(pinned)) if len(pinned) > 1 else "the single-threaded workload"
+    return (f"- {many} ran pinned to one CPU, the same for every allocator "
             f"of a repeat (CPUs used: {', '.join(map(str, cpus))}): {how}; threaded workloads ran on every CPU")
 
 
