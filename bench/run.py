@@ -8,9 +8,10 @@ a burst of load from other users hits all of them alike), and the report takes t
 median of the repeats for wall time, CPU time (user + sys) and peak RSS, the ratio of
 each allocator to the fastest (leanest) for every workload, and the geometric mean of
 those ratios per allocator. Single-threaded runs are pinned to one CPU per repeat
-(--pin; see "pinning" below: this VM's CPUs differ on memory-bound work). Also measured: hot-path instructions under callgrind
-(bench/hotpath.py), ns per malloc+free pair, NUMAMALLOC_STATS on vs off, and the
-start-up of a process that makes 10 allocations. Some workloads print a number of
+(--pin; see "pinning" below: this VM's CPUs differ on memory-bound work). Also
+measured: hot-path instructions under callgrind (bench/hotpath.py), ns per
+malloc+free pair, NUMAMALLOC_STATS on vs off, and the start-up of a process that
+makes 10 allocations. Some workloads print a number of
 their own (free-all-16t: RSS after the free); its median goes next to the tables.
 
 Memory return over time (bench/bench_memreturn.c): four scenarios free a burst and
@@ -263,13 +264,12 @@ def geomean(xs):
 
 # ---- pinning -----------------------------------------------------------------------
 # The CPUs of a VM need not be alike: on the 2-CPU VM these runs were made on, one
-# CPU ran a memory-bound program (bench_cxx) 1.5-1.7x slower than the other for
-# a minute or so at a time, then the other way round (its neighbours' load;
-# compute-bound loops ran the same on both), so an unpinned run's time said more
-# about which CPU the scheduler picked than about the allocator. Single-threaded
-# workloads therefore run on one CPU, the same for every allocator of a repeat: the
-# one a memory-bound probe finds fastest just before the repeat. Threaded workloads
-# use every CPU, as a program would.
+# CPU runs memory-bound code much slower than the other for minutes at a time, and
+# which one changes (its neighbours' load; compute-bound loops run the same on both),
+# so an unpinned run's time said more about which CPU the scheduler picked than about
+# the allocator. Single-threaded workloads therefore run on one CPU, the same for
+# every allocator of a repeat: the one a memory-bound probe finds fastest just before
+# the repeat. Threaded workloads use every CPU, as a program would.
 
 def probe_cpus(runner, bench_bin, rounds=3):
     """{cpu: fastest wall seconds of a short bench_cxx under glibc}, alternating CPUs"""
