@@ -388,9 +388,11 @@ static void cache_coalesce_locked(nm_domain_t *dm, nm_large_t *L)
 #define NM_JUDGE_WINDOWS 16
 #define NM_POPULATE_MAX  ((size_t)64 << 20)
 
-static bool node_dense(uint32_t dom)
+/* do dom's votes populate len new bytes? (never over NM_POPULATE_MAX) */
+static bool votes_populate(uint32_t dom, size_t len)
 {
-    return nm_opt.prefault == NM_PREFAULT_AUTO && nm_load_relaxed(&nm_domains[dom].dense_votes) >= NM_DENSE_VOTES;
+    return nm_opt.prefault == NM_PREFAULT_AUTO && len <= NM_POPULATE_MAX &&
+           nm_load_relaxed(&nm_domains[dom].dense_votes) >= NM_DENSE_VOTES;
 }
 
 /* judge the thread's pending mapping (see above) */
@@ -479,7 +481,7 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
             return NULL;
         }
         nm_pagemap_set((uintptr_t)q, 0);                  /* the caller registers it */
-        if (L->backing == NM_BACK_NORMAL && new_len - L->map_len <= NM_POPULATE_MAX && node_dense(dom))
+        if (L->backing == NM_BACK_NORMAL && votes_populate(dom, new_len - L->map_len))
             populate(q + L->map_len, new_len - L->map_len);
         nm_footprint_add((int64_t)new_len - (int64_t)L->map_len);
         L->map = L->user = q;
@@ -545,7 +547,7 @@ void *nm_large_alloc(nm_tcache_t *tc, uint32_t dom, size_t n, size_t align, bool
             if (nm_opt.prefault == NM_PREFAULT_ON) {
                 nm_os_advise(p, map_len, MADV_POPULATE_WRITE);
             } else if (nm_opt.prefault == NM_PREFAULT_AUTO && backing == NM_BACK_NORMAL) {
-                if (map_len <= NM_POPULATE_MAX && node_dense(dom) &&
+                if (votes_populate(dom, map_len) &&
                     __atomic_add_fetch(&nm_domains[dom].new_maps, 1, __ATOMIC_RELAXED) % NM_JUDGE_EVERY) {
                     populate(p, map_len);
                 } else if (tc->state == NM_T_ACTIVE) {           /* (not the read-only empty cache) */
