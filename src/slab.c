@@ -203,8 +203,9 @@ static void settle(nm_depot_t *d, nm_slab_t *s, unsigned k)
 }
 
 /* A magazine's blocks come from a few slabs, but in the program's order, not the
- * address order: runs of one slab averaged 1.3 blocks in a C++ container teardown,
- * so a test for "same slab as the last block" is a branch the CPU cannot predict.
+ * address order: a run of one slab's blocks is often a single block (a C++ container
+ * teardown), so a test for "same slab as the last block" is a branch the CPU cannot
+ * predict.
  * Each block instead looks its slab up, sets its bit, lowers the hint and adds to
  * the slab's `pend` without a data-dependent branch, so the look-ups of successive
  * blocks overlap; each slab touched is settled once, at the end (or when `touched`
