@@ -213,8 +213,8 @@ static void settle(nm_depot_t *d, nm_slab_t *s, unsigned k)
  * registers. Short runs (a C++ container teardown frees in hash order: a block or two
  * a slab): there the test "same slab as the last block?" is a branch the CPU cannot
  * predict, and each miss holds up the next block's look-up, so every block is looked
- * up and counted without a data-dependent branch and the look-ups overlap. Each way
- * costs the other about half again on the other's batches. */
+ * up and counted without a data-dependent branch and the look-ups overlap. On the
+ * other's batches, each loop is about 1.4-1.5x slower than the other. */
 
 static void settle_touched(nm_depot_t *d, nm_slab_t **touched, unsigned nt)
 {
