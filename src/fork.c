@@ -4,10 +4,16 @@
  * both processes after it, so the child never inherits a lock held by a thread that
  * does not exist there. THE LOCK ORDER (every nesting in the allocator follows it):
  *
- *   init -> dump -> decay -> threads -> [fallback gate] -> depot[d][c] for every
- *        domain d, class c -> seg_lock[d] for every d -> large_lock[d] for every d
- *        -> policy -> meta -> pagemap -> profiler
+ *   init -> dump -> decay -> threads -> policy -> [fallback gate] -> depot[d][c]
+ *        for every domain d set up, class c -> seg_lock[d] for every such d ->
+ *        large_lock[d] for every such d -> meta -> pagemap -> profiler
  *
+ * The policy lock is a leaf everywhere else (nothing is taken under it, and nothing
+ * holds a lock of ours while taking it), so it may come first here: held, it keeps
+ * the extra domains from being set up, and those not set up are skipped. They are
+ * never touched, and a fork costs a copy-on-write fault for every page whose locks
+ * it writes, in the parent before and after the fork and in the child: 8 unused
+ * domains of 3 pages each were 72 faults of every fork.
  * The fallback gate (src/fallback.c) is not a lock but waits for every thread inside
  * mimalloc to leave it; no lock of ours is taken inside it.
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
@@ -30,15 +36,17 @@ static void first_locks(void (*op)(nm_lock_t *))
     op(&nm_stats_dump_lock);
     op(&nm_decay_lock);
     op(&nm_threads_lock);
+    op(&nm_policy_lock);
 }
 
+/* (with the policy lock held: the domains set up stay the same) */
 static void other_locks(void (*op)(nm_lock_t *))
 {
-    for (uint32_t d = 0; d < nm_ndomains; d++)
+    uint32_t nd = nm_domains_set_up();
+    for (uint32_t d = 0; d < nd; d++)
         for (unsigned c = 0; c < NM_NUM_CLASSES; c++) op(&nm_domains[d].depots[c].lock);
-    for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].seg_lock);
-    for (uint32_t d = 0; d < nm_ndomains; d++) op(&nm_domains[d].large_lock);
-    op(&nm_policy_lock);
+    for (uint32_t d = 0; d < nd; d++) op(&nm_domains[d].seg_lock);
+    for (uint32_t d = 0; d < nd; d++) op(&nm_domains[d].large_lock);
     op(&nm_meta_lock);
     op(&nm_pm_lock);
     op(&nm_prof_lock);
@@ -49,11 +57,12 @@ static void unlock_reverse(void)
     nm_unlock(&nm_prof_lock);
     nm_unlock(&nm_pm_lock);
     nm_unlock(&nm_meta_lock);
-    nm_unlock(&nm_policy_lock);
-    for (uint32_t d = nm_ndomains; d-- > 0;) nm_unlock(&nm_domains[d].large_lock);
-    for (uint32_t d = nm_ndomains; d-- > 0;) nm_unlock(&nm_domains[d].seg_lock);
-    for (uint32_t d = nm_ndomains; d-- > 0;)
+    uint32_t nd = nm_domains_set_up();
+    for (uint32_t d = nd; d-- > 0;) nm_unlock(&nm_domains[d].large_lock);
+    for (uint32_t d = nd; d-- > 0;) nm_unlock(&nm_domains[d].seg_lock);
+    for (uint32_t d = nd; d-- > 0;)
         for (unsigned c = NM_NUM_CLASSES; c-- > 0;) nm_unlock(&nm_domains[d].depots[c].lock);
+    nm_unlock(&nm_policy_lock);
     nm_unlock(&nm_threads_lock);
     nm_unlock(&nm_decay_lock);
     nm_unlock(&nm_stats_dump_lock);

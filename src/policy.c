@@ -22,7 +22,8 @@
  * With one node with memory, nothing is ever mbind'ed: the kernel's default is
  * already right and every policy degrades to plain behaviour, with no errors.
  * Locks: nm_policy_lock guards the per-thread policy table and the setting up of
- * extra domains; nothing is taken under it (a leaf after the large-cache locks). Everything else is written at start-up
+ * extra domains; nothing is taken under it, and it is never taken under another lock
+ * of ours (so src/fork.c may take it before the depots). Everything else is written at start-up
  * (nm_policy_init) and read-only after; the node room estimates are relaxed atomics. */
 #include <errno.h>
 #include <linux/mempolicy.h>
@@ -245,7 +246,12 @@ bool nm_domain_is_remote(uint32_t d, int cpu_node)
 
 bool nm_domain_used(uint32_t d)
 {
-    return d < nm_dom_extra0 || (d < nm_ndomains && d - nm_dom_extra0 < nm_load_acquire(&extra_used));
+    return d < nm_domains_set_up();
+}
+
+uint32_t nm_domains_set_up(void)
+{
+    return nm_dom_extra0 + nm_load_acquire(&extra_used);
 }
 
 bool nm_domain_spans(uint32_t d, int n)

@@ -22,7 +22,7 @@ extern uint32_t nm_dom_sampled;       /* index of the profiler's pseudo-domain *
 extern uint32_t nm_dom_strict0;       /* strict twin of node n: nm_dom_strict0 + n */
 extern uint32_t nm_dom_extra0;        /* first per-thread interleaved domain */
 extern struct nm_domain *nm_domains;
-extern nm_lock_t nm_policy_lock;      /* per-thread policy table and extra domains; a leaf */
+extern nm_lock_t nm_policy_lock;      /* per-thread policy table and extra domains; never nested */
 
 bool nm_policy_init(void);            /* validates NUMAMALLOC_POLICY against the topology */
 /* the domain of a thread running on cpu_node under the process policy */
@@ -46,6 +46,8 @@ NM_INLINE bool nm_node_is_remote(int domain_node, int cpu_node) { return domain_
 bool nm_domain_spans(uint32_t d, int n);
 /* was domain d set up (extra domains exist once a thread asked for one)? */
 bool nm_domain_used(uint32_t d);
+/* domains set up so far: those below the result (the base ones and the extras made) */
+uint32_t nm_domains_set_up(void);
 
 /* ---- per-thread policies ------------------------------------------------------------
  * A thread's policy is an index into a table of the distinct policies threads asked

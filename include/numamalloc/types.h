@@ -19,8 +19,8 @@
  *    see src/pagemap.c for the memory-order argument.
  *  - Global counters are relaxed atomics, added on slow paths only.
  *  - Lock order (src/fork.c takes them all in it): init -> dump -> decay -> threads
- *    -> [fallback gate] -> every depot (domain, class) -> every seg_lock -> every
- *    large_lock -> policy -> meta -> pagemap -> profiler.
+ *    -> policy -> [fallback gate] -> every depot (domain, class) -> every seg_lock ->
+ *    every large_lock -> meta -> pagemap -> profiler.
  */
 #ifndef NM_TYPES_H
 #define NM_TYPES_H
