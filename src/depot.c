@@ -128,7 +128,7 @@ nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d, int32_t tid)
 
 nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full)
 {
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     if (d->nfull >= depot_cap(d)) {
         /* enough supply cached already: these rounds go back to their slabs */
         nm_slab_free_batch_locked(d, full->rounds, full->count);
@@ -147,7 +147,7 @@ nm_mag_t *nm_depot_put_full(nm_depot_t *d, nm_mag_t *full)
 void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
 {
     if (m == NULL) return;
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     if (m->count == m->cap && d->nfull < depot_cap(d)) {
         full_push(d, m);
     } else {
@@ -167,7 +167,7 @@ void nm_depot_return(nm_depot_t *d, nm_mag_t *m)
 void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
 {
     nm_mag_t *drop = NULL, *full = NULL;
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     uint32_t nf = all ? d->nfull : NM_MIN(d->nfull_min, d->nfull);
     for (uint32_t i = 0; i < nf; i++) {
         nm_mag_t *m = d->full_oldest;                 /* the longest unused first */
@@ -178,7 +178,7 @@ void nm_depot_decay(nm_depot_t *d, uint64_t cutoff_ms, bool all)
     for (uint32_t i = 0; full; i++) {
         if (i && i % NM_DECAY_MAGS == 0) {                /* let waiting threads in */
             nm_unlock(&d->lock);
-            nm_lock(&d->lock);
+            nm_depot_lock(d);
         }
         nm_mag_t *m = full;
         full = m->next;

@@ -5,15 +5,17 @@
  * does not exist there. THE LOCK ORDER (every nesting in the allocator follows it):
  *
  *   init -> dump -> decay -> threads -> policy -> [fallback gate] -> depot[d][c]
- *        for every domain d set up, class c -> seg_lock[d] for every such d ->
- *        large_lock[d] for every such d -> meta -> pagemap -> profiler
+ *        for every domain d whose locks were used, class c -> seg_lock[d] for every
+ *        such d -> large_lock[d] for every such d -> meta -> pagemap -> profiler
  *
- * The policy lock is a leaf everywhere else (nothing is taken under it, and nothing
- * holds a lock of ours while taking it), so it may come first here: held, it keeps
- * the extra domains from being set up, and those not set up are skipped. They are
- * never touched, and a fork costs a copy-on-write fault for every page whose locks
- * it writes, in the parent before and after the fork and in the child: 8 unused
- * domains of 3 pages each were 72 faults of every fork.
+ * Only domains whose locks were ever taken are locked: a fork pays a fault for every
+ * page whose lock words it writes, in the parent before the fork (the last fork left
+ * it write-protected), in the parent after it (a copy, with a TLB shootdown) and in
+ * the child (a copy), and a domain's 60 depots span three pages. A domain's first
+ * lock marks it under the policy lock (nm_domain_lock), and the policy lock comes
+ * before the domains here, so the set cannot change while fork holds them. That is
+ * deadlock-free because the policy lock is otherwise a leaf: nothing is taken under
+ * it, and no domain lock is held when it is taken (no lock nests across domains).
  * The fallback gate (src/fallback.c) is not a lock but waits for every thread inside
  * mimalloc to leave it; no lock of ours is taken inside it.
  * (depot -> seg -> meta and depot -> pagemap are the nestings of slab creation;
@@ -39,14 +41,16 @@ static void first_locks(void (*op)(nm_lock_t *))
     op(&nm_policy_lock);
 }
 
-/* (with the policy lock held: the domains set up stay the same) */
+/* a domain whose locks fork takes (the policy lock held: the set stays the same) */
+static bool used(uint32_t d) { return nm_dom_locks_used[d] != 0; }
+
 static void other_locks(void (*op)(nm_lock_t *))
 {
     uint32_t nd = nm_domains_set_up();
     for (uint32_t d = 0; d < nd; d++)
-        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) op(&nm_domains[d].depots[c].lock);
-    for (uint32_t d = 0; d < nd; d++) op(&nm_domains[d].seg_lock);
-    for (uint32_t d = 0; d < nd; d++) op(&nm_domains[d].large_lock);
+        for (unsigned c = 0; c < NM_NUM_CLASSES && used(d); c++) op(&nm_domains[d].depots[c].lock);
+    for (uint32_t d = 0; d < nd; d++) if (used(d)) op(&nm_domains[d].seg_lock);
+    for (uint32_t d = 0; d < nd; d++) if (used(d)) op(&nm_domains[d].large_lock);
     op(&nm_meta_lock);
     op(&nm_pm_lock);
     op(&nm_prof_lock);
@@ -58,10 +62,10 @@ static void unlock_reverse(void)
     nm_unlock(&nm_pm_lock);
     nm_unlock(&nm_meta_lock);
     uint32_t nd = nm_domains_set_up();
-    for (uint32_t d = nd; d-- > 0;) nm_unlock(&nm_domains[d].large_lock);
-    for (uint32_t d = nd; d-- > 0;) nm_unlock(&nm_domains[d].seg_lock);
+    for (uint32_t d = nd; d-- > 0;) if (used(d)) nm_unlock(&nm_domains[d].large_lock);
+    for (uint32_t d = nd; d-- > 0;) if (used(d)) nm_unlock(&nm_domains[d].seg_lock);
     for (uint32_t d = nd; d-- > 0;)
-        for (unsigned c = NM_NUM_CLASSES; c-- > 0;) nm_unlock(&nm_domains[d].depots[c].lock);
+        for (unsigned c = NM_NUM_CLASSES; c-- > 0 && used(d);) nm_unlock(&nm_domains[d].depots[c].lock);
     nm_unlock(&nm_policy_lock);
     nm_unlock(&nm_threads_lock);
     nm_unlock(&nm_decay_lock);

@@ -438,7 +438,7 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
 {
     nm_domain_t *dm = &nm_domains[dom];
     if (__atomic_load_n(&dm->cache, __ATOMIC_RELAXED) == NULL) return NULL;
-    nm_lock(&dm->large_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->large_lock);
     nm_large_t *best = NULL, *grow = NULL;
     for (nm_large_t *L = dm->cache; L; L = L->next) {
         if (((uintptr_t)L->map & (align - 1)) != 0) continue;
@@ -475,7 +475,7 @@ static nm_large_t *cache_take(uint32_t dom, size_t len, size_t align)
         size_t new_len = L->backing == NM_BACK_THP ? nm_align_up(len, NM_PAGE_2M) : len;
         char *q = remap_block(L, new_len, align);          /* a move keeps the alignment asked for */
         if (q == NULL) {                                   /* keep it cached; map anew */
-            nm_lock(&dm->large_lock);
+            nm_domain_lock((uint32_t)(dm - nm_domains), &dm->large_lock);
             cache_push_locked(dm, L);
             nm_unlock(&dm->large_lock);
             return NULL;
@@ -624,7 +624,7 @@ static void node_cache_put(nm_large_t *L)
     if (L->map_len > nm_opt.large_cache || nm_opt.decay_ms == 0) { unmap_block(L); return; }
     L->freed_ms = nm_os_now_ms();
     L->zeroed = 0;
-    nm_lock(&dm->large_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->large_lock);
     cache_coalesce_locked(dm, L);
     cache_push_locked(dm, L);
     nm_large_t *evict = cache_trim_locked(dm, 0);
@@ -890,7 +890,7 @@ void nm_large_free(nm_tcache_t *tc, nm_large_t *L, void *p)
 void nm_large_decay(uint32_t dom, uint64_t cutoff_ms)
 {
     nm_domain_t *dm = &nm_domains[dom];
-    nm_lock(&dm->large_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->large_lock);
     nm_large_t *evict = cache_trim_locked(dm, cutoff_ms);
     nm_unlock(&dm->large_lock);
     release_all(evict);

@@ -254,6 +254,15 @@ uint32_t nm_domains_set_up(void)
     return nm_dom_extra0 + nm_load_acquire(&extra_used);
 }
 
+uint8_t nm_dom_locks_used[NM_MAX_DOMAINS];
+
+void nm_domain_locks_use(uint32_t d)
+{
+    nm_lock(&nm_policy_lock);
+    nm_store_relaxed(&nm_dom_locks_used[d], 1);
+    nm_unlock(&nm_policy_lock);
+}
+
 bool nm_domain_spans(uint32_t d, int n)
 {
     if (!nm_topo_has_memory(n)) return false;

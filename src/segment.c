@@ -191,7 +191,7 @@ static int first_free_run(nm_domain_t *dm, unsigned n, int lane, nm_segment_t **
 nm_slab_t *nm_segment_alloc_slab(uint32_t d, unsigned npages, unsigned lane)
 {
     nm_domain_t *dm = &nm_domains[d];
-    nm_lock(&dm->seg_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->seg_lock);
     nm_segment_t *seg = NULL;
     int at = -1;
     /* the first run of resident free pages; else the run covering the most of them;
@@ -271,7 +271,7 @@ bool nm_segment_over_bound(uint32_t d, size_t extra)
  * without purging keeps its age. */
 static uint64_t adapt_age(nm_domain_t *dm)
 {
-    nm_lock(&dm->seg_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->seg_lock);
     uint64_t age = NM_MAX(dm->purge_age_ms, (uint64_t)NM_DIRTY_AGE_MS);
     if (dm->purged_since >= 16) {
         if (dm->refault_since >= dm->purged_since / 2) age = NM_MIN(age * 2, NM_MAX(nm_opt.decay_ms, (uint64_t)NM_DIRTY_AGE_MS));
@@ -289,7 +289,7 @@ void nm_segment_free_slab(uint32_t d, nm_slab_t *sl, unsigned untouched)
     nm_domain_t *dm = &nm_domains[d];
     nm_segment_t *seg = nm_slab_segment(sl);
     uint64_t now = nm_os_now_ms();
-    nm_lock(&dm->seg_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->seg_lock);
     uint64_t bits = run_mask(sl->page, sl->npages);
     /* the last `untouched` pages were not written by this slab: as resident as it
      * found them */
@@ -326,7 +326,7 @@ static size_t purge(uint32_t d, uint64_t cutoff_ms, unsigned how)
     nm_domain_t *dm = &nm_domains[d];
     size_t purged = 0;
     nm_segment_t *unmap_list = NULL;
-    nm_lock(&dm->seg_lock);
+    nm_domain_lock((uint32_t)(dm - nm_domains), &dm->seg_lock);
     for (nm_segment_t *s = dm->segs, *next; s; s = next) {
         next = s->next;
         uint64_t idle = s->free_mask & s->dirty_mask;

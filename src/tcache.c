@@ -173,7 +173,7 @@ static void bin_swap(nm_tcache_t *tc, nm_bin_t *b)
 /* an empty magazine of class cls: the depot's, or a new one; NULL when metadata is out */
 static nm_mag_t *empty_mag(nm_depot_t *d, unsigned cls)
 {
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     nm_mag_t *m = nm_depot_take_empty_locked(d);
     nm_unlock(&d->lock);
     if (m == NULL) m = nm_mag_new(cls);
@@ -364,7 +364,7 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
     bool keep_prev = b->loaded != NULL && b->prev == NULL && admit(tc, cls);
     if (b->loaded == NULL && !admit(tc, cls)) return 0;
     nm_depot_t *d = nm_depot(tc->domain, cls);
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     nm_mag_t *full = nm_depot_take_full_locked(d, tc->tid);
     if (full) {
         if (b->loaded) {
@@ -383,7 +383,7 @@ static int small_refill(nm_tcache_t *tc, unsigned cls)
     if (b->loaded == NULL) {                       /* a new magazine: metadata, not under d's lock */
         nm_unlock(&d->lock);
         if ((b->loaded = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
-        nm_lock(&d->lock);
+        nm_depot_lock(d);
     }
     unsigned got = fill_from_slabs_unlock(tc, d, b->loaded);
     bin_load(tc, b, b->loaded);
@@ -443,7 +443,7 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
     if (b->loaded == NULL && !admit(tc, cls)) return 0;
     bin_sync(b);
     nm_depot_t *d = nm_depot(tc->domain, cls);
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     nm_mag_t *full = nm_depot_take_full_locked(d, tc->tid);
     if (full) {
         if (b->loaded) nm_depot_push_empty_locked(d, b->loaded);
@@ -457,7 +457,7 @@ static int med_refill(nm_tcache_t *tc, unsigned cls)
     if (m == NULL) {                               /* a new magazine: metadata, not under d's lock */
         nm_unlock(&d->lock);
         if ((m = nm_mag_new(cls)) == NULL) { tc->held -= mag_bytes(cls); return -1; }
-        nm_lock(&d->lock);
+        nm_depot_lock(d);
     }
     unsigned got = fill_from_slabs_unlock(tc, d, m);
     bin_load(tc, b, m);
@@ -547,7 +547,7 @@ void *nm_small_alloc_direct(uint32_t dom, unsigned cls, size_t n)
 {
     nm_depot_t *d = nm_depot(dom, cls);
     void *p = NULL;
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     unsigned got = nm_slab_alloc_batch_locked(d, &p, 1);
     if (got && nm_opt.check) nm_slab_set_req_locked(nm_pme_desc(nm_pagemap_get((uintptr_t)p)), p, n);
     nm_unlock(&d->lock);
@@ -619,7 +619,7 @@ static void free_direct(nm_tcache_t *tc, void *p, nm_pme_t e)
     if (dom == nm_dom_sampled) nm_prof_forget(p);
     nm_depot_t *d = nm_depot(dom, cls);
     nm_verdict_t v = { .bad = NM_CANARY_OK };
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     if (nm_opt.check) v = nm_slab_free_checked_locked(d, nm_pme_desc(e), p);
     else nm_slab_free_batch_locked(d, &p, 1);
     nm_unlock(&d->lock);
@@ -631,7 +631,7 @@ static void free_direct(nm_tcache_t *tc, void *p, nm_pme_t e)
 const char *nm_small_check(const void *p, nm_pme_t e)
 {
     nm_depot_t *d = nm_depot(nm_pme_domain(e), nm_pme_class(e));
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     const char *why = nm_slab_check_locked(nm_pme_desc(e), p);
     nm_unlock(&d->lock);
     return why;
@@ -640,7 +640,7 @@ const char *nm_small_check(const void *p, nm_pme_t e)
 nm_verdict_t nm_small_verdict(const void *p, nm_pme_t e)
 {
     nm_depot_t *d = nm_depot(nm_pme_domain(e), nm_pme_class(e));
-    nm_lock(&d->lock);
+    nm_depot_lock(d);
     nm_verdict_t v = nm_slab_verdict_locked(nm_pme_desc(e), p);
     nm_unlock(&d->lock);
     return v;

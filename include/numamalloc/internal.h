@@ -267,6 +267,8 @@ NM_INLINE uint32_t nm_depot_domain(const nm_depot_t *d)
     return (uint32_t)((size_t)((const char *)d - (const char *)nm_domains) / sizeof(nm_domain_t));
 }
 NM_INLINE unsigned nm_depot_cls(const nm_depot_t *d) { return (unsigned)(d - nm_domains[nm_depot_domain(d)].depots); }
+/* a depot's lock (marks its domain's locks used: src/policy.h) */
+NM_INLINE void nm_depot_lock(nm_depot_t *d) { nm_domain_lock(nm_depot_domain(d), &d->lock); }
 nm_mag_t *nm_mag_new(unsigned cls);
 void nm_mag_delete(nm_mag_t *m);
 nm_mag_t *nm_depot_take_full_locked(nm_depot_t *d, int32_t tid);

@@ -48,6 +48,18 @@ bool nm_domain_spans(uint32_t d, int n);
 bool nm_domain_used(uint32_t d);
 /* domains set up so far: those below the result (the base ones and the extras made) */
 uint32_t nm_domains_set_up(void);
+/* Domains whose locks (depots, segments, large cache) were ever taken: src/fork.c
+ * takes those only (a fork writes every page of lock words it takes, and pays a fault
+ * for each, three times). The first nm_domain_lock in a domain marks it under
+ * nm_policy_lock, which fork holds while it looks; so it must not hold another
+ * domain's lock (none nests across domains) nor anything after the policy lock. */
+extern uint8_t nm_dom_locks_used[NM_MAX_DOMAINS];
+void nm_domain_locks_use(uint32_t d);
+NM_INLINE void nm_domain_lock(uint32_t d, nm_lock_t *l)
+{
+    if (NM_UNLIKELY(!nm_load_relaxed(&nm_dom_locks_used[d]))) nm_domain_locks_use(d);
+    nm_lock(l);
+}
 
 /* ---- per-thread policies ------------------------------------------------------------
  * A thread's policy is an index into a table of the distinct policies threads asked
