@@ -26,7 +26,7 @@
 
 #include "numamalloc/internal.h"
 
-nm_lock_t nm_decay_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_decay_lock = NM_LOCK_INIT;
 static uint64_t next_decay_ms;
 
 /* memory given back so far, by every route */

@@ -39,7 +39,7 @@ extern char **environ;
 #define GATE_STRIPES 16
 static struct { unsigned n; } NM_ALIGNED(64) gate[GATE_STRIPES];
 static int gate_closed;
-static nm_lock_t gate_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK static nm_lock_t gate_lock = NM_LOCK_INIT;
 
 static unsigned gate_enter(void)
 {

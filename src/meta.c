@@ -17,7 +17,7 @@
 
 typedef struct meta_free { struct meta_free *next; } meta_free_t;
 
-nm_lock_t nm_meta_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_meta_lock = NM_LOCK_INIT;
 static meta_free_t *free_lists[META_MAX_UNITS + 1];
 static char *bump, *bump_end;
 

@@ -41,7 +41,7 @@ uint32_t nm_dom_sampled;
 uint32_t nm_dom_strict0;
 uint32_t nm_dom_extra0;
 nm_domain_t *nm_domains;
-nm_lock_t nm_policy_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_policy_lock = NM_LOCK_INIT;
 
 #define MASK_WORDS (NM_MAX_DOMAINS / (8 * sizeof(unsigned long)))
 static unsigned long interleave_mask[MASK_WORDS];

@@ -78,7 +78,7 @@ typedef struct prof_live {
 } prof_live_t;
 
 bool nm_prof_on;
-nm_lock_t nm_prof_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_prof_lock = NM_LOCK_INIT;
 static prof_site_t *sites;
 static prof_live_t *live;
 static uint64_t samples, dropped;

@@ -37,7 +37,7 @@
 
 #define NM_JSON_SCHEMA 2
 
-nm_lock_t nm_stats_dump_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_stats_dump_lock = NM_LOCK_INIT;
 static uint64_t *snap_dom;              /* [ndomains][NM_DOMAIN_CTR_N], used under nm_stats_dump_lock */
 
 typedef struct snapshot {

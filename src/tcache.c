@@ -58,9 +58,9 @@ const nm_tcache_t nm_tcache_dead = { .state = NM_T_DEAD };
 NM_TLS nm_tcache_t *nm_tcp = (nm_tcache_t *)&nm_tcache_empty;
 
 int nm_pstate;
-nm_lock_t nm_init_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_init_lock = NM_LOCK_INIT;
 uint64_t nm_start_ms;
-nm_lock_t nm_threads_lock = NM_LOCK_INIT;
+NM_GLOBAL_LOCK nm_lock_t nm_threads_lock = NM_LOCK_INIT;
 nm_tcache_t *nm_threads;
 static pthread_key_t thread_key;
 

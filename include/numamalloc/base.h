@@ -39,6 +39,11 @@ NM_INLINE bool nm_is_pow2(size_t x) { return x && !(x & (x - 1)); }
  * do not write the line the holder uses. */
 typedef pthread_mutex_t nm_lock_t;
 #define NM_LOCK_INIT PTHREAD_MUTEX_INITIALIZER
+/* The process-wide locks (not the per-domain ones) sit together in one page of .data,
+ * a cache line each: src/fork.c writes every one of them at each fork, and a fork
+ * pays a fault for every page written, three times over (scattered through .bss
+ * they were five pages). */
+#define NM_GLOBAL_LOCK __attribute__((section(".data.nm_locks"), aligned(64)))
 #define NM_LOCK_SPINS 128
 #if defined(__x86_64__) || defined(__i386__)
 #define NM_CPU_RELAX() __builtin_ia32_pause()
