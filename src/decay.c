@@ -64,7 +64,7 @@ static void decay_at(uint64_t now, bool force)
         /* (an extra domain never set up has pages never touched: not even a look) */
         if (!nm_domain_used(dom) ||
             (nm_load_relaxed(&dm->nsegments) == 0 && nm_load_relaxed(&dm->cache_bytes) == 0)) continue;
-        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) nm_depot_decay(&dm->depots[c], cutoff, force);
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) nm_depot_decay(nm_depot(dom, c), cutoff, force);
         nm_segment_purge(dom, cutoff);
         nm_large_decay(dom, cutoff);
     }

@@ -42,13 +42,13 @@ static void first_locks(void (*op)(nm_lock_t *))
 }
 
 /* a domain whose locks fork takes (the policy lock held: the set stays the same) */
-static bool used(uint32_t d) { return nm_dom_locks_used[d] != 0; }
+static bool used(uint32_t d) { return nm_domain_locks_used(d); }
 
 static void other_locks(void (*op)(nm_lock_t *))
 {
     uint32_t nd = nm_domains_set_up();
     for (uint32_t d = 0; d < nd; d++)
-        for (unsigned c = 0; c < NM_NUM_CLASSES && used(d); c++) op(&nm_domains[d].depots[c].lock);
+        for (unsigned c = 0; c < NM_NUM_CLASSES && used(d); c++) op(&nm_depot(d, c)->lock);
     for (uint32_t d = 0; d < nd; d++) if (used(d)) op(&nm_domains[d].seg_lock);
     for (uint32_t d = 0; d < nd; d++) if (used(d)) op(&nm_domains[d].large_lock);
     op(&nm_meta_lock);
@@ -65,7 +65,7 @@ static void unlock_reverse(void)
     for (uint32_t d = nd; d-- > 0;) if (used(d)) nm_unlock(&nm_domains[d].large_lock);
     for (uint32_t d = nd; d-- > 0;) if (used(d)) nm_unlock(&nm_domains[d].seg_lock);
     for (uint32_t d = nd; d-- > 0;)
-        for (unsigned c = NM_NUM_CLASSES; c-- > 0 && used(d);) nm_unlock(&nm_domains[d].depots[c].lock);
+        for (unsigned c = NM_NUM_CLASSES; c-- > 0 && used(d);) nm_unlock(&nm_depot(d, c)->lock);
     nm_unlock(&nm_policy_lock);
     nm_unlock(&nm_threads_lock);
     nm_unlock(&nm_decay_lock);

@@ -12,7 +12,8 @@
 #include "numamalloc/out.h"
 #include "numamalloc/os.h"
 
-nm_options_t nm_opt;
+/* (page-aligned: what a start writes, the fields before text[], is one page) */
+NM_BIG_BSS __attribute__((aligned(4096))) nm_options_t nm_opt;
 
 #define NM_OPT_ROW(id, type, def, acc, desc) [NM_OPT_##id] = { #id, type, def, acc, desc },
 const nm_option_desc_t nm_option_table[NM_OPT_N] = { NM_OPTIONS(NM_OPT_ROW) };

@@ -28,8 +28,8 @@
 #include "numamalloc/stats.h"
 #include "numamalloc/internal.h"
 
-nm_pme_t *nm_pm_root[NM_PM_ROOT_LEN];
-uint8_t *nm_live_root[NM_PM_ROOT_LEN];
+NM_BIG_BSS nm_pme_t *nm_pm_root[NM_PM_ROOT_LEN];
+NM_BIG_BSS uint8_t *nm_live_root[NM_PM_ROOT_LEN];
 NM_GLOBAL_LOCK nm_lock_t nm_pm_lock = NM_LOCK_INIT;
 
 static nm_pme_t *leaf_for(uintptr_t a, bool create)

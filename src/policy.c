@@ -41,6 +41,7 @@ uint32_t nm_dom_sampled;
 uint32_t nm_dom_strict0;
 uint32_t nm_dom_extra0;
 nm_domain_t *nm_domains;
+nm_depot_t *nm_depots;
 NM_GLOBAL_LOCK nm_lock_t nm_policy_lock = NM_LOCK_INIT;
 
 #define MASK_WORDS (NM_MAX_DOMAINS / (8 * sizeof(unsigned long)))
@@ -50,7 +51,7 @@ static bool multi;                              /* more than one node: bind at a
 static uint64_t *room_left, *room_at;           /* strict domains: room per node (below) */
 
 /* extra interleaved domains (per-thread node sets), set up under nm_policy_lock */
-static unsigned long extra_mask[NM_EXTRA_DOMAINS][MASK_WORDS];
+NM_BIG_BSS static unsigned long extra_mask[NM_EXTRA_DOMAINS][MASK_WORDS];
 static uint32_t extra_used;
 
 /* per-thread policies; [0] is the process policy. Entries are written once, under
@@ -63,7 +64,7 @@ typedef struct tpol {
     unsigned long set[MASK_WORDS];              /* bind, interleave: the nodes */
     char     text[TPOL_TEXT];                   /* canonical text */
 } tpol_t;
-static tpol_t tpols[NM_THREAD_POLICIES + 1];
+NM_BIG_BSS static tpol_t tpols[NM_THREAD_POLICIES + 1];
 static uint32_t ntpols;
 
 static bool in_set(const unsigned long *m, int n)
@@ -114,7 +115,7 @@ static void domain_setup(uint32_t d, int node, int mode, bool bind, bool strict)
 {
     nm_domain_t *dm = &nm_domains[d];
     if (!zero_is_unlocked()) {
-        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) pthread_mutex_init(&dm->depots[c].lock, NULL);
+        for (unsigned c = 0; c < NM_NUM_CLASSES; c++) pthread_mutex_init(&nm_depot(d, c)->lock, NULL);
         pthread_mutex_init(&dm->seg_lock, NULL);
         pthread_mutex_init(&dm->large_lock, NULL);
     }
@@ -132,9 +133,10 @@ bool nm_policy_init(void)
     nm_dom_strict0 = n + 2;
     nm_dom_extra0 = 2 * n + 2;
     nm_ndomains = nm_dom_extra0 + NM_EXTRA_DOMAINS;
-    /* zeroed; the extra domains' pages stay untouched until one is set up */
+    /* zeroed; a domain's depots stay untouched until a thread uses them */
     nm_domains = nm_meta_alloc(sizeof(nm_domain_t) * nm_ndomains);
-    if (nm_domains == NULL) return false;
+    nm_depots = nm_meta_alloc(sizeof(nm_depot_t) * NM_NUM_CLASSES * nm_ndomains);
+    if (nm_domains == NULL || nm_depots == NULL) return false;
 
     /* validate the node list against what exists */
     int pol = nm_opt.policy;
@@ -254,12 +256,12 @@ uint32_t nm_domains_set_up(void)
     return nm_dom_extra0 + nm_load_acquire(&extra_used);
 }
 
-uint8_t nm_dom_locks_used[NM_MAX_DOMAINS];
+uint64_t nm_dom_locks_used[NM_MAX_DOMAINS / 64];
 
 void nm_domain_locks_use(uint32_t d)
 {
     nm_lock(&nm_policy_lock);
-    nm_store_relaxed(&nm_dom_locks_used[d], 1);
+    __atomic_fetch_or(&nm_dom_locks_used[d / 64], (uint64_t)1 << (d % 64), __ATOMIC_RELAXED);
     nm_unlock(&nm_policy_lock);
 }
 

@@ -149,10 +149,10 @@ static void domain_totals(totals_t *t)
         t->cache_bytes += LD(dm->cache_bytes);
         t->purge_age_ms = NM_MAX(t->purge_age_ms, NM_MAX(LD(dm->purge_age_ms), (uint64_t)NM_DIRTY_AGE_MS));
         for (unsigned c = 0; c < NM_NUM_CLASSES; c++) {
-            t->small_held_bytes += LD(dm->depots[c].held) * nm_class_size[c];
+            t->small_held_bytes += LD(nm_depot(d, c)->held) * nm_class_size[c];
             /* never-used blocks, and free medium blocks whose pages went back: untouched */
-            t->fresh_bytes += (LD(dm->depots[c].fresh) + LD(dm->depots[c].clean)) * nm_class_size[c];
-            t->fp_pending += LD(dm->depots[c].fp_pending);
+            t->fresh_bytes += (LD(nm_depot(d, c)->fresh) + LD(nm_depot(d, c)->clean)) * nm_class_size[c];
+            t->fp_pending += LD(nm_depot(d, c)->fp_pending);
         }
     }
 }
@@ -340,9 +340,9 @@ static void emit_classes(nm_emit_t *em, const snapshot_t *s)
         uint64_t f = s->c.cls[c][NM_C_free_fast] + s->c.cls[c][NM_C_free_slow];
         uint64_t peak = 0, slabs = 0, drained = 0;
         for (uint32_t d = 0; d < nm_ndomains; d++) {
-            peak += LD(nm_domains[d].depots[c].held_peak);
-            slabs += LD(nm_domains[d].depots[c].nslabs);
-            drained += LD(nm_domains[d].depots[c].drained);
+            peak += LD(nm_depot(d, c)->held_peak);
+            slabs += LD(nm_depot(d, c)->nslabs);
+            drained += LD(nm_depot(d, c)->drained);
         }
         if (a == 0 && f == 0 && slabs == 0) continue;
         uint64_t live = sub0(a, f);

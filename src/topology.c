@@ -91,7 +91,7 @@ bool nm_topo_init(const char *root)
     if (!t.cpu_node || !t.node || !t.dist) return false;
 
     /* the node lists are small, but a machine may have thousands of CPUs */
-    static char buf[65536];
+    NM_BIG_BSS static char buf[65536];
     const unsigned W = 8 * sizeof(unsigned long);
     if (nn == 1) {
         /* one node, with or without a node directory: it is online, has the memory and
@@ -100,9 +100,10 @@ bool nm_topo_init(const char *root)
         t.node[0].ncpus = (uint32_t)t.max_cpu + 1;
         t.nnodes = t.nmem = 1;
         t.dist[0] = 10;
-        long got = t.sysfs ? read_path(buf, sizeof buf, "/sys/devices/system/node/node%d/meminfo", 0)
-                           : read_path(buf, sizeof buf, "/proc/meminfo", 0);
-        t.node[0].mem_total = got > 0 ? nm_topo_parse_meminfo(buf) : 0;
+        char mi[4096];                       /* (MemTotal is on the first line) */
+        long got = t.sysfs ? read_path(mi, sizeof mi, "/sys/devices/system/node/node%d/meminfo", 0)
+                           : read_path(mi, sizeof mi, "/proc/meminfo", 0);
+        t.node[0].mem_total = got > 0 ? nm_topo_parse_meminfo(mi) : 0;
     } else {
         unsigned long online[NM_MAX_DOMAINS / (8 * sizeof(unsigned long))] = { 0 };
         unsigned long hasmem[NM_MAX_DOMAINS / (8 * sizeof(unsigned long))] = { 0 };

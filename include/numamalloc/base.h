@@ -44,6 +44,10 @@ typedef pthread_mutex_t nm_lock_t;
  * pays a fault for every page written, three times over (scattered through .bss
  * they were five pages). */
 #define NM_GLOBAL_LOCK __attribute__((section(".data.nm_locks"), aligned(64)))
+/* Big zeroed tables go after .bss (the linker's .lbss, also never in the file), so
+ * that the small variables a process touches while it starts share a few pages: each
+ * first touch is a page fault (about 10 us in a virtual machine). */
+#define NM_BIG_BSS __attribute__((section(".lbss")))
 #define NM_LOCK_SPINS 128
 #if defined(__x86_64__) || defined(__i386__)
 #define NM_CPU_RELAX() __builtin_ia32_pause()

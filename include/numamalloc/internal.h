@@ -259,14 +259,11 @@ void nm_slab_set_req_locked(nm_slab_t *s, const void *p, size_t n);
 void nm_slab_decay_locked(nm_depot_t *d, uint64_t cutoff_ms, bool all);
 
 /* ---- depot.c ----------------------------------------------------------------------------- */
-NM_INLINE nm_depot_t *nm_depot(uint32_t dom, unsigned cls) { return &nm_domains[dom].depots[cls]; }
+NM_INLINE nm_depot_t *nm_depot(uint32_t dom, unsigned cls) { return &nm_depots[(size_t)dom * NM_NUM_CLASSES + cls]; }
 /* a depot's domain and class, from where it sits (not stored: writing them into every
  * depot of every domain at start-up touched 48 KiB a process never used) */
-NM_INLINE uint32_t nm_depot_domain(const nm_depot_t *d)
-{
-    return (uint32_t)((size_t)((const char *)d - (const char *)nm_domains) / sizeof(nm_domain_t));
-}
-NM_INLINE unsigned nm_depot_cls(const nm_depot_t *d) { return (unsigned)(d - nm_domains[nm_depot_domain(d)].depots); }
+NM_INLINE uint32_t nm_depot_domain(const nm_depot_t *d) { return (uint32_t)((size_t)(d - nm_depots) / NM_NUM_CLASSES); }
+NM_INLINE unsigned nm_depot_cls(const nm_depot_t *d) { return (unsigned)((size_t)(d - nm_depots) % NM_NUM_CLASSES); }
 /* a depot's lock (marks its domain's locks used: src/policy.h) */
 NM_INLINE void nm_depot_lock(nm_depot_t *d) { nm_domain_lock(nm_depot_domain(d), &d->lock); }
 nm_mag_t *nm_mag_new(unsigned cls);

@@ -22,6 +22,9 @@ extern uint32_t nm_dom_sampled;       /* index of the profiler's pseudo-domain *
 extern uint32_t nm_dom_strict0;       /* strict twin of node n: nm_dom_strict0 + n */
 extern uint32_t nm_dom_extra0;        /* first per-thread interleaved domain */
 extern struct nm_domain *nm_domains;
+/* the depots, NM_NUM_CLASSES per domain (nm_depot): apart from the domains, so that
+ * setting a domain up writes one small header, not one page in every 12 KiB */
+extern struct nm_depot *nm_depots;
 extern nm_lock_t nm_policy_lock;      /* per-thread policy table and extra domains; never nested */
 
 bool nm_policy_init(void);            /* validates NUMAMALLOC_POLICY against the topology */
@@ -53,11 +56,15 @@ uint32_t nm_domains_set_up(void);
  * for each, three times). The first nm_domain_lock in a domain marks it under
  * nm_policy_lock, which fork holds while it looks; so it must not hold another
  * domain's lock (none nests across domains) nor anything after the policy lock. */
-extern uint8_t nm_dom_locks_used[NM_MAX_DOMAINS];
+extern uint64_t nm_dom_locks_used[NM_MAX_DOMAINS / 64];     /* a bit per domain */
 void nm_domain_locks_use(uint32_t d);
+NM_INLINE bool nm_domain_locks_used(uint32_t d)
+{
+    return (nm_load_relaxed(&nm_dom_locks_used[d / 64]) >> (d % 64)) & 1;
+}
 NM_INLINE void nm_domain_lock(uint32_t d, nm_lock_t *l)
 {
-    if (NM_UNLIKELY(!nm_load_relaxed(&nm_dom_locks_used[d]))) nm_domain_locks_use(d);
+    if (NM_UNLIKELY(!nm_domain_locks_used(d))) nm_domain_locks_use(d);
     nm_lock(l);
 }
 

@@ -170,7 +170,6 @@ typedef struct nm_large {
 /* ---- domain (a NUMA node, its strict twin, or an interleaved or the profiler's
  * pseudo-node: src/policy.c) ------------------------------------------------------- */
 typedef struct nm_domain {
-    nm_depot_t depots[NM_NUM_CLASSES];
     nm_lock_t  seg_lock;
     nm_segment_t *segs;      /* segments with at least one free page */
     nm_segment_t *full_segs; /* segments with no free page */
@@ -202,7 +201,7 @@ typedef struct nm_domain {
     bool       strict;       /* MPOL_BIND, and memory faulted in when a slab or mapping is
                                 made, after checking the node has room: no spill, no OOM
                                 kill at first touch (src/policy.c) */
-} nm_domain_t;
+} NM_ALIGNED(64) nm_domain_t;    /* (no two domains share a line of their locks) */
 
 /* ---- thread cache ----------------------------------------------------------------- */
 enum nm_tstate { NM_T_NEW = 0, NM_T_ACTIVE = 1, NM_T_DEAD = 2 };
