@@ -10,10 +10,18 @@
  *                            by other processes on a shared machine)
  *   bench_hot start          10 allocations (16 B .. 8 KiB), 10 frees, exit: the
  *                            start-up cost of a short process (make, shells)
+ *   bench_hot fork N         with a few blocks of each size range live, N times:
+ *                            fork, the child allocates and frees one block and
+ *                            _exits, the parent waits; prints "us_per_fork X" (a
+ *                            shell running commands, a server forking workers: an
+ *                            allocator's fork handlers and the pages they write are
+ *                            paid by both processes)
  *
  * The loop is in a noinline function, compiled with -fno-builtin-malloc, so every
  * call reaches the allocator; each iteration adds the same few instructions
  * (loop counter, store, two calls through the PLT) under every allocator. */
+#include <sys/wait.h>
+
 #include "common.h"
 
 /* The loop runs with 8 more blocks of the same size live: with none, the page
@@ -74,6 +82,28 @@ int main(int argc, char **argv)
         for (int i = 0; i < 10; i++) free(p[i]);
         return 0;
     }
-    fprintf(stderr, "usage: %s pairs SIZE N | time SIZE N | start\n", argv[0]);
+    if (argc == 3 && !strcmp(argv[1], "fork")) {
+        uint64_t n = arg_u64(argv[2]);
+        void *live[4] = { malloc(48), malloc(3000), malloc(100000), malloc(2000000) };
+        for (int i = 0; i < 4; i++) if (live[i] == NULL) die("malloc failed");
+        uint64_t t0 = now_ns();
+        for (uint64_t i = 0; i < n; i++) {
+            pid_t c = fork();
+            if (c < 0) die("fork: %s", strerror(errno));
+            if (c == 0) {
+                char *q = malloc(64);
+                if (q == NULL) _exit(3);
+                *(volatile char *)q = 1;
+                free(q);
+                _exit(0);
+            }
+            int st;
+            if (waitpid(c, &st, 0) != c || !WIFEXITED(st) || WEXITSTATUS(st) != 0) die("child %d failed", (int)c);
+        }
+        printf("us_per_fork %.1f\n", (double)(now_ns() - t0) / 1e3 / (double)n);
+        for (int i = 0; i < 4; i++) free(live[i]);
+        return 0;
+    }
+    fprintf(stderr, "usage: %s pairs SIZE N | time SIZE N | start | fork N\n", argv[0]);
     return 2;
 }

@@ -406,6 +406,24 @@ def run_startup(runner, allocs, blocks, per_block, bench_bin, log, pin="auto"):
     return out
 
 
+def run_fork(runner, allocs, blocks, forks, bench_bin, log, pin="auto"):
+    """us per fork + child malloc/free/_exit + wait (bench_hot fork): blocks alternated runs
+    per allocator, pinned like start-up; medians"""
+    hot = os.path.join(bench_bin, "bench_hot")
+    us = {a[0]: [] for a in allocs}
+    for b in range(blocks):
+        cpu, _ = choose_cpu(runner, bench_bin, pin)
+        for name, pre, extra in rotated(allocs, b):
+            res, text = runner.run([hot, "fork", str(forks)], pre, extra, cpu=cpu)
+            m = re.search(r"us_per_fork ([\d.]+)", text)
+            if res[0]["status"] == "exit 0" and m:
+                us[name].append(float(m.group(1)))
+            else:
+                log(f"  fork {name}: {res[0]['status']} {text.strip()[-200:]}")
+    return {name: {"median_us": median(v) if v else None, "runs": len(v),
+                   "min_us": min(v) if v else None, "max_us": max(v) if v else None} for name, v in us.items()}
+
+
 # ---- memory return over time -------------------------------------------------------
 # bench_memreturn samples its own RSS every 50 ms around a burst and its free; each
 # scenario runs under every allocator plus numamalloc+bg (NUMAMALLOC_BACKGROUND=1,
@@ -916,6 +934,7 @@ def write_reports(outdir, data, names, log):
     meta = data["meta"]
     T = data["targets"]
     hot, micro, startup = data.get("hotpath"), data.get("ns_per_pair"), data.get("startup")
+    forkc = data.get("fork")
     onoff = data.get("stats_on_off")
     mr = data.get("memreturn")
     # terminal
@@ -975,6 +994,12 @@ def write_reports(outdir, data, names, log):
         for n, s in startup.items():
             if s["median_ms"]:
                 log(f"{n:<18} {s['median_ms']:.3f} ms ({s['p10_ms']:.3f}-{s['p90_ms']:.3f}), {s['runs']} runs")
+    if forkc:
+        log("")
+        log("== fork: fork, child malloc/free/_exit, wait (100 per run); median us per fork (min-max of runs)")
+        for n, s in forkc.items():
+            if s["median_us"]:
+                log(f"{n:<18} {s['median_us']:.0f} us ({s['min_us']:.0f}-{s['max_us']:.0f}), {s['runs']} runs")
     log("")
     log("== targets")
     for name, ok, detail in T:
@@ -1054,6 +1079,12 @@ def write_reports(outdir, data, names, log):
         for n, s in startup.items():
             if s["median_ms"]:
                 md.append(f"| {n} | {s['median_ms']:.3f} ms | {s['p10_ms']:.3f}-{s['p90_ms']:.3f} ms | {s['runs']} |")
+    if forkc:
+        md += ["", "## Fork (fork, the child allocates, frees and _exits, the parent waits; 100 a run, pinned like start-up)", "",
+               "| allocator | median per fork | min-max of runs | runs |", "|---|---|---|---|"]
+        for n, s in forkc.items():
+            if s["median_us"]:
+                md.append(f"| {n} | {s['median_us']:.0f} us | {s['min_us']:.0f}-{s['max_us']:.0f} us | {s['runs']} |")
     md += ["", "## Workloads", "", "| workload | what | other load | failures |", "|---|---|---|---|"]
     for r in results:
         f = "; ".join(f"{n}: {w}" for n, w in r["failures"].items()).replace("|", "/").replace("\n", " ")
@@ -1151,7 +1182,7 @@ def main():
         if any(w["group"] == "real" for w in wls):
             make_inputs(work, a.quick)
         data = {"meta": {}, "allocators": names, "variants": [x[0] for x in also]}
-        hot = micro = startup = onoff = None
+        hot = micro = startup = onoff = forkc = None
         if not a.no_extras:
             # callgrind counts instructions, unaffected by load: it runs first, on every CPU
             log("hot path: callgrind instruction counts ...")
@@ -1168,6 +1199,8 @@ def main():
                                      (16, 256, 4000), n, 3 * repeats, a.bin, log, a.pin)
             log("start-up of a 10-allocation process ...")
             startup = run_startup(runner, allocs, 4 if a.quick else 10, 30 if a.quick else 60, a.bin, log, a.pin)
+            log("fork cost ...")
+            forkc = run_fork(runner, allocs, 3 if a.quick else 7, 100, a.bin, log, a.pin)
         log(f"workloads: {len(wls)} x {len(names)} allocators x {repeats} repeats")
         subst = {"bin": a.bin, "work": work, "here": HERE}
         results = run_workloads(runner, allocs, wls, repeats, subst, log, a.pin)
@@ -1193,7 +1226,7 @@ def main():
                      "loadavg_start": " ".join(load0), "loadavg_end": " ".join(open("/proc/loadavg").read().split()[:3]),
                      "elapsed_s": time.monotonic() - t_start},
             "workloads": results, "geomean": geo, "geomean_workloads": ncomp,
-            "hotpath": hot, "ns_per_pair": micro, "startup": startup, "stats_on_off": onoff,
+            "hotpath": hot, "ns_per_pair": micro, "startup": startup, "fork": forkc, "stats_on_off": onoff,
             "memreturn": mr,
         })
         data["targets"] = targets(results, names, geo, hot, onoff or micro, startup)
