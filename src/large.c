@@ -499,7 +499,6 @@ static void lane_count(nm_tcache_t *tc, const nm_large_t *L, int freed);
 static void *kept_out(nm_tcache_t *tc, nm_large_t *L, size_t want)
 {
     L->req = want;                             /* (never in check mode: no canary to lay) */
-    lane_count(tc, L, 0);                      /* (counts the cache hit too, at the settle) */
     return L->user;
 }
 
@@ -764,11 +763,14 @@ static bool lcache_put(nm_tcache_t *tc, nm_large_t *L)
     /* the thread's clock, not a clock read: that was 10 ns of a 46 ns 2 MiB pair. It
      * lags by at most the thread's last 32 slow events, so a block can only look
      * older than it is and go back early, never late */
+    /* before another thread may take it; and before the flags: L->backing shares a word
+     * with their byte, and read after that byte's store it waited for the store (a 2 MiB
+     * pair spent a third of its time in this function on that load) */
+    lane_count(tc, L, 1);
     L->freed_ms = tc->now_ms;
     L->tcached = 1;                                      /* (one byte with the two below) */
     L->zeroed = 0;                                       /* what its taker will find */
     L->sampled = 0;                                      /* (its free forgot it) */
-    lane_count(tc, L, 1);                                /* before another thread may take it */
     tc->lc_owed -= credit;
     if (credit < L->map_len) nm_gstat_add(NM_C_large_tcache_bytes, L->map_len - credit);
     /* an empty slot, else the one holding the oldest block */
@@ -816,7 +818,8 @@ static nm_large_t *lcache_take(nm_tcache_t *tc, uint32_t dom, size_t len, size_t
     }
     if (plain) lc_leave(tc);
     if (got) {
-        got->tcached = 0;
+        lane_count(tc, got, 0);                          /* (counts the cache hit too, at the settle) */
+        got->tcached = 0;                                /* (after: see lcache_put) */
         tc->lc_owed += got->map_len;                     /* still counted as kept */
     }
     return got;
